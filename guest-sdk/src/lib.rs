@@ -1,0 +1,241 @@
+//! # wasm-cni guest SDK
+//!
+//! Write a CNI plugin as plain Rust, build it for `wasm32-wasip2`, drop the
+//! `.wasm` into the CNI bin dir and run `wasm-cni install`.
+//!
+//! A module implements one trait per plugin kind ([`InterfacePlugin`] or
+//! [`IpamPlugin`]) and exports it with one macro. The host is reached only
+//! through the trait's `host` argument, so the same logic runs natively under
+//! `cargo test` against [`testing`]'s fake host (feature `testing`).
+//!
+//! ```
+//! use wasm_cni_guest::prelude::*;
+//!
+//! /// Brings `lo` up in the container.
+//! struct Lo;
+//!
+//! impl InterfacePlugin for Lo {
+//!     fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+//!         let ns = host.container_netns()?;
+//!         ns.set_link_up("lo", true)?;
+//!         host.log(Level::Info, &format!("lo up for {}", inv.container_id));
+//!         Ok(CniResult::default())
+//!     }
+//! }
+//!
+//! wasm_cni_guest::export_interface_plugin!(Lo);
+//!
+//! # #[cfg(feature = "testing")]
+//! # fn main() {
+//! use wasm_cni_guest::testing::FakeHost;
+//! let mut host = FakeHost::new();
+//! host.netns.add_link("lo", false);
+//! let inv = Invocation::new("c1", "eth0", serde_json::json!({"cniVersion": "1.0.0", "name": "n"}));
+//! Lo::add(&mut host, &inv).unwrap();
+//! assert!(host.netns.link_state("lo").unwrap().up);
+//! # }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
+//! ```
+
+pub mod config;
+pub mod types;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+mod wasm_host;
+
+use std::path::Path;
+
+pub use types::*;
+
+/// Everything a module usually needs.
+pub mod prelude {
+    pub use crate::config::{decode, get_ci, normalize_keys, runtime_config};
+    pub use crate::types::*;
+    pub use crate::{InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns};
+}
+
+/// A link in the container's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u32,
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// The container network namespace of this invocation.
+pub trait Netns {
+    /// The namespace path, for a result's `sandbox`.
+    fn path(&self) -> String;
+    fn link(&self, name: &str) -> CniResultOf<Option<Link>>;
+    fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()>;
+    fn addresses(&self, link: &str) -> CniResultOf<Vec<IpNet>>;
+    fn add_address(&self, link: &str, addr: IpNet) -> CniResultOf<()>;
+    fn del_address(&self, link: &str, addr: IpNet) -> CniResultOf<()>;
+    fn routes(&self, link: &str) -> CniResultOf<Vec<Route>>;
+    fn add_route(&self, link: &str, route: &Route) -> CniResultOf<()>;
+}
+
+/// The command an interface module delegates to its IPAM plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpamCommand {
+    Add,
+    Del,
+    Check,
+    Status,
+}
+
+/// Capabilities of interface modules (loopback, bridge, ptp).
+pub trait InterfaceHost {
+    type Netns: Netns;
+
+    /// Opens CNI_NETNS. Code 3 when it is gone, 4 when there is none.
+    fn container_netns(&mut self) -> CniResultOf<Self::Netns>;
+    /// Runs the network's `ipam.type` plugin; `Some` result for `Add` only.
+    fn ipam(&mut self, command: IpamCommand) -> CniResultOf<Option<CniResult>>;
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Capabilities of IPAM modules.
+pub trait IpamHost {
+    /// This network's state directory. The host holds its `lock` for the call.
+    fn state_dir(&self) -> &Path;
+    fn log(&self, level: Level, message: &str);
+}
+
+/// An interface plugin. Only `add` is required; the other commands default to
+/// success, which is what the spec asks of a plugin with nothing to do.
+pub trait InterfacePlugin {
+    /// The module's version, shown by `wasm-cni inspect`.
+    const VERSION: &'static str = "0.1.0";
+
+    fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
+
+    fn del<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn check<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn gc<H: InterfaceHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn status<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+}
+
+/// An IPAM plugin. Only `add` is required.
+pub trait IpamPlugin {
+    const VERSION: &'static str = "0.1.0";
+
+    fn add<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
+
+    fn del<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn check<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn gc<H: IpamHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn status<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+}
+
+/// Not public API: used by the export macros.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::wasm_host::*;
+    pub use wit_bindgen;
+
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "any-module",
+            pub_export_macro: true,
+            export_macro_name: "__export_any_module",
+            default_bindings_module: "wasm_cni_guest::__private::bindings",
+        });
+    }
+}
+
+/// Exports an [`InterfacePlugin`] as this component's `plugin` interface.
+#[macro_export]
+macro_rules! export_interface_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WasmCniExport;
+            impl $crate::__private::Guest for __WasmCniExport {
+                fn describe() -> $crate::__private::WitDescriptor {
+                    $crate::__private::descriptor($crate::PluginKind::Interface, <$plugin as $crate::InterfacePlugin>::VERSION)
+                }
+                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
+                    $crate::__private::interface_add::<$plugin>(inv)
+                }
+                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::del(h, i))
+                }
+                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::check(h, i))
+                }
+                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    let valid = $crate::__private::attachments(valid);
+                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::gc(h, i, &valid))
+                }
+                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::status(h, i))
+                }
+            }
+            // Export symbols are only meaningful (and only linkable) in a component.
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
+        };
+    };
+}
+
+/// Exports an [`IpamPlugin`] as this component's `plugin` interface.
+#[macro_export]
+macro_rules! export_ipam_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WasmCniExport;
+            impl $crate::__private::Guest for __WasmCniExport {
+                fn describe() -> $crate::__private::WitDescriptor {
+                    $crate::__private::descriptor($crate::PluginKind::Ipam, <$plugin as $crate::IpamPlugin>::VERSION)
+                }
+                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
+                    $crate::__private::ipam_add::<$plugin>(inv)
+                }
+                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::del(h, i))
+                }
+                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::check(h, i))
+                }
+                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    let valid = $crate::__private::attachments(valid);
+                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::gc(h, i, &valid))
+                }
+                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::status(h, i))
+                }
+            }
+            // Export symbols are only meaningful (and only linkable) in a component.
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
+        };
+    };
+}
