@@ -68,7 +68,7 @@ pub struct RouteInfo {
 }
 
 /// Operations inside one network namespace. Every call is bounded in time.
-pub trait NetnsOps {
+pub trait NetnsOps: Send {
     fn link(&mut self, name: &str) -> KResult<Option<LinkInfo>>;
     fn set_link_up(&mut self, name: &str, up: bool) -> KResult<()>;
     fn addresses(&mut self, link: &str) -> KResult<Vec<Addr>>;
@@ -79,7 +79,7 @@ pub trait NetnsOps {
 }
 
 /// Entry point to the kernel.
-pub trait Kernel {
+pub trait Kernel: Send + Sync {
     /// Opens the namespace at `path` (e.g. `/var/run/netns/x`, `/proc/<pid>/ns/net`).
     fn open_netns(&self, path: &str) -> KResult<Box<dyn NetnsOps>>;
 }

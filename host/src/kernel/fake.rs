@@ -1,0 +1,746 @@
+//! A recording in-memory kernel for unprivileged tests.
+//!
+//! Namespaces are registered by path. Every namespace has `lo` (index 1, down,
+//! no addresses), like a fresh kernel netns. Behaviour mirrors the real kernel
+//! where callers can observe it (checked against `netlink` by its root tests):
+//! * bringing `lo` up adds 127.0.0.1/8 (when it has no IPv4 address) and ::1/128;
+//! * taking a link down drops its IPv6 addresses and the routes through it;
+//! * an up link with addresses has the kernel's connected routes in `routes()`;
+//! * errors carry the kernel's strerror: adding an existing address is
+//!   `Failed("add address: File exists")`, and so on.
+//!
+//! Not modelled: IPv6 link-local addresses and their routes, carrier, host-bit
+//! checks on route destinations, the kernel's route order (`routes()` lists
+//! connected routes first, then added ones, IPv4 before IPv6).
+//!
+//! Every mutating call is logged (whether or not it succeeds) as
+//! `ns=<path> <op> <args>`; read the log with [`FakeKernel::calls`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+
+use super::{Addr, KResult, Kernel, KernelError, LinkInfo, NetnsOps, RouteInfo};
+
+const RT_TABLE_MAIN: u32 = 254;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
+/// Kernel default metric for IPv6 routes added without one.
+const IP6_RT_PRIO_USER: u32 = 1024;
+/// Metric of IPv6 connected (prefix) routes.
+const IP6_RT_PRIO_ADDRCONF: u32 = 256;
+
+/// A link in a fake namespace, with everything the kernel keeps about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeLink {
+    pub info: LinkInfo,
+    /// In insertion order (the real kernel lists IPv4 first, then IPv6).
+    pub addresses: Vec<Addr>,
+    /// Routes added through this link (connected routes are not stored).
+    pub routes: Vec<RouteInfo>,
+}
+
+#[derive(Debug, Default)]
+struct FakeNetns {
+    links: Vec<FakeLink>,
+    next_index: u32,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    namespaces: BTreeMap<String, FakeNetns>,
+    calls: Vec<String>,
+    fail_next: Option<KernelError>,
+}
+
+/// A recording fake kernel; clones share state.
+#[derive(Debug, Clone, Default)]
+pub struct FakeKernel {
+    state: Arc<Mutex<FakeState>>,
+}
+
+fn failed(op: &str, errno: Errno) -> KernelError {
+    KernelError::Failed(format!("{op}: {}", errno.desc()))
+}
+
+fn fmt_addr(a: Addr) -> String {
+    format!("{}/{}", a.ip, a.prefix)
+}
+
+fn fmt_route(r: &RouteInfo) -> String {
+    let mut s = fmt_addr(r.dst);
+    if let Some(gw) = r.gw {
+        s.push_str(&format!(" via {gw}"));
+    }
+    if let Some(p) = r.priority {
+        s.push_str(&format!(" metric {p}"));
+    }
+    if let Some(m) = r.mtu {
+        s.push_str(&format!(" mtu {m}"));
+    }
+    if let Some(t) = r.table {
+        s.push_str(&format!(" table {t}"));
+    }
+    if let Some(sc) = r.scope {
+        s.push_str(&format!(" scope {sc}"));
+    }
+    s
+}
+
+/// The network of `a` (host bits cleared).
+fn network(a: Addr) -> Addr {
+    let ip = match a.ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(a.prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(a.prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    };
+    Addr {
+        ip,
+        prefix: a.prefix,
+    }
+}
+
+fn contains(net: Addr, ip: IpAddr) -> bool {
+    ip.is_ipv4() == net.ip.is_ipv4()
+        && network(net)
+            == network(Addr {
+                ip,
+                prefix: net.prefix,
+            })
+}
+
+fn max_prefix(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+impl FakeLink {
+    /// The kernel's connected routes for this link's addresses (up, not lo).
+    fn connected_routes(&self) -> Vec<RouteInfo> {
+        if !self.info.up || self.info.name == "lo" {
+            return Vec::new();
+        }
+        self.addresses
+            .iter()
+            .filter(|a| a.prefix < max_prefix(&a.ip))
+            .map(|a| RouteInfo {
+                dst: network(*a),
+                gw: None,
+                mtu: None,
+                priority: if a.ip.is_ipv4() {
+                    None
+                } else {
+                    Some(IP6_RT_PRIO_ADDRCONF)
+                },
+                table: Some(RT_TABLE_MAIN),
+                scope: Some(if a.ip.is_ipv4() {
+                    RT_SCOPE_LINK
+                } else {
+                    RT_SCOPE_UNIVERSE
+                }),
+            })
+            .collect()
+    }
+
+    fn all_routes(&self) -> Vec<RouteInfo> {
+        let mut all = self.connected_routes();
+        all.extend(self.routes.iter().cloned());
+        all
+    }
+}
+
+impl FakeKernel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        // A test that panicked while holding the lock must not hide the state.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a namespace at `path` with a down `lo`; no-op if it exists.
+    pub fn add_netns(&self, path: &str) {
+        let mut st = self.lock();
+        st.namespaces
+            .entry(path.to_string())
+            .or_insert_with(|| FakeNetns {
+                links: vec![FakeLink {
+                    info: LinkInfo {
+                        name: "lo".to_string(),
+                        index: 1,
+                        mac: "00:00:00:00:00:00".to_string(),
+                        mtu: 65536,
+                        up: false,
+                    },
+                    addresses: Vec::new(),
+                    routes: Vec::new(),
+                }],
+                next_index: 2,
+            });
+    }
+
+    /// Removes a namespace (the container went away); open handles then see
+    /// `NetnsGone`.
+    pub fn remove_netns(&self, path: &str) {
+        self.lock().namespaces.remove(path);
+    }
+
+    /// Adds an ethernet-like link (mtu 1500, mac `02:00:00:00:00:<index>`)
+    /// and returns its index. Not logged: this is test setup.
+    pub fn add_link(&self, path: &str, name: &str, up: bool) -> KResult<u32> {
+        let mut st = self.lock();
+        let ns = st
+            .namespaces
+            .get_mut(path)
+            .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+        if ns.links.iter().any(|l| l.info.name == name) {
+            return Err(failed("add link", Errno::EEXIST));
+        }
+        let index = ns.next_index;
+        ns.next_index += 1;
+        let [_, _, hi, lo] = index.to_be_bytes();
+        ns.links.push(FakeLink {
+            info: LinkInfo {
+                name: name.to_string(),
+                index,
+                mac: format!("02:00:00:00:{hi:02x}:{lo:02x}"),
+                mtu: 1500,
+                up,
+            },
+            addresses: Vec::new(),
+            routes: Vec::new(),
+        });
+        Ok(index)
+    }
+
+    /// A snapshot of a link, or `None` if the namespace or link is missing.
+    pub fn link(&self, path: &str, name: &str) -> Option<FakeLink> {
+        let st = self.lock();
+        st.namespaces
+            .get(path)?
+            .links
+            .iter()
+            .find(|l| l.info.name == name)
+            .cloned()
+    }
+
+    /// Every mutating call so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Makes the next `NetnsOps` call (on any namespace) fail with `err`.
+    pub fn fail_next(&self, err: KernelError) {
+        self.lock().fail_next = Some(err);
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn open_netns(&self, path: &str) -> KResult<Box<dyn NetnsOps>> {
+        if !self.lock().namespaces.contains_key(path) {
+            return Err(KernelError::NetnsGone(path.to_string()));
+        }
+        Ok(Box::new(FakeNs {
+            kernel: self.clone(),
+            path: path.to_string(),
+        }))
+    }
+}
+
+/// A handle on one fake namespace.
+struct FakeNs {
+    kernel: FakeKernel,
+    path: String,
+}
+
+impl FakeNs {
+    /// Runs `f` on the named link; logs `log` first when given.
+    fn with_link<T>(
+        &self,
+        log: Option<String>,
+        name: &str,
+        f: impl FnOnce(&mut FakeLink) -> KResult<T>,
+    ) -> KResult<T> {
+        let mut st = self.kernel.lock();
+        if let Some(line) = log {
+            st.calls.push(format!("ns={} {line}", self.path));
+        }
+        if let Some(err) = st.fail_next.take() {
+            return Err(err);
+        }
+        let ns = st
+            .namespaces
+            .get_mut(&self.path)
+            .ok_or_else(|| KernelError::NetnsGone(self.path.clone()))?;
+        let link = ns
+            .links
+            .iter_mut()
+            .find(|l| l.info.name == name)
+            .ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+        f(link)
+    }
+}
+
+impl NetnsOps for FakeNs {
+    fn link(&mut self, name: &str) -> KResult<Option<LinkInfo>> {
+        match self.with_link(None, name, |l| Ok(l.info.clone())) {
+            Ok(info) => Ok(Some(info)),
+            Err(KernelError::NoSuchLink(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn set_link_up(&mut self, name: &str, up: bool) -> KResult<()> {
+        self.with_link(Some(format!("set-link-up {name} {up}")), name, |l| {
+            if l.info.up == up {
+                return Ok(());
+            }
+            l.info.up = up;
+            if up {
+                if l.info.name == "lo" {
+                    if !l.addresses.iter().any(|a| a.ip.is_ipv4()) {
+                        l.addresses.insert(
+                            0,
+                            Addr {
+                                ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                                prefix: 8,
+                            },
+                        );
+                    }
+                    let v6 = Addr {
+                        ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                        prefix: 128,
+                    };
+                    if !l.addresses.contains(&v6) {
+                        l.addresses.push(v6);
+                    }
+                }
+            } else {
+                // keep_addr_on_down=0: IPv6 addresses go; routes go with the link.
+                l.addresses.retain(|a| a.ip.is_ipv4());
+                l.routes.clear();
+            }
+            Ok(())
+        })
+    }
+
+    fn addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
+        self.with_link(None, link, |l| {
+            let (mut v4, v6): (Vec<Addr>, Vec<Addr>) =
+                l.addresses.iter().partition(|a| a.ip.is_ipv4());
+            v4.extend(v6);
+            Ok(v4)
+        })
+    }
+
+    fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()> {
+        let log = format!("add-address {link} {}", fmt_addr(addr));
+        self.with_link(Some(log), link, |l| {
+            if addr.prefix > max_prefix(&addr.ip) {
+                return Err(failed("add address", Errno::EINVAL));
+            }
+            // IPv4: same address and prefix; IPv6: same address.
+            let exists = l
+                .addresses
+                .iter()
+                .any(|a| a.ip == addr.ip && (addr.ip.is_ipv6() || a.prefix == addr.prefix));
+            if exists {
+                return Err(failed("add address", Errno::EEXIST));
+            }
+            l.addresses.push(addr);
+            Ok(())
+        })
+    }
+
+    fn del_address(&mut self, link: &str, addr: Addr) -> KResult<()> {
+        let log = format!("del-address {link} {}", fmt_addr(addr));
+        self.with_link(Some(log), link, |l| {
+            let before = l.addresses.len();
+            l.addresses.retain(|a| *a != addr);
+            if l.addresses.len() == before {
+                return Err(failed("del address", Errno::EADDRNOTAVAIL));
+            }
+            Ok(())
+        })
+    }
+
+    fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>> {
+        self.with_link(None, link, |l| {
+            let (mut v4, v6): (Vec<RouteInfo>, Vec<RouteInfo>) = l
+                .all_routes()
+                .into_iter()
+                .filter(|r| r.table == Some(RT_TABLE_MAIN))
+                .partition(|r| r.dst.ip.is_ipv4());
+            v4.extend(v6);
+            Ok(v4)
+        })
+    }
+
+    fn add_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()> {
+        let log = format!("add-route {link} {}", fmt_route(route));
+        self.with_link(Some(log), link, |l| {
+            let op = "add route";
+            let v4 = route.dst.ip.is_ipv4();
+            if route.dst.prefix > max_prefix(&route.dst.ip)
+                || route.gw.is_some_and(|gw| gw.is_ipv4() != v4)
+            {
+                return Err(failed(op, Errno::EINVAL));
+            }
+            if !l.info.up {
+                return Err(failed(op, Errno::ENETDOWN));
+            }
+            if let Some(gw) = route.gw {
+                let onlink = l
+                    .all_routes()
+                    .iter()
+                    .any(|r| r.gw.is_none() && contains(r.dst, gw));
+                let link_local =
+                    matches!(gw, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                if !onlink && !link_local {
+                    return Err(failed(
+                        op,
+                        if v4 {
+                            Errno::ENETUNREACH
+                        } else {
+                            Errno::EHOSTUNREACH
+                        },
+                    ));
+                }
+            }
+            // What the kernel reports back for this route.
+            let stored = RouteInfo {
+                dst: route.dst,
+                gw: route.gw,
+                mtu: route.mtu,
+                priority: match (v4, route.priority) {
+                    (true, Some(0)) | (true, None) => None,
+                    (true, p) => p,
+                    (false, Some(0)) | (false, None) => Some(IP6_RT_PRIO_USER),
+                    (false, p) => p,
+                },
+                table: Some(route.table.unwrap_or(RT_TABLE_MAIN)),
+                scope: Some(if !v4 {
+                    RT_SCOPE_UNIVERSE
+                } else {
+                    match (route.scope, route.gw) {
+                        (Some(s), _) => s,
+                        (None, Some(_)) => RT_SCOPE_UNIVERSE,
+                        (None, None) => RT_SCOPE_LINK,
+                    }
+                }),
+            };
+            let clash = l.all_routes().iter().any(|r| {
+                r.dst == stored.dst && r.priority == stored.priority && r.table == stored.table
+            });
+            if clash {
+                return Err(failed(op, Errno::EEXIST));
+            }
+            l.routes.push(stored);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const NS: &str = "/run/netns/test";
+
+    fn a(s: &str) -> Addr {
+        let (ip, prefix) = s.split_once('/').unwrap();
+        Addr {
+            ip: ip.parse().unwrap(),
+            prefix: prefix.parse().unwrap(),
+        }
+    }
+
+    fn route(dst: &str, gw: Option<&str>) -> RouteInfo {
+        RouteInfo {
+            dst: a(dst),
+            gw: gw.map(|g| g.parse().unwrap()),
+            mtu: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+
+    fn setup() -> (FakeKernel, Box<dyn NetnsOps>) {
+        let k = FakeKernel::new();
+        k.add_netns(NS);
+        let ops = k.open_netns(NS).unwrap();
+        (k, ops)
+    }
+
+    #[test]
+    fn unknown_namespace_is_gone() {
+        let k = FakeKernel::new();
+        assert!(matches!(
+            k.open_netns("/nope"),
+            Err(KernelError::NetnsGone(p)) if p == "/nope"
+        ));
+        assert_eq!(
+            k.add_link("/nope", "eth0", false),
+            Err(KernelError::NetnsGone("/nope".into()))
+        );
+        assert!(k.link("/nope", "lo").is_none());
+    }
+
+    #[test]
+    fn removed_namespace_is_gone_for_open_handles() {
+        let (k, mut ops) = setup();
+        k.remove_netns(NS);
+        assert_eq!(ops.link("lo"), Err(KernelError::NetnsGone(NS.into())));
+    }
+
+    #[test]
+    fn fresh_netns_has_down_lo() {
+        let (_k, mut ops) = setup();
+        assert_eq!(
+            ops.link("lo").unwrap(),
+            Some(LinkInfo {
+                name: "lo".into(),
+                index: 1,
+                mac: "00:00:00:00:00:00".into(),
+                mtu: 65536,
+                up: false,
+            })
+        );
+        assert!(ops.addresses("lo").unwrap().is_empty());
+        assert!(ops.routes("lo").unwrap().is_empty());
+        assert_eq!(ops.link("eth0").unwrap(), None);
+    }
+
+    #[test]
+    fn lo_up_gets_loopback_addresses_and_down_drops_ipv6() {
+        let (k, mut ops) = setup();
+        ops.set_link_up("lo", true).unwrap();
+        assert!(ops.link("lo").unwrap().unwrap().up);
+        assert_eq!(
+            ops.addresses("lo").unwrap(),
+            vec![a("127.0.0.1/8"), a("::1/128")]
+        );
+        // Again: no duplicates.
+        ops.set_link_up("lo", true).unwrap();
+        assert_eq!(ops.addresses("lo").unwrap().len(), 2);
+        ops.set_link_up("lo", false).unwrap();
+        assert!(!k.link(NS, "lo").unwrap().info.up);
+        assert_eq!(ops.addresses("lo").unwrap(), vec![a("127.0.0.1/8")]);
+        ops.set_link_up("lo", true).unwrap();
+        assert_eq!(
+            ops.addresses("lo").unwrap(),
+            vec![a("127.0.0.1/8"), a("::1/128")]
+        );
+        assert_eq!(
+            k.calls(),
+            vec![
+                "ns=/run/netns/test set-link-up lo true",
+                "ns=/run/netns/test set-link-up lo true",
+                "ns=/run/netns/test set-link-up lo false",
+                "ns=/run/netns/test set-link-up lo true",
+            ]
+        );
+    }
+
+    #[test]
+    fn lo_with_ipv4_address_gets_no_127() {
+        let (_k, mut ops) = setup();
+        ops.add_address("lo", a("10.123.0.1/32")).unwrap();
+        ops.set_link_up("lo", true).unwrap();
+        assert_eq!(
+            ops.addresses("lo").unwrap(),
+            vec![a("10.123.0.1/32"), a("::1/128")]
+        );
+    }
+
+    #[test]
+    fn add_and_del_addresses() {
+        let (k, mut ops) = setup();
+        ops.set_link_up("lo", true).unwrap();
+        ops.add_address("lo", a("fd00::1/128")).unwrap();
+        ops.add_address("lo", a("10.123.0.1/32")).unwrap();
+        assert_eq!(
+            ops.addresses("lo").unwrap(),
+            vec![
+                a("127.0.0.1/8"),
+                a("10.123.0.1/32"),
+                a("::1/128"),
+                a("fd00::1/128")
+            ]
+        );
+        let exists = Err(KernelError::Failed("add address: File exists".into()));
+        assert_eq!(ops.add_address("lo", a("10.123.0.1/32")), exists);
+        assert_eq!(ops.add_address("lo", a("fd00::1/64")), exists);
+        // IPv4: same address in another prefix is a different address.
+        ops.add_address("lo", a("10.123.0.1/24")).unwrap();
+
+        ops.del_address("lo", a("10.123.0.1/32")).unwrap();
+        ops.del_address("lo", a("fd00::1/128")).unwrap();
+        assert_eq!(
+            ops.del_address("lo", a("10.123.0.1/32")),
+            Err(KernelError::Failed(
+                "del address: Cannot assign requested address".into()
+            ))
+        );
+        assert_eq!(
+            ops.addresses("lo").unwrap(),
+            vec![a("127.0.0.1/8"), a("10.123.0.1/24"), a("::1/128")]
+        );
+        assert_eq!(
+            ops.add_address("eth9", a("10.0.0.1/24")),
+            Err(KernelError::NoSuchLink("eth9".into()))
+        );
+        let calls = k.calls();
+        assert_eq!(calls[1], "ns=/run/netns/test add-address lo fd00::1/128");
+        assert_eq!(
+            calls.last().unwrap(),
+            "ns=/run/netns/test add-address eth9 10.0.0.1/24"
+        );
+    }
+
+    #[test]
+    fn missing_link_errors() {
+        let (_k, mut ops) = setup();
+        let gone = KernelError::NoSuchLink("eth0".into());
+        assert_eq!(ops.set_link_up("eth0", true), Err(gone.clone()));
+        assert_eq!(ops.addresses("eth0"), Err(gone.clone()));
+        assert_eq!(ops.routes("eth0"), Err(gone.clone()));
+        assert_eq!(ops.add_route("eth0", &route("10.0.0.0/8", None)), Err(gone));
+    }
+
+    #[test]
+    fn links_and_routes() {
+        let (k, mut ops) = setup();
+        assert_eq!(k.add_link(NS, "eth0", false), Ok(2));
+        assert_eq!(
+            k.add_link(NS, "eth0", false),
+            Err(KernelError::Failed("add link: File exists".into()))
+        );
+        let eth0 = ops.link("eth0").unwrap().unwrap();
+        assert_eq!(eth0.mac, "02:00:00:00:00:02");
+        assert_eq!(eth0.mtu, 1500);
+        assert!(!eth0.up);
+
+        ops.add_address("eth0", a("10.124.0.2/24")).unwrap();
+        ops.add_address("eth0", a("fd00:124::2/64")).unwrap();
+        assert_eq!(
+            ops.add_route("eth0", &route("10.126.0.0/16", None)),
+            Err(KernelError::Failed("add route: Network is down".into()))
+        );
+        // No connected routes while down.
+        assert!(ops.routes("eth0").unwrap().is_empty());
+        ops.set_link_up("eth0", true).unwrap();
+
+        let mut via = route("10.125.0.0/16", Some("10.124.0.1"));
+        via.priority = Some(50);
+        via.mtu = Some(1400);
+        ops.add_route("eth0", &via).unwrap();
+        ops.add_route("eth0", &route("10.126.0.0/16", None))
+            .unwrap();
+        ops.add_route("eth0", &route("fd00:125::/64", Some("fd00:124::1")))
+            .unwrap();
+        ops.add_route("eth0", &route("0.0.0.0/0", Some("10.126.3.4")))
+            .unwrap();
+        ops.add_route("eth0", &route("::/0", Some("fe80::1")))
+            .unwrap();
+        assert_eq!(
+            ops.add_route("eth0", &via),
+            Err(KernelError::Failed("add route: File exists".into()))
+        );
+        assert_eq!(
+            ops.add_route("eth0", &route("10.124.0.0/24", None)),
+            Err(KernelError::Failed("add route: File exists".into()))
+        );
+        assert_eq!(
+            ops.add_route("eth0", &route("10.127.0.0/16", Some("10.200.0.1"))),
+            Err(KernelError::Failed(
+                "add route: Network is unreachable".into()
+            ))
+        );
+        assert_eq!(
+            ops.add_route("eth0", &route("fd00:127::/64", Some("fd00:200::1"))),
+            Err(KernelError::Failed("add route: No route to host".into()))
+        );
+        assert_eq!(
+            ops.add_route("eth0", &route("10.128.0.0/16", Some("fd00::1"))),
+            Err(KernelError::Failed("add route: Invalid argument".into()))
+        );
+
+        let routes = ops.routes("eth0").unwrap();
+        let r = |dst: &str, gw: Option<&str>, prio: Option<u32>, scope: u8, mtu: Option<u32>| {
+            RouteInfo {
+                dst: a(dst),
+                gw: gw.map(|g| g.parse().unwrap()),
+                mtu,
+                priority: prio,
+                table: Some(254),
+                scope: Some(scope),
+            }
+        };
+        assert_eq!(
+            routes,
+            vec![
+                r("10.124.0.0/24", None, None, 253, None),
+                r("10.125.0.0/16", Some("10.124.0.1"), Some(50), 0, Some(1400)),
+                r("10.126.0.0/16", None, None, 253, None),
+                r("0.0.0.0/0", Some("10.126.3.4"), None, 0, None),
+                r("fd00:124::/64", None, Some(256), 0, None),
+                r("fd00:125::/64", Some("fd00:124::1"), Some(1024), 0, None),
+                r("::/0", Some("fe80::1"), Some(1024), 0, None),
+            ]
+        );
+        assert!(k.calls().contains(
+            &"ns=/run/netns/test add-route eth0 10.125.0.0/16 via 10.124.0.1 metric 50 mtu 1400"
+                .to_string()
+        ));
+
+        ops.set_link_up("eth0", false).unwrap();
+        assert!(ops.routes("eth0").unwrap().is_empty());
+        let snap = k.link(NS, "eth0").unwrap();
+        assert_eq!(snap.addresses, vec![a("10.124.0.2/24")]);
+        assert!(snap.routes.is_empty());
+    }
+
+    #[test]
+    fn fail_next_injects_one_error() {
+        let (k, mut ops) = setup();
+        k.fail_next(KernelError::Timeout("set link".into()));
+        assert_eq!(
+            ops.set_link_up("lo", true),
+            Err(KernelError::Timeout("set link".into()))
+        );
+        ops.set_link_up("lo", true).unwrap();
+        assert_eq!(k.calls().len(), 2);
+    }
+
+    #[test]
+    fn clones_share_state() {
+        let k = FakeKernel::new();
+        let k2 = k.clone();
+        k.add_netns(NS);
+        let mut ops = k2.open_netns(NS).unwrap();
+        ops.set_link_up("lo", true).unwrap();
+        assert!(k.link(NS, "lo").unwrap().info.up);
+        assert_eq!(k.calls(), k2.calls());
+    }
+}

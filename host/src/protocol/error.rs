@@ -1,0 +1,199 @@
+//! The CNI error result. Every failure the host reports to a runtime goes
+//! through [`CniError`], so the code numbers and the JSON shape live here once.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Well-known CNI error codes (SPEC "Error" table plus the reference
+/// library's 999). Runtimes act on some of them (e.g. 3 = no DEL needed,
+/// 11 = retry), so they must be exact.
+pub mod code {
+    /// Config `cniVersion` is not one the plugin speaks.
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    /// A config field is not supported; the message names key and value.
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    /// Container unknown or gone; the runtime need not call DEL.
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    /// A required `CNI_*` environment variable is missing or invalid.
+    pub const INVALID_ENVIRONMENT: u32 = 4;
+    /// Reading stdin or another I/O step failed.
+    pub const IO_FAILURE: u32 = 5;
+    /// Input (config, prevResult) could not be decoded.
+    pub const DECODING_FAILURE: u32 = 6;
+    /// The network configuration is semantically invalid.
+    pub const INVALID_NETWORK_CONFIG: u32 = 7;
+    /// Transient failure; the runtime may retry.
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    /// STATUS: plugin cannot service ADD.
+    pub const NOT_AVAILABLE: u32 = 50;
+    /// STATUS: not available, and existing containers may be degraded.
+    pub const NOT_AVAILABLE_LIMITED: u32 = 51;
+    /// Any untyped failure (reference `ErrInternal`).
+    pub const INTERNAL: u32 = 999;
+}
+
+/// A CNI error as printed on stdout before a non-zero exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniError {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+/// Wire shape; a struct (not a `Map`) so the key order is the spec's order
+/// regardless of serde_json features.
+#[derive(Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "cniVersion", skip_serializing_if = "str::is_empty")]
+    cni_version: &'a str,
+    code: u32,
+    msg: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    details: &'a str,
+}
+
+impl CniError {
+    /// An error with no details.
+    pub fn new(code: u32, msg: impl Into<String>) -> Self {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
+    }
+
+    /// Attach free-form details (what was wrong, what to fix).
+    #[must_use]
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = details.into();
+        self
+    }
+
+    /// Code 999: for failures that have no better-fitting code.
+    pub fn internal(msg: impl Into<String>) -> Self {
+        CniError::new(code::INTERNAL, msg)
+    }
+
+    /// Code 6: for input that could not be decoded.
+    pub fn decoding(msg: impl Into<String>) -> Self {
+        CniError::new(code::DECODING_FAILURE, msg)
+    }
+
+    /// Code 4: for bad `CNI_*` variables.
+    pub fn invalid_env(msg: impl Into<String>) -> Self {
+        CniError::new(code::INVALID_ENVIRONMENT, msg)
+    }
+
+    /// The stdout error document. `cniVersion` is omitted when `cni_version`
+    /// is empty (the reference never prints it, so runtimes tolerate that),
+    /// `details` when empty.
+    pub fn to_json(&self, cni_version: &str) -> String {
+        let wire = Wire {
+            cni_version,
+            code: self.code,
+            msg: &self.msg,
+            details: &self.details,
+        };
+        match serde_json::to_string(&wire) {
+            Ok(s) => s,
+            // Serializing plain strings cannot fail; keep a valid document anyway.
+            Err(_) => format!("{{\"code\":{},\"msg\":\"internal error\"}}", self.code),
+        }
+    }
+}
+
+impl fmt::Display for CniError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.details.is_empty() {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{}; {}", self.msg, self.details)
+        }
+    }
+}
+
+impl std::error::Error for CniError {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parsed(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn code_values_match_spec() {
+        assert_eq!(code::INCOMPATIBLE_VERSION, 1);
+        assert_eq!(code::UNSUPPORTED_FIELD, 2);
+        assert_eq!(code::UNKNOWN_CONTAINER, 3);
+        assert_eq!(code::INVALID_ENVIRONMENT, 4);
+        assert_eq!(code::IO_FAILURE, 5);
+        assert_eq!(code::DECODING_FAILURE, 6);
+        assert_eq!(code::INVALID_NETWORK_CONFIG, 7);
+        assert_eq!(code::TRY_AGAIN_LATER, 11);
+        assert_eq!(code::NOT_AVAILABLE, 50);
+        assert_eq!(code::NOT_AVAILABLE_LIMITED, 51);
+        assert_eq!(code::INTERNAL, 999);
+    }
+
+    #[test]
+    fn constructors() {
+        let e = CniError::new(7, "bad");
+        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (7, "bad", ""));
+        let e = e.with_details("why");
+        assert_eq!(e.details, "why");
+        assert_eq!(CniError::internal("x").code, 999);
+        assert_eq!(CniError::decoding("x").code, 6);
+        assert_eq!(CniError::invalid_env("x").code, 4);
+    }
+
+    #[test]
+    fn json_golden_per_version() {
+        for v in super::super::version::SUPPORTED {
+            let e = CniError::new(code::TRY_AGAIN_LATER, "busy").with_details("lock held");
+            assert_eq!(
+                parsed(&e.to_json(v)),
+                json!({"cniVersion": v, "code": 11, "msg": "busy", "details": "lock held"})
+            );
+            let e = CniError::new(code::INTERNAL, "boom");
+            assert_eq!(
+                parsed(&e.to_json(v)),
+                json!({"cniVersion": v, "code": 999, "msg": "boom"})
+            );
+        }
+    }
+
+    #[test]
+    fn json_key_order_and_exact_text() {
+        let e = CniError::new(1, "incompatible CNI versions").with_details("d");
+        assert_eq!(
+            e.to_json("1.0.0"),
+            r#"{"cniVersion":"1.0.0","code":1,"msg":"incompatible CNI versions","details":"d"}"#
+        );
+    }
+
+    #[test]
+    fn json_omits_empty_version() {
+        let e = CniError::new(4, "m");
+        assert_eq!(e.to_json(""), r#"{"code":4,"msg":"m"}"#);
+    }
+
+    #[test]
+    fn json_escapes_hostile_text() {
+        let e = CniError::new(6, "bad \"quote\"\n\u{0}").with_details("\\ \u{1f600}");
+        let v = parsed(&e.to_json("0.4.0\""));
+        assert_eq!(v["msg"], "bad \"quote\"\n\u{0}");
+        assert_eq!(v["details"], "\\ \u{1f600}");
+        assert_eq!(v["cniVersion"], "0.4.0\"");
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(CniError::new(1, "a").to_string(), "a");
+        assert_eq!(CniError::new(1, "a").with_details("b").to_string(), "a; b");
+    }
+}

@@ -1,0 +1,218 @@
+//! Loading and running plugin modules.
+
+pub mod cache;
+pub mod engine;
+pub mod resolve;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use crate::caps::bindings::wit::PluginKind;
+use crate::kernel::Kernel;
+use crate::protocol::error::{code, CniError};
+use cache::{Cache, Miss, ModuleMeta};
+use resolve::SearchPath;
+
+/// The WIT package version this host implements.
+pub const WIT_PACKAGE: &str = "cni:plugin";
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Per-invocation sandbox bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 64 << 20, deadline: Duration::from_secs(5) }
+    }
+}
+
+/// Everything needed to load and run modules in this process.
+pub struct Runtime {
+    pub engine: Engine,
+    pub engine_key: String,
+    pub cache: Cache,
+    pub search: SearchPath,
+    pub limits: Limits,
+    pub kernel: Arc<dyn Kernel>,
+}
+
+/// A module ready to instantiate.
+pub struct Loaded {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub meta: ModuleMeta,
+    pub component: Component,
+    /// Whether this load had to compile (a cache miss).
+    pub compiled: bool,
+}
+
+/// How a module file's bytes start.
+pub fn classify(bytes: &[u8]) -> Result<(), String> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err("it is a core wasm module, not a component; build it for the wasm32-wasip2 target with the wasm-cni guest SDK".into()),
+        _ => Err("it is not a WebAssembly file".into()),
+    }
+}
+
+fn kind_name(k: PluginKind) -> &'static str {
+    match k {
+        PluginKind::Ipam => "ipam",
+        PluginKind::Interface => "interface",
+        PluginKind::Portmap => "portmap",
+        PluginKind::Bandwidth => "bandwidth",
+    }
+}
+
+pub fn kind_str(k: PluginKind) -> &'static str {
+    kind_name(k)
+}
+
+/// The `cni:plugin` interfaces each kind may import.
+pub fn granted_interfaces(kind: PluginKind) -> &'static [&'static str] {
+    match kind {
+        PluginKind::Ipam => &["types", "log"],
+        PluginKind::Interface => &["types", "log", "netns", "ipam"],
+        // Their rule capabilities are not in WIT 0.1.0 yet: logging only.
+        PluginKind::Portmap | PluginKind::Bandwidth => &["types", "log"],
+    }
+}
+
+/// Splits `cni:plugin/netns@0.1.0` into ("netns", "0.1.0").
+fn cni_interface(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("cni:plugin/")?;
+    rest.split_once('@')
+}
+
+/// Same semver-compatible range as this host: 0.1.x.
+fn wit_version_supported(v: &str) -> bool {
+    let mut parts = v.split('.');
+    matches!((parts.next(), parts.next()), (Some("0"), Some("1")))
+}
+
+/// Static checks on a component's interface before anything runs.
+pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), String> {
+    let ty = component.component_type();
+    let mut exports_plugin = false;
+    for (name, _) in ty.exports(engine) {
+        if let Some(("plugin", v)) = cni_interface(name) {
+            if !wit_version_supported(v) {
+                return Err(format!("it was built against WIT {WIT_PACKAGE}@{v}, this host speaks {WIT_PACKAGE}@0.1.x; rebuild it with a matching guest SDK"));
+            }
+            exports_plugin = true;
+        }
+    }
+    if !exports_plugin {
+        return Err(format!("it exports no {WIT_PACKAGE}/plugin interface, so it is not a wasm-cni plugin module"));
+    }
+    for (name, _) in ty.imports(engine) {
+        if name.starts_with("wasi:") {
+            continue;
+        }
+        match cni_interface(name) {
+            Some((_, v)) if !wit_version_supported(v) => {
+                return Err(format!("it imports {name}, but this host speaks {WIT_PACKAGE}@0.1.x; rebuild it with a matching guest SDK"));
+            }
+            Some(_) => {}
+            _ => return Err(format!("it imports {name}, which wasm-cni does not provide")),
+        }
+    }
+    Ok(())
+}
+
+/// Imports beyond what `kind` is granted, if any.
+pub fn excess_imports(component: &Component, engine: &Engine, kind: PluginKind) -> Vec<String> {
+    let granted = granted_interfaces(kind);
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| cni_interface(name).map(|(iface, _)| (name, iface)))
+        .filter(|(_, iface)| !granted.contains(iface))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn module_error(path: &Path, what: String) -> CniError {
+    CniError::new(code::INVALID_NETWORK_CONFIG, format!("cannot load plugin module {}", path.display())).with_details(what)
+}
+
+impl Runtime {
+    /// Loads a plugin type's module: resolve, then the cache (compiling on a
+    /// miss or a corrupt entry).
+    pub fn load(&self, plugin_type: &str) -> Result<Loaded, CniError> {
+        let path = self.search.find_module(plugin_type).map_err(|searched| {
+            CniError::new(code::INVALID_NETWORK_CONFIG, format!("no wasm-cni module for plugin type {plugin_type:?}"))
+                .with_details(format!("{searched}; install one with `wasm-cni install` or drop {plugin_type}.wasm into the CNI bin dir"))
+        })?;
+        self.load_path(plugin_type, &path)
+    }
+
+    pub fn load_path(&self, name: &str, path: &Path) -> Result<Loaded, CniError> {
+        let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
+        classify(&bytes).map_err(|e| module_error(path, e))?;
+        let sha256 = cache::sha256_hex(&bytes);
+        let entry_path = self.cache.path_for(&sha256, &self.engine_key);
+        let cached = match self.cache.read(&entry_path) {
+            Ok(entry) => {
+                // SAFETY: the entry comes from our root-owned 0700 cache, was
+                // written by this engine configuration (the file name carries
+                // its compatibility key) and passed its checksum.
+                match unsafe { Component::deserialize(&self.engine, &entry.code) } {
+                    Ok(component) => Some((entry.meta, component)),
+                    Err(e) => {
+                        tracing::warn!(module = name, error = %e, "cached module rejected by the engine; recompiling");
+                        None
+                    }
+                }
+            }
+            Err(Miss::Absent) => None,
+            Err(Miss::Corrupt(why)) => {
+                tracing::warn!(module = name, entry = %entry_path.display(), why, "corrupt cache entry; recompiling");
+                None
+            }
+        };
+        let (meta, component, compiled) = match cached {
+            Some((meta, component)) => (meta, component, false),
+            None => {
+                let (meta, code) = compile(&bytes, path, &self.limits)?;
+                if let Err(e) = self.cache.write(&entry_path, &meta, &code) {
+                    tracing::warn!(module = name, error = %e, "could not store compiled module");
+                }
+                // SAFETY: `code` was produced just now by a compiler engine with
+                // the same configuration.
+                let component = unsafe { Component::deserialize(&self.engine, &code) }.map_err(|e| module_error(path, format!("{e:#}")))?;
+                (meta, component, true)
+            }
+        };
+        Ok(Loaded { name: name.to_string(), path: path.to_path_buf(), sha256, meta, component, compiled })
+    }
+}
+
+/// Compiles a module and learns its kind: static interface checks, then a
+/// describe() call in a sandbox with no capabilities, then the grant check.
+pub fn compile(bytes: &[u8], path: &Path, limits: &Limits) -> Result<(ModuleMeta, Vec<u8>), CniError> {
+    let engine = engine::engine(true).map_err(|e| CniError::new(code::INTERNAL, "cannot create the wasm compiler").with_details(format!("{e:#}")))?;
+    let code = engine.precompile_component(bytes).map_err(|e| module_error(path, format!("compilation failed: {e:#}")))?;
+    // SAFETY: produced just above by this engine.
+    let component = unsafe { Component::deserialize(&engine, &code) }.map_err(|e| module_error(path, format!("{e:#}")))?;
+    check_interfaces(&component, &engine).map_err(|e| module_error(path, e))?;
+    let desc = sandbox::describe(&engine, &component, limits).map_err(|e| module_error(path, e))?;
+    let excess = excess_imports(&component, &engine, desc.kind);
+    if !excess.is_empty() {
+        return Err(module_error(
+            path,
+            format!("it declares itself a {} module but imports {}, which {} modules are not granted", kind_name(desc.kind), excess.join(", "), kind_name(desc.kind)),
+        ));
+    }
+    Ok((ModuleMeta { kind: desc.kind, version: desc.version }, code))
+}

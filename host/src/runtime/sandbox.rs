@@ -1,0 +1,183 @@
+//! A fresh sandbox per invocation: a Store with a memory cap and an epoch
+//! deadline, an empty WASI context (plus the state directory for IPAM
+//! modules), and only the capability interfaces the module's kind is granted.
+
+use std::sync::Arc;
+use std::thread;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Limits;
+use crate::caps::bindings::{cni::plugin as wit_ifaces, wit, AnyModulePre};
+use crate::caps::CallContext;
+use crate::protocol::error::{code, CniError};
+
+/// Guest stdout/stderr are captured, never inherited: stdout belongs to the
+/// CNI result alone.
+const PIPE_CAPACITY: usize = 64 << 10;
+
+/// The data of one Store.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// None while describing a module at compile time: no capabilities at all.
+    pub call: Option<Arc<CallContext>>,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl StoreData {
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+struct Pipes {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+fn new_store(engine: &Engine, limits: &Limits, call: Option<Arc<CallContext>>, state_dir: Option<&std::path::Path>) -> Result<(Store<StoreData>, Pipes), String> {
+    let pipes = Pipes { stdout: MemoryOutputPipe::new(PIPE_CAPACITY), stderr: MemoryOutputPipe::new(PIPE_CAPACITY) };
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone()).allow_blocking_current_thread(true);
+    if let Some(dir) = state_dir {
+        b.preopened_dir(dir, "/state", wasmtime_wasi::FsPerms::ReadWrite)
+            .map_err(|e| format!("cannot open state directory {}: {e:#}", dir.display()))?;
+    }
+    let data = StoreData {
+        wasi: b.build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(16).memories(4).trap_on_grow_failure(true).build(),
+        call,
+    };
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.limits);
+    store.set_epoch_deadline(1);
+    // One timer thread per sandbox: after the deadline it bumps the engine's
+    // epoch, which traps the guest at its next check. The process is short
+    // lived, so a thread still sleeping at exit costs nothing.
+    let engine = engine.clone();
+    let deadline = limits.deadline;
+    thread::Builder::new()
+        .name("wasm-cni-deadline".into())
+        .spawn(move || {
+            thread::sleep(deadline);
+            engine.increment_epoch();
+        })
+        .map_err(|e| format!("cannot start the deadline timer: {e}"))?;
+    Ok((store, pipes))
+}
+
+fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Linker<StoreData>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    if let Some(kind) = kind {
+        let granted = super::granted_interfaces(kind);
+        if granted.contains(&"log") {
+            wit_ifaces::log::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
+        if granted.contains(&"netns") {
+            wit_ifaces::netns::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
+        if granted.contains(&"ipam") {
+            wit_ifaces::ipam::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
+    }
+    Ok(linker)
+}
+
+/// Text of a failed guest call for an error's details: the trap, then what
+/// the guest wrote to stderr (a Rust panic message lands there).
+fn trap_details(e: &wasmtime::Error, pipes: &Pipes, limits: &Limits) -> (String, String) {
+    let stderr = String::from_utf8_lossy(&pipes.stderr.contents()).trim().to_string();
+    let msg = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("plugin module exceeded its deadline of {} ms", limits.deadline.as_millis()),
+        Some(Trap::UnreachableCodeReached) if !stderr.is_empty() => "plugin module panicked".to_string(),
+        _ if format!("{e:#}").contains("forcing trap when growing memory") => format!("plugin module exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+        _ => "plugin module trapped".to_string(),
+    };
+    let mut details = format!("{e:#}");
+    if !stderr.is_empty() {
+        details.push_str("; module stderr: ");
+        details.push_str(&stderr);
+    }
+    (msg, details)
+}
+
+fn log_guest_output(pipes: &Pipes, module: &str) {
+    for (stream, pipe) in [("stdout", &pipes.stdout), ("stderr", &pipes.stderr)] {
+        let bytes = pipe.contents();
+        if !bytes.is_empty() {
+            tracing::info!(module, stream, output = %String::from_utf8_lossy(&bytes).trim_end(), "module output");
+        }
+    }
+}
+
+/// Calls `describe` with no capabilities linked: unknown imports trap.
+pub fn describe(engine: &Engine, component: &Component, limits: &Limits) -> Result<wit::Descriptor, String> {
+    let (mut store, pipes) = new_store(engine, limits, None, None)?;
+    let mut linker = linker(engine, None).map_err(|e| format!("{e:#}"))?;
+    linker.define_unknown_imports_as_traps(component).map_err(|e| format!("{e:#}"))?;
+    let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+    let pre = AnyModulePre::new(pre).map_err(|e| format!("{e:#}"))?;
+    let bindings = pre.instantiate(&mut store).map_err(|e| trap_details(&e, &pipes, limits).1)?;
+    bindings.cni_plugin_plugin().call_describe(&mut store).map_err(|e| {
+        let (msg, details) = trap_details(&e, &pipes, limits);
+        format!("describe() failed: {msg}: {details}")
+    })
+}
+
+/// One exported call.
+pub enum Call {
+    Add,
+    Del,
+    Check,
+    Gc(Vec<wit::Attachment>),
+    Status,
+}
+
+/// Runs one call of a loaded module in a fresh sandbox.
+pub fn invoke(
+    engine: &Engine,
+    loaded: &super::Loaded,
+    limits: &Limits,
+    call: Arc<CallContext>,
+    state_dir: Option<&std::path::Path>,
+    what: Call,
+) -> Result<Option<wit::CniResult>, CniError> {
+    let internal = |m: String| CniError::new(code::INTERNAL, "cannot set up the plugin sandbox").with_details(m);
+    let (mut store, pipes) = new_store(engine, limits, Some(call.clone()), state_dir).map_err(internal)?;
+    let linker = linker(engine, Some(loaded.meta.kind)).map_err(|e| internal(format!("{e:#}")))?;
+    let pre = linker.instantiate_pre(&loaded.component).map_err(|e| {
+        CniError::new(code::INVALID_NETWORK_CONFIG, format!("plugin module {} asks for capabilities its kind is not granted", loaded.name)).with_details(format!("{e:#}"))
+    })?;
+    let pre = AnyModulePre::new(pre).map_err(|e| internal(format!("{e:#}")))?;
+    let fail = |e: wasmtime::Error| {
+        let (msg, details) = trap_details(&e, &pipes, limits);
+        CniError::new(code::INTERNAL, msg).with_details(details)
+    };
+    let outcome = (|| {
+        let bindings = pre.instantiate(&mut store).map_err(fail)?;
+        let plugin = bindings.cni_plugin_plugin();
+        let inv = call.invocation.clone();
+        let r = match what {
+            Call::Add => plugin.call_add(&mut store, &inv).map_err(fail)?.map(Some),
+            Call::Del => plugin.call_del(&mut store, &inv).map_err(fail)?.map(|_| None),
+            Call::Check => plugin.call_check(&mut store, &inv).map_err(fail)?.map(|_| None),
+            Call::Gc(valid) => plugin.call_gc(&mut store, &inv, &valid).map_err(fail)?.map(|_| None),
+            Call::Status => plugin.call_status(&mut store, &inv).map_err(fail)?.map(|_| None),
+        };
+        Ok(r.map_err(|e| CniError { code: e.code, msg: e.msg, details: e.details }))
+    })();
+    log_guest_output(&pipes, &loaded.name);
+    outcome?
+}
