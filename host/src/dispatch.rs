@@ -127,12 +127,12 @@ pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kern
     let cid = lookup("CNI_CONTAINERID").unwrap_or_default();
     match r {
         Ok(out) => {
-            tracing::info!(container_id = %cid, command = %command_name, module = plugin_type, duration_ms = format!("{elapsed_ms:.2}"), "ok");
+            tracing::info!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, "ok");
             Outcome { stdout: out.unwrap_or_default(), status: 0 }
         }
         Err(e) => {
             logging::init(settings.log_file.as_deref());
-            tracing::error!(container_id = %cid, command = %command_name, module = plugin_type, duration_ms = format!("{elapsed_ms:.2}"), code = e.code, "{}", e);
+            tracing::error!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, code = e.code, "{}", e);
             // Failures are also told on stderr, for humans and for runtimes that show it.
             eprintln!("wasm-cni {plugin_type}: {e}");
             Outcome { stdout: e.to_json(&cni_version), status: 1 }
@@ -172,6 +172,7 @@ fn execute(rt: &Arc<Runtime>, plugin_type: &str, env: &CniEnv, conf: &NetConf, s
         config_bytes: stdin.to_vec(),
         env: vars.to_vec(),
         module: plugin_type.to_string(),
+        undo: Default::default(),
     };
     let out = run_module(rt, plugin_type, call, what)?;
     match (env.command, out) {

@@ -15,14 +15,21 @@ pub fn host_bin() -> PathBuf {
     std::env::var_os("WASM_CNI_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/release/wasm-cni"))
 }
 
-/// The built modules (and fixtures).
+/// The built modules, staged under their type names by tests/build.sh.
 pub fn modules_dir() -> PathBuf {
-    std::env::var_os("WASM_CNI_MODULES").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/wasm32-wasip2/wasm"))
+    std::env::var_os("WASM_CNI_MODULES").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/wasm-cni-modules"))
 }
 
+/// The hostile test modules.
+pub fn fixtures_dir() -> PathBuf {
+    workspace_root().join("target/wasm-cni-fixtures")
+}
+
+/// A bundled module, or a fixture of that name.
 pub fn module(name: &str) -> PathBuf {
     let p = modules_dir().join(format!("{name}.wasm"));
-    assert!(p.is_file(), "{} is missing: build the modules first (tests/run.sh does)", p.display());
+    let p = if p.is_file() { p } else { fixtures_dir().join(format!("{name}.wasm")) };
+    assert!(p.is_file(), "{} is missing: build the modules first (tests/build.sh does)", p.display());
     p
 }
 
@@ -65,19 +72,9 @@ impl Install {
         for name in extra {
             std::fs::copy(module(name), i.bin_dir().join(format!("{name}.wasm"))).expect("copy fixture");
         }
-        let out = i.wasm_cni(&["install", "--bin-dir", &i.bin_dir().display().to_string(), "--modules-dir", &i.staged_modules().display().to_string()]);
+        let out = i.wasm_cni(&["install", "--bin-dir", &i.bin_dir().display().to_string(), "--modules-dir", &modules_dir().display().to_string()]);
         assert!(out.status.success(), "install failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         i
-    }
-
-    /// The bundled modules only (not the hostile fixtures).
-    fn staged_modules(&self) -> PathBuf {
-        let d = self.root.path().join("modules");
-        std::fs::create_dir_all(&d).expect("modules dir");
-        for name in BUNDLED {
-            std::fs::copy(module(name), d.join(format!("{name}.wasm"))).expect("stage module");
-        }
-        d
     }
 
     pub fn bin_dir(&self) -> PathBuf {

@@ -40,6 +40,7 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
             config_bytes: call.config_bytes.clone(),
             env: call.env.clone(),
             module: t.clone(),
+            undo: Default::default(),
         };
         return crate::dispatch::run_module(rt, &t, nested, what).map_err(to_wit);
     }
@@ -58,7 +59,13 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
 
 impl Host for StoreData {
     fn add(&mut self) -> wasmtime::Result<Result<CniResult, CniError>> {
-        Ok(self.delegate(Command::Add).and_then(|r| r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))))
+        let r = self.delegate(Command::Add);
+        if r.is_ok() {
+            if let Some(c) = &self.call {
+                c.journal(super::undo::Undo::IpamDel);
+            }
+        }
+        Ok(r.and_then(|r| r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))))
     }
 
     fn del(&mut self) -> wasmtime::Result<Result<(), CniError>> {

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod ipam;
 pub mod log;
 pub mod netns;
+pub mod undo;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct CallContext {
     /// The environment to hand to a delegated native plugin.
     pub env: Vec<(String, String)>,
     pub module: String,
+    /// Inverses of what this call changed, for rollback of a failed ADD.
+    pub undo: std::sync::Mutex<Vec<undo::Undo>>,
 }
 
 /// A capability error as the guest sees it.

@@ -8,6 +8,7 @@ use wasmtime::component::Resource;
 use super::bindings::cni::plugin::netns::{Host, HostNamespace, Link};
 use super::bindings::wit::{CniError, Route};
 use super::cap_error;
+use super::undo::Undo;
 use crate::kernel::{Addr, KernelError, NetnsOps, RouteInfo};
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
@@ -86,6 +87,12 @@ impl Host for StoreData {
 }
 
 impl StoreData {
+    fn journal(&self, undo: Undo) {
+        if let Some(c) = &self.call {
+            c.journal(undo);
+        }
+    }
+
     fn ns(&mut self, r: &Resource<NamespaceHandle>) -> wasmtime::Result<&mut NamespaceHandle> {
         Ok(self.table().get_mut(r)?)
     }
@@ -112,7 +119,14 @@ impl HostNamespace for StoreData {
         if let Err(e) = check_link_name(&name) {
             return Ok(Err(e));
         }
-        Ok(self.ns(&r)?.ops.set_link_up(&name, up).map_err(|e| kernel_error("setting link state", e)))
+        let ns = self.ns(&r)?;
+        let before = ns.ops.link(&name).ok().flatten().map(|l| l.up);
+        let path = ns.path.clone();
+        let res = ns.ops.set_link_up(&name, up).map_err(|e| kernel_error("setting link state", e));
+        if res.is_ok() && before == Some(!up) {
+            self.journal(Undo::SetLinkUp { netns: path, link: name, up: !up });
+        }
+        Ok(res)
     }
 
     fn addresses(&mut self, r: Resource<NamespaceHandle>, name: String) -> wasmtime::Result<Result<Vec<String>, CniError>> {
@@ -132,7 +146,13 @@ impl HostNamespace for StoreData {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.ns(&r)?.ops.add_address(&name, addr).map_err(|e| kernel_error("adding address", e)))
+        let ns = self.ns(&r)?;
+        let path = ns.path.clone();
+        let res = ns.ops.add_address(&name, addr).map_err(|e| kernel_error("adding address", e));
+        if res.is_ok() {
+            self.journal(Undo::DelAddress { netns: path, link: name, addr });
+        }
+        Ok(res)
     }
 
     fn del_address(&mut self, r: Resource<NamespaceHandle>, name: String, cidr: String) -> wasmtime::Result<Result<(), CniError>> {
@@ -140,7 +160,13 @@ impl HostNamespace for StoreData {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.ns(&r)?.ops.del_address(&name, addr).map_err(|e| kernel_error("deleting address", e)))
+        let ns = self.ns(&r)?;
+        let path = ns.path.clone();
+        let res = ns.ops.del_address(&name, addr).map_err(|e| kernel_error("deleting address", e));
+        if res.is_ok() {
+            self.journal(Undo::AddAddress { netns: path, link: name, addr });
+        }
+        Ok(res)
     }
 
     fn routes(&mut self, r: Resource<NamespaceHandle>, name: String) -> wasmtime::Result<Result<Vec<Route>, CniError>> {

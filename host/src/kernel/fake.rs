@@ -246,7 +246,7 @@ impl FakeKernel {
         self.lock().calls.clone()
     }
 
-    /// Makes the next `NetnsOps` call (on any namespace) fail with `err`.
+    /// Makes the next mutating `NetnsOps` call (on any namespace) fail with `err`.
     pub fn fail_next(&self, err: KernelError) {
         self.lock().fail_next = Some(err);
     }
@@ -279,11 +279,12 @@ impl FakeNs {
         f: impl FnOnce(&mut FakeLink) -> KResult<T>,
     ) -> KResult<T> {
         let mut st = self.kernel.lock();
+        // Injected failures hit the next mutating call: reads stay honest.
         if let Some(line) = log {
             st.calls.push(format!("ns={} {line}", self.path));
-        }
-        if let Some(err) = st.fail_next.take() {
-            return Err(err);
+            if let Some(err) = st.fail_next.take() {
+                return Err(err);
+            }
         }
         let ns = st
             .namespaces

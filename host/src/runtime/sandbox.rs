@@ -179,5 +179,9 @@ pub fn invoke(
         Ok(r.map_err(|e| CniError { code: e.code, msg: e.msg, details: e.details }))
     })();
     log_guest_output(&pipes, &loaded.name);
-    outcome?
+    let outcome = outcome.and_then(|r| r);
+    if outcome.is_err() {
+        call.rollback();
+    }
+    outcome
 }

@@ -1,0 +1,50 @@
+//! The undo journal: a failed ADD undoes what its module did through its
+//! capabilities, in reverse order, so nothing is left behind even when the
+//! module itself does not clean up (or trapped half-way).
+
+use crate::kernel::Addr;
+use crate::protocol::env::Command;
+
+use super::CallContext;
+
+/// The inverse of one successful capability call.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    SetLinkUp { netns: String, link: String, up: bool },
+    DelAddress { netns: String, link: String, addr: Addr },
+    AddAddress { netns: String, link: String, addr: Addr },
+    /// The delegated IPAM allocated: release it.
+    IpamDel,
+}
+
+impl CallContext {
+    /// Records an inverse, only while running ADD.
+    pub fn journal(&self, undo: Undo) {
+        if self.command == Command::Add {
+            if let Ok(mut j) = self.undo.lock() {
+                j.push(undo);
+            }
+        }
+    }
+
+    /// Applies the journal in reverse. Best effort: every step is tried and
+    /// failures are logged, since the ADD error is what the runtime needs.
+    pub fn rollback(&self) {
+        let steps: Vec<Undo> = match self.undo.lock() {
+            Ok(mut j) => j.drain(..).rev().collect(),
+            Err(_) => return,
+        };
+        for step in steps {
+            let r = match &step {
+                Undo::SetLinkUp { netns, link, up } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.set_link_up(link, *up)).map_err(|e| e.to_string()),
+                Undo::DelAddress { netns, link, addr } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.del_address(link, *addr)).map_err(|e| e.to_string()),
+                Undo::AddAddress { netns, link, addr } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.add_address(link, *addr)).map_err(|e| e.to_string()),
+                Undo::IpamDel => super::ipam::delegate(self, Command::Del).map(|_| ()).map_err(|e| format!("{}: {}", e.msg, e.details)),
+            };
+            match r {
+                Ok(()) => tracing::info!(module = %self.module, container_id = %self.invocation.container_id, ?step, "undone after failed ADD"),
+                Err(e) => tracing::warn!(module = %self.module, container_id = %self.invocation.container_id, ?step, error = %e, "could not undo after failed ADD"),
+            }
+        }
+    }
+}

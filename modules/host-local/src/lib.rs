@@ -1,0 +1,130 @@
+//! host-local: allocates IPv4/IPv6 addresses from local ranges and records
+//! them as files, in the same layout as the reference plugin so a node can
+//! switch between the two with live pods.
+//!
+//! The host opens `<dataDir>/<network name>` (default dataDir
+//! `/var/lib/cni/networks`), holds the flock on its `lock` file for the
+//! whole call and hands the directory over as [`IpamHost::state_dir`]; the
+//! module itself never sees `dataDir`.
+//!
+//! Limitations:
+//! * `resolvConf` is not read (the module cannot read host files); the
+//!   result carries no DNS and a warning is logged.
+//! * Unknown CNI_ARGS keys are ignored rather than refused without
+//!   `IgnoreUnknown`.
+
+pub mod allocator;
+pub mod config;
+pub mod range;
+pub mod store;
+
+use std::net::IpAddr;
+
+use wasm_cni_guest::prelude::*;
+
+use crate::allocator::AllocError;
+use crate::store::FsStore;
+
+pub struct HostLocal;
+
+fn alloc_err(prefix: &str, e: AllocError) -> CniError {
+    // The reference reports every allocation failure as an untyped error,
+    // which reaches the runtime as code 999.
+    CniError::internal(format!("{prefix}{}", e.message()))
+}
+
+fn store<H: IpamHost>(host: &H) -> FsStore {
+    FsStore::new(host.state_dir())
+}
+
+impl IpamPlugin for HostLocal {
+    fn add<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+        let cfg = config::load(inv)?;
+        if let Some(path) = &cfg.resolv_conf {
+            host.log(Level::Warn, &format!("host-local: resolvConf {path:?} ignored: a module cannot read host files; no DNS returned"));
+        }
+        let mut store = store(host);
+        let mut requested = cfg.requested.clone();
+        let mut allocated: Vec<IpAddr> = Vec::new();
+        let mut ips = Vec::with_capacity(cfg.sets.len());
+
+        let rollback = |store: &mut FsStore, allocated: &[IpAddr]| {
+            // Only what this call reserved: addresses the attachment held
+            // before stay where they are.
+            for ip in allocated {
+                let _ = allocator::release_ip(store, *ip);
+            }
+        };
+
+        for (idx, set) in cfg.sets.iter().enumerate() {
+            let req = requested.iter().position(|ip| set.contains(*ip)).map(|i| requested.remove(i));
+            match allocator::allocate(&mut store, set, idx, &inv.container_id, &inv.ifname, req) {
+                Ok(ip) => {
+                    allocated.push(ip.address.addr);
+                    ips.push(ip);
+                }
+                Err(e) => {
+                    rollback(&mut store, &allocated);
+                    return Err(alloc_err(&format!("failed to allocate for range {idx}: "), e));
+                }
+            }
+        }
+        if !requested.is_empty() {
+            rollback(&mut store, &allocated);
+            let list: Vec<String> = requested.iter().map(ToString::to_string).collect();
+            return Err(CniError::internal(format!("failed to allocate all requested IPs: {}", list.join(" "))));
+        }
+        let summary: Vec<String> = ips.iter().map(|i| i.address.to_string()).collect();
+        host.log(Level::Debug, &format!("host-local: {} {} -> {}", inv.container_id, inv.ifname, summary.join(", ")));
+        Ok(CniResult { interfaces: Vec::new(), ips, routes: cfg.routes, dns: Dns::default() })
+    }
+
+    /// Releases every address of (container, ifname). The configuration is
+    /// not needed for that, so an invalid one does not block DEL.
+    fn del<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        let mut store = store(host);
+        let released = allocator::release(&mut store, &inv.container_id, &inv.ifname).map_err(|e| alloc_err("", e))?;
+        if !released.is_empty() {
+            host.log(Level::Debug, &format!("host-local: released {} for {} {}", released.join(", "), inv.container_id, inv.ifname));
+        }
+        Ok(())
+    }
+
+    fn check<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        config::load(inv)?;
+        let store = store(host);
+        if allocator::holds(&store, &inv.container_id, &inv.ifname).map_err(|e| alloc_err("", e))? {
+            Ok(())
+        } else {
+            Err(CniError::internal(format!("host-local: Failed to find address added by container {}", inv.container_id)))
+        }
+    }
+
+    fn gc<H: IpamHost>(host: &mut H, _inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
+        let mut store = store(host);
+        let released = allocator::gc(&mut store, valid).map_err(|e| alloc_err("", e))?;
+        if !released.is_empty() {
+            host.log(Level::Info, &format!("host-local: GC released {}", released.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// Unavailable (code 50) when a range set is full: every ADD needs one
+    /// address from each set, so a single full set fails them all.
+    fn status<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        let cfg = config::load(inv)?;
+        let store = store(host);
+        for (idx, set) in cfg.sets.iter().enumerate() {
+            if !allocator::has_free(&store, set).map_err(|e| alloc_err("", e))? {
+                return Err(CniError::new(code::NOT_AVAILABLE, format!("no IP addresses available in range set: {set}"))
+                    .with_details(format!("range set {idx} is full")));
+            }
+        }
+        Ok(())
+    }
+}
+
+wasm_cni_guest::export_ipam_plugin!(HostLocal);
+
+#[cfg(test)]
+mod tests;

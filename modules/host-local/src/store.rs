@@ -1,0 +1,210 @@
+//! Allocation state: the reference's on-disk layout, behind a small trait so
+//! the allocator is plain logic.
+//!
+//! Layout of the network directory (the host's `<dataDir>/<network name>`):
+//!
+//! ```text
+//! lock                  flock file, held by the host for the whole call; never touched here
+//! 10.1.2.2              one file per address, named by the address text,
+//!                       content "<container id>\r\n<ifname>" (no trailing newline)
+//! 2001:db8:1::2
+//! last_reserved_ip.0    the last address handed out from range set 0
+//! ```
+//!
+//! ## Crash safety
+//!
+//! An allocation file is created with `O_CREAT|O_EXCL` under its final name
+//! and its whole content is written with a single `write` before it is
+//! closed. We do not write a temporary file and link it into place, because
+//! the reference plugin, which may share this directory on a node being
+//! migrated, scans every file in it and would take a temporary file for an
+//! allocation. What a kill can leave behind:
+//!
+//! * killed between create and write: an **empty** file. It names nobody, so
+//!   no DEL, CHECK or duplicate check ever matches it; it keeps its address
+//!   out of circulation (never reused by ADD, which is the safe direction:
+//!   we cannot tell a crash leftover from an address an operator reserved by
+//!   hand with `touch`) until GC, which releases every file whose content
+//!   is not a listed attachment, empty or garbled ones included. GC may do
+//!   that safely because the host holds the network's `lock` for the whole
+//!   call, and every writer (this module and the reference plugin alike)
+//!   writes under that lock, so a file we see under the lock is never one
+//!   somebody is still writing.
+//! * a torn write: the content is a few dozen bytes written by one `write`
+//!   call into a regular file, which the kernel completes before a
+//!   `SIGKILL` is delivered, and a trap in the module cannot interrupt the
+//!   host's write call. A short write is retried by `write_all`; if that
+//!   fails we remove the file.
+//! * killed before `last_reserved_ip.N` is updated: round-robin restarts from
+//!   the previous position, which only changes the order.
+//!
+//! `last_reserved_ip.N` is rewritten in place; if it is ever unreadable or
+//! garbled it is ignored and allocation starts from the first range start,
+//! exactly like the reference.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::range;
+
+/// Prefix of the round-robin bookkeeping files.
+pub const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+/// The reference's separator between container ID and ifname.
+pub const LINE_BREAK: &str = "\r\n";
+
+/// An allocation file found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file name as found on disk.
+    pub name: String,
+    /// The address it names (canonical).
+    pub ip: IpAddr,
+}
+
+/// Who holds an address, as read back from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// `cid\r\nifname`
+    Attachment { container_id: String, ifname: String },
+    /// A file written by releases older than CNI 0.7: only the container ID.
+    Legacy { container_id: String },
+    /// Empty: left by a writer that died between create and write.
+    Nobody,
+}
+
+impl Owner {
+    /// Parses a file's content the way the reference compares it: trimmed.
+    pub fn parse(content: &str) -> Owner {
+        let t = content.trim();
+        if t.is_empty() {
+            return Owner::Nobody;
+        }
+        match t.split_once(LINE_BREAK) {
+            Some((cid, ifname)) => Owner::Attachment { container_id: cid.to_string(), ifname: ifname.to_string() },
+            None => Owner::Legacy { container_id: t.to_string() },
+        }
+    }
+}
+
+/// The content the reference writes for an allocation.
+pub fn content(container_id: &str, ifname: &str) -> String {
+    format!("{}{LINE_BREAK}{ifname}", container_id.trim())
+}
+
+/// Storage for allocations. All calls happen under the network lock.
+pub trait Store {
+    /// Every allocation file: entries whose name is an IP address. Other
+    /// files (`lock`, `last_reserved_ip.*`, anything else) are not listed.
+    fn list(&self) -> io::Result<Vec<Entry>>;
+    /// Creates the allocation file for `ip` with `content`, exclusively.
+    /// `Ok(false)` when the file already exists.
+    fn create_exclusive(&mut self, ip: IpAddr, content: &str) -> io::Result<bool>;
+    /// The content of an allocation file.
+    fn read(&self, name: &str) -> io::Result<String>;
+    /// Removes an allocation file; a missing file is not an error.
+    fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// `last_reserved_ip.<set>`, when present and readable as an address.
+    fn last_reserved(&self, set: usize) -> Option<IpAddr>;
+    fn set_last_reserved(&mut self, set: usize, ip: IpAddr) -> io::Result<()>;
+}
+
+/// The real store: files in the network directory.
+pub struct FsStore {
+    dir: PathBuf,
+}
+
+impl FsStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FsStore { dir: dir.into() }
+    }
+
+    fn options() -> std::fs::OpenOptions {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true);
+        // The reference creates these files 0600. WASI has no file modes, so
+        // inside the sandbox the host's defaults apply.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        o
+    }
+}
+
+impl Store for FsStore {
+    fn list(&self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let dir = match std::fs::read_dir(&self.dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for e in dir {
+            let e = e?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            let Ok(ip) = name.parse::<IpAddr>() else { continue };
+            if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                out.push(Entry { name, ip: range::canonical(ip) });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn create_exclusive(&mut self, ip: IpAddr, content: &str) -> io::Result<bool> {
+        let path = self.dir.join(range::file_name(ip));
+        let mut f = match Self::options().create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = f.write_all(content.as_bytes()).and_then(|_| f.flush()) {
+            drop(f);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    fn read(&self, name: &str) -> io::Result<String> {
+        let bytes = std::fs::read(self.dir.join(name))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"))).ok()?;
+        text.trim().parse::<IpAddr>().ok().map(range::canonical)
+    }
+
+    fn set_last_reserved(&mut self, set: usize, ip: IpAddr) -> io::Result<()> {
+        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
+        let mut f = Self::options().create(true).truncate(true).open(path)?;
+        f.write_all(range::file_name(ip).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_parsing() {
+        assert_eq!(
+            Owner::parse("abc\r\neth0"),
+            Owner::Attachment { container_id: "abc".into(), ifname: "eth0".into() }
+        );
+        assert_eq!(Owner::parse(" abc \n"), Owner::Legacy { container_id: "abc".into() });
+        assert_eq!(Owner::parse(""), Owner::Nobody);
+        assert_eq!(Owner::parse("\n"), Owner::Nobody);
+        assert_eq!(content(" abc ", "eth0"), "abc\r\neth0");
+    }
+}
