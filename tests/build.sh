@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --profile wasm --target wasm32-wasip2 \
-    -p loopback -p host-local -p static \
+    -p loopback -p host-local -p static -p bridge -p ptp -p portmap -p bandwidth \
     -p fixture-hostile -p fixture-overreach -p fixture-wit-v2
 cargo build --locked --release -p wasm-cni
 
@@ -16,6 +16,9 @@ mkdir -p target/wasm-cni-modules target/wasm-cni-fixtures
 cp "$out/loopback.wasm" target/wasm-cni-modules/loopback.wasm
 cp "$out/host_local.wasm" target/wasm-cni-modules/host-local.wasm
 cp "$out/static_ipam.wasm" target/wasm-cni-modules/static.wasm
+for m in bridge ptp portmap bandwidth; do
+    cp "$out/$m.wasm" "target/wasm-cni-modules/$m.wasm"
+done
 for f in hostile overreach wit_v2; do
     cp "$out/$f.wasm" "target/wasm-cni-fixtures/$f.wasm"
 done

@@ -39,6 +39,9 @@
 //! ```
 
 pub mod config;
+pub mod host_net;
+pub mod nat;
+pub mod tc;
 pub mod types;
 
 #[cfg(feature = "testing")]
@@ -54,7 +57,10 @@ pub use types::*;
 pub mod prelude {
     pub use crate::config::{decode, get_ci, normalize_keys, runtime_config};
     pub use crate::types::*;
-    pub use crate::{InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns};
+    pub use crate::host_net::HostNetCaps;
+    pub use crate::nat::NatCaps;
+    pub use crate::tc::TcCaps;
+    pub use crate::{BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin};
 }
 
 /// A link in the container's namespace.
@@ -90,7 +96,7 @@ pub enum IpamCommand {
 }
 
 /// Capabilities of interface modules (loopback, bridge, ptp).
-pub trait InterfaceHost {
+pub trait InterfaceHost: host_net::HostNetCaps {
     type Netns: Netns;
 
     /// Opens CNI_NETNS. Code 3 when it is gone, 4 when there is none.
@@ -151,6 +157,62 @@ pub trait IpamPlugin {
     }
 
     fn status<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+}
+
+/// Capabilities of the portmap module: NAT rules of this attachment.
+pub trait PortmapHost: nat::NatCaps {
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Capabilities of the bandwidth module: tc on this attachment's links.
+pub trait BandwidthHost: tc::TcCaps {
+    fn log(&self, level: Level, message: &str);
+}
+
+/// A portmap-kind plugin. Only `add` is required.
+pub trait PortmapPlugin {
+    const VERSION: &'static str = "0.1.0";
+
+    fn add<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
+
+    fn del<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn check<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn gc<H: PortmapHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn status<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+}
+
+/// A bandwidth-kind plugin. Only `add` is required.
+pub trait BandwidthPlugin {
+    const VERSION: &'static str = "0.1.0";
+
+    fn add<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
+
+    fn del<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn check<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn gc<H: BandwidthHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+        Ok(())
+    }
+
+    fn status<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         Ok(())
     }
 }
@@ -231,6 +293,74 @@ macro_rules! export_ipam_plugin {
                 }
                 fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
                     $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::status(h, i))
+                }
+            }
+            // Export symbols are only meaningful (and only linkable) in a component.
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
+        };
+    };
+}
+
+/// Exports an [`PortmapPlugin`] as this component's `plugin` interface.
+#[macro_export]
+macro_rules! export_portmap_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WasmCniExport;
+            impl $crate::__private::Guest for __WasmCniExport {
+                fn describe() -> $crate::__private::WitDescriptor {
+                    $crate::__private::descriptor($crate::PluginKind::Portmap, <$plugin as $crate::PortmapPlugin>::VERSION)
+                }
+                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
+                    $crate::__private::portmap_add::<$plugin>(inv)
+                }
+                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::del(h, i))
+                }
+                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::check(h, i))
+                }
+                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    let valid = $crate::__private::attachments(valid);
+                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::gc(h, i, &valid))
+                }
+                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::status(h, i))
+                }
+            }
+            // Export symbols are only meaningful (and only linkable) in a component.
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
+        };
+    };
+}
+
+/// Exports an [`BandwidthPlugin`] as this component's `plugin` interface.
+#[macro_export]
+macro_rules! export_bandwidth_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __WasmCniExport;
+            impl $crate::__private::Guest for __WasmCniExport {
+                fn describe() -> $crate::__private::WitDescriptor {
+                    $crate::__private::descriptor($crate::PluginKind::Bandwidth, <$plugin as $crate::BandwidthPlugin>::VERSION)
+                }
+                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
+                    $crate::__private::bandwidth_add::<$plugin>(inv)
+                }
+                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::del(h, i))
+                }
+                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::check(h, i))
+                }
+                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    let valid = $crate::__private::attachments(valid);
+                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::gc(h, i, &valid))
+                }
+                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
+                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::status(h, i))
                 }
             }
             // Export symbols are only meaningful (and only linkable) in a component.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::types::*;
-use crate::{InterfaceHost, IpamCommand, IpamHost, Link, Netns};
+use crate::{BandwidthHost, InterfaceHost, IpamCommand, IpamHost, Link, Netns, PortmapHost};
 
 #[derive(Debug, Default)]
 struct NsState {
@@ -189,6 +189,18 @@ impl IpamHost for FakeHost {
         &self.state_dir
     }
 
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}
+
+impl PortmapHost for FakeHost {
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+}
+
+impl BandwidthHost for FakeHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::__private::bindings::cni::plugin::{ipam, log, netns, types as wit};
 use crate::types::*;
-use crate::{InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns};
+use crate::{BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin};
 
 pub use crate::__private::bindings::exports::cni::plugin::plugin::Guest;
 pub type WitDescriptor = wit::Descriptor;
@@ -230,6 +230,38 @@ pub fn ipam_add<P: IpamPlugin>(inv: WitInvocation) -> Result<WitResult, WitError
 }
 
 pub fn ipam_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+    let inv = invocation(inv).map_err(error_to_wit)?;
+    f(&mut WasmHost, &inv).map_err(error_to_wit)
+}
+
+impl PortmapHost for WasmHost {
+    fn log(&self, level: Level, message: &str) {
+        log::write(level_to_wit(level), message);
+    }
+}
+
+impl BandwidthHost for WasmHost {
+    fn log(&self, level: Level, message: &str) {
+        log::write(level_to_wit(level), message);
+    }
+}
+
+pub fn portmap_add<P: PortmapPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
+    let inv = invocation(inv).map_err(error_to_wit)?;
+    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+}
+
+pub fn portmap_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+    let inv = invocation(inv).map_err(error_to_wit)?;
+    f(&mut WasmHost, &inv).map_err(error_to_wit)
+}
+
+pub fn bandwidth_add<P: BandwidthPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
+    let inv = invocation(inv).map_err(error_to_wit)?;
+    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+}
+
+pub fn bandwidth_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     f(&mut WasmHost, &inv).map_err(error_to_wit)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::caps::bindings::wit;
 use crate::caps::{convert, CallContext};
-use crate::kernel::Kernel;
+use crate::kernel::Kernels;
 use crate::protocol::config::{self, NetConf};
 use crate::protocol::env::{self, CniEnv, Command};
 use crate::protocol::error::{code, CniError};
@@ -67,11 +67,11 @@ impl Settings {
     }
 }
 
-pub fn runtime(settings: &Settings, cni_path: &[PathBuf], kernel: Arc<dyn Kernel>) -> Result<Runtime, CniError> {
+pub fn runtime(settings: &Settings, cni_path: &[PathBuf], kernels: Kernels) -> Result<Runtime, CniError> {
     let engine = engine::engine(false).map_err(|e| CniError::internal("cannot create the wasm engine").with_details(format!("{e:#}")))?;
     let engine_key = engine::compatibility_key(&engine);
     let cache = Cache::open(&settings.cache_dir).map_err(|e| CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))?;
-    Ok(Runtime { engine, engine_key, cache, search: SearchPath::new(cni_path, resolve::self_dir()), limits: settings.limits, kernel })
+    Ok(Runtime { engine, engine_key, cache, search: SearchPath::new(cni_path, resolve::self_dir()), limits: settings.limits, kernels })
 }
 
 /// Runs a module for one call; IPAM modules get their locked state dir.
@@ -104,7 +104,7 @@ pub struct Outcome {
 
 /// Runs the CNI protocol for `plugin_type` with an explicit environment and
 /// stdin (so tests can drive it), returning what to print.
-pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kernel: Arc<dyn Kernel>) -> Outcome {
+pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kernels: Kernels) -> Outcome {
     let lookup = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let started = Instant::now();
     let mut cni_version = "0.1.0".to_string();
@@ -120,7 +120,7 @@ pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kern
         cni_version = conf.cni_version.clone();
         settings.apply_config(&conf.raw)?;
         logging::init(settings.log_file.as_deref());
-        let rt = Arc::new(runtime(&settings, &env.path, kernel)?);
+        let rt = Arc::new(runtime(&settings, &env.path, kernels)?);
         execute(&rt, plugin_type, &env, &conf, stdin, vars)
     })();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -200,7 +200,7 @@ pub fn cni_main(plugin_type: &str) -> i32 {
             return 1;
         }
     };
-    let out = cni_call(plugin_type, &vars, &stdin, Arc::new(crate::kernel::netlink::Netlink));
+    let out = cni_call(plugin_type, &vars, &stdin, Kernels::system());
     let mut so = std::io::stdout().lock();
     let _ = so.write_all(out.stdout.as_bytes());
     let _ = so.flush();

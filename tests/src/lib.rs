@@ -114,7 +114,7 @@ impl Install {
 }
 
 /// The modules `wasm-cni install` bundles.
-pub const BUNDLED: &[&str] = &["loopback", "host-local", "static"];
+pub const BUNDLED: &[&str] = &["loopback", "host-local", "static", "bridge", "ptp", "portmap", "bandwidth"];
 
 /// What a plugin run printed.
 #[derive(Debug)]

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Once};
 
+use wasm_cni::kernel::Kernels;
+
 use serde_json::json;
 use wasm_cni::dispatch::cni_call;
 use wasm_cni::kernel::fake::FakeKernel;
@@ -21,6 +23,10 @@ fn setup() -> std::path::PathBuf {
     root
 }
 
+fn kernels(k: &FakeKernel) -> Kernels {
+    Kernels { netns: Arc::new(k.clone()), ..Kernels::fake() }
+}
+
 fn vars(cmd: &str, netns: &str) -> Vec<(String, String)> {
     [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "comp1"), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")]
         .into_iter()
@@ -35,14 +41,14 @@ fn loopback_add_del_against_the_fake_kernel() {
     let k = FakeKernel::new();
     k.add_netns("/run/netns/fake1");
     let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("ADD", "/run/netns/fake1"), conf.as_bytes(), Arc::new(k.clone()));
+    let out = cni_call("loopback", &vars("ADD", "/run/netns/fake1"), conf.as_bytes(), kernels(&k));
     assert_eq!(out.status, 0, "{}", out.stdout);
     let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(j["interfaces"][0]["sandbox"], "/run/netns/fake1");
     assert_eq!(j["ips"][0]["address"], "127.0.0.1/8");
     assert_eq!(k.calls(), vec!["ns=/run/netns/fake1 set-link-up lo true".to_string()]);
 
-    let out = cni_call("loopback", &vars("DEL", "/run/netns/fake1"), conf.as_bytes(), Arc::new(k.clone()));
+    let out = cni_call("loopback", &vars("DEL", "/run/netns/fake1"), conf.as_bytes(), kernels(&k));
     assert_eq!(out.status, 0, "{}", out.stdout);
     assert!(out.stdout.is_empty());
     assert_eq!(k.calls().last().map(String::as_str), Some("ns=/run/netns/fake1 set-link-up lo false"));
@@ -54,7 +60,7 @@ fn loopback_del_succeeds_when_the_netns_is_gone() {
     setup();
     let k = FakeKernel::new();
     let conf = json!({"cniVersion": "0.4.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("DEL", "/run/netns/never-existed"), conf.as_bytes(), Arc::new(k.clone()));
+    let out = cni_call("loopback", &vars("DEL", "/run/netns/never-existed"), conf.as_bytes(), kernels(&k));
     assert_eq!(out.status, 0, "{}", out.stdout);
     assert!(k.calls().is_empty());
 }
@@ -66,7 +72,7 @@ fn kernel_timeouts_become_try_again_later() {
     k.add_netns("/run/netns/slow");
     k.fail_next(wasm_cni::kernel::KernelError::Timeout("set link".into()));
     let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("ADD", "/run/netns/slow"), conf.as_bytes(), Arc::new(k));
+    let out = cni_call("loopback", &vars("ADD", "/run/netns/slow"), conf.as_bytes(), kernels(&k));
     assert_ne!(out.status, 0);
     let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(j["code"], 11, "{j}");
@@ -79,7 +85,7 @@ fn every_cni_version_renders_from_one_module_result() {
         let k = FakeKernel::new();
         k.add_netns("/run/netns/v");
         let conf = json!({"cniVersion": v, "name": "n", "type": "loopback"}).to_string();
-        let out = cni_call("loopback", &vars("ADD", "/run/netns/v"), conf.as_bytes(), Arc::new(k));
+        let out = cni_call("loopback", &vars("ADD", "/run/netns/v"), conf.as_bytes(), kernels(&k));
         assert_eq!(out.status, 0, "{v}: {}", out.stdout);
         let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
         assert_eq!(j["cniVersion"], v);

@@ -4,9 +4,12 @@
 
 pub mod bindings;
 pub mod convert;
+pub mod host_net;
 pub mod ipam;
 pub mod log;
+pub mod nat;
 pub mod netns;
+pub mod tc;
 pub mod undo;
 
 use std::sync::Arc;

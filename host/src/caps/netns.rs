@@ -78,7 +78,7 @@ impl Host for StoreData {
         if path.is_empty() {
             return Ok(Err(cap_error(code::INVALID_ENVIRONMENT, "this invocation has no network namespace", "CNI_NETNS is empty")));
         }
-        let ops = match call.runtime.kernel.open_netns(&path) {
+        let ops = match call.runtime.kernels.netns.open_netns(&path) {
             Ok(ops) => ops,
             Err(e) => return Ok(Err(kernel_error("opening the container network namespace", e))),
         };

@@ -36,9 +36,9 @@ impl CallContext {
         };
         for step in steps {
             let r = match &step {
-                Undo::SetLinkUp { netns, link, up } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.set_link_up(link, *up)).map_err(|e| e.to_string()),
-                Undo::DelAddress { netns, link, addr } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.del_address(link, *addr)).map_err(|e| e.to_string()),
-                Undo::AddAddress { netns, link, addr } => self.runtime.kernel.open_netns(netns).and_then(|mut ns| ns.add_address(link, *addr)).map_err(|e| e.to_string()),
+                Undo::SetLinkUp { netns, link, up } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.set_link_up(link, *up)).map_err(|e| e.to_string()),
+                Undo::DelAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.del_address(link, *addr)).map_err(|e| e.to_string()),
+                Undo::AddAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.add_address(link, *addr)).map_err(|e| e.to_string()),
                 Undo::IpamDel => super::ipam::delegate(self, Command::Del).map(|_| ()).map_err(|e| format!("{}: {}", e.msg, e.details)),
             };
             match r {

@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -11,7 +10,7 @@ use crate::runtime::{cache, kind_str};
 
 pub fn run(bin_dir: &Path, only: Option<&str>) -> Result<i32> {
     let settings = Settings::from_env();
-    let rt = dispatch::runtime(&settings, &[bin_dir.to_path_buf()], Arc::new(crate::kernel::netlink::Netlink)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = dispatch::runtime(&settings, &[bin_dir.to_path_buf()], crate::kernel::Kernels::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut types: Vec<String> = fs::read_dir(bin_dir)
         .with_context(|| format!("reading {}", bin_dir.display()))?
         .filter_map(|e| e.ok())

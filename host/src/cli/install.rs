@@ -5,7 +5,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
@@ -59,7 +58,7 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
     }
 
     let settings = Settings::from_env();
-    let rt = dispatch::runtime(&settings, &[bin_dir.to_path_buf()], Arc::new(crate::kernel::netlink::Netlink)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = dispatch::runtime(&settings, &[bin_dir.to_path_buf()], crate::kernel::Kernels::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut failed = 0;
     for t in &types {
         if let Err(e) = resolve::check_type_name(t) {

@@ -4,10 +4,13 @@
 //! by `cfg!(test)`).
 
 pub mod fake;
+pub mod firewall;
 pub mod netlink;
+pub mod tc;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A failed kernel operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,4 +85,24 @@ pub trait NetnsOps: Send {
 pub trait Kernel: Send + Sync {
     /// Opens the namespace at `path` (e.g. `/var/run/netns/x`, `/proc/<pid>/ns/net`).
     fn open_netns(&self, path: &str) -> KResult<Box<dyn NetnsOps>>;
+}
+
+/// Every kernel-access implementation a runtime uses, injected together.
+#[derive(Clone)]
+pub struct Kernels {
+    pub netns: Arc<dyn Kernel>,
+    pub firewall: Arc<dyn firewall::Firewall>,
+    pub tc: Arc<dyn tc::TrafficControl>,
+}
+
+impl Kernels {
+    /// The real kernel.
+    pub fn system() -> Kernels {
+        Kernels { netns: Arc::new(netlink::Netlink), firewall: Arc::new(firewall::System), tc: Arc::new(tc::System) }
+    }
+
+    /// Recording fakes, for unprivileged tests; replace fields as needed.
+    pub fn fake() -> Kernels {
+        Kernels { netns: Arc::new(fake::FakeKernel::new()), firewall: Arc::new(firewall::Fake), tc: Arc::new(tc::Fake) }
+    }
 }

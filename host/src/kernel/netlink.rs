@@ -41,12 +41,7 @@ pub struct Netlink;
 
 impl Kernel for Netlink {
     fn open_netns(&self, path: &str) -> KResult<Box<dyn NetnsOps>> {
-        let socket = socket_in_netns(path)?;
-        Ok(Box::new(NetlinkNs {
-            socket,
-            seq: 0,
-            buf: Vec::with_capacity(RECV_BUF),
-        }))
+        Ok(Box::new(NetlinkNs::open(path)?))
     }
 }
 
@@ -125,18 +120,24 @@ fn set_recv_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     }
 }
 
-/// One NETLINK_ROUTE socket bound to a network namespace.
-struct NetlinkNs {
+/// One NETLINK_ROUTE socket bound to a network namespace. Shared with the
+/// other netlink users of the kernel layer (tc).
+pub(crate) struct NetlinkNs {
     socket: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
 impl NetlinkNs {
+    /// A socket in the namespace at `path` (`/proc/self/ns/net` for the host's).
+    pub(crate) fn open(path: &str) -> KResult<NetlinkNs> {
+        Ok(NetlinkNs { socket: socket_in_netns(path)?, seq: 0, buf: Vec::with_capacity(RECV_BUF) })
+    }
+
     /// Sends one request and collects the replies until the ACK (or DONE for
     /// dumps). Kernel errors come back as `Failed("<op>: <strerror>")`, except
     /// ENODEV which becomes `NoSuchLink(link)`.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         op: &str,
         link: &str,

@@ -6,14 +6,13 @@ pub mod resolve;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use crate::caps::bindings::wit::PluginKind;
-use crate::kernel::Kernel;
+use crate::kernel::Kernels;
 use crate::protocol::error::{code, CniError};
 use cache::{Cache, Miss, ModuleMeta};
 use resolve::SearchPath;
@@ -42,7 +41,7 @@ pub struct Runtime {
     pub cache: Cache,
     pub search: SearchPath,
     pub limits: Limits,
-    pub kernel: Arc<dyn Kernel>,
+    pub kernels: Kernels,
 }
 
 /// A module ready to instantiate.
@@ -82,9 +81,9 @@ pub fn kind_str(k: PluginKind) -> &'static str {
 pub fn granted_interfaces(kind: PluginKind) -> &'static [&'static str] {
     match kind {
         PluginKind::Ipam => &["types", "log"],
-        PluginKind::Interface => &["types", "log", "netns", "ipam"],
-        // Their rule capabilities are not in WIT 0.1.0 yet: logging only.
-        PluginKind::Portmap | PluginKind::Bandwidth => &["types", "log"],
+        PluginKind::Interface => &["types", "log", "netns", "ipam", "host-net"],
+        PluginKind::Portmap => &["types", "log", "nat"],
+        PluginKind::Bandwidth => &["types", "log", "tc"],
     }
 }
 

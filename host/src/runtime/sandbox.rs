@@ -91,6 +91,15 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
         if granted.contains(&"ipam") {
             wit_ifaces::ipam::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
         }
+        if granted.contains(&"host-net") {
+            wit_ifaces::host_net::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
+        if granted.contains(&"nat") {
+            wit_ifaces::nat::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
+        if granted.contains(&"tc") {
+            wit_ifaces::tc::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
     }
     Ok(linker)
 }
