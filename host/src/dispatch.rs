@@ -18,6 +18,7 @@ use crate::protocol::{result, version};
 use crate::runtime::cache::Cache;
 use crate::runtime::resolve::{self, SearchPath};
 use crate::runtime::sandbox::{self, Call};
+use crate::runtime::phases::{self, Phase};
 use crate::runtime::{engine, Limits, Runtime};
 use crate::{logging, statedir};
 
@@ -68,15 +69,19 @@ impl Settings {
 }
 
 pub fn runtime(settings: &Settings, cni_path: &[PathBuf], kernels: Kernels) -> Result<Runtime, CniError> {
+    let t = Instant::now();
     let engine = engine::engine(false).map_err(|e| CniError::internal("cannot create the wasm engine").with_details(format!("{e:#}")))?;
     let engine_key = engine::compatibility_key(&engine);
     let cache = Cache::open(&settings.cache_dir).map_err(|e| CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))?;
+    phases::record(Phase::Engine, t);
     Ok(Runtime { engine, engine_key, cache, search: SearchPath::new(cni_path, resolve::self_dir()), limits: settings.limits, kernels })
 }
 
 /// Runs a module for one call; IPAM modules get their locked state dir.
 pub fn run_module(rt: &Arc<Runtime>, plugin_type: &str, call: CallContext, what: Call) -> Result<Option<wit::CniResult>, CniError> {
+    let t = Instant::now();
     let loaded = rt.load(plugin_type)?;
+    phases::record(Phase::Load, t);
     if loaded.compiled {
         tracing::info!(module = plugin_type, "compiled module on first use (run `wasm-cni install` to precompile)");
     }
@@ -127,7 +132,19 @@ pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kern
     let cid = lookup("CNI_CONTAINERID").unwrap_or_default();
     match r {
         Ok(out) => {
-            tracing::info!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, "ok");
+            let p = phases::take();
+            tracing::info!(
+                container_id = %cid,
+                command = %command_name,
+                module = %plugin_type,
+                duration_ms = (elapsed_ms * 100.0).round() / 100.0,
+                engine_us = p.engine_us,
+                load_us = p.load_us,
+                link_us = p.link_us,
+                instantiate_us = p.instantiate_us,
+                call_us = p.call_us,
+                "ok"
+            );
             Outcome { stdout: out.unwrap_or_default(), status: 0 }
         }
         Err(e) => {

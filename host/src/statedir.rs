@@ -45,6 +45,7 @@ pub fn open(config: &Value, network: &str) -> Result<StateDir, CniError> {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot open {}", lock_path.display())).with_details(e.to_string()))?;

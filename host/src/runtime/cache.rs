@@ -1,23 +1,27 @@
 //! The precompiled-module cache.
 //!
 //! Modules are compiled once (at install, or on first use when missing) into
-//! a root-owned 0700 directory. A file is named by the module's sha256 and the
-//! engine's compatibility key and carries a header with a checksum of the
-//! native code plus what the compile step learned about the module (its kind
-//! and version), so the CNI path neither compiles nor instantiates twice.
-//! Deserialising native code is unsafe by nature, so only files from this
-//! directory are ever loaded, never a `.cwasm` found next to the modules.
+//! a root-owned 0700 directory. An entry is the wasmtime artifact
+//! `<module sha256>-<engine key>.cwasm`, mapped straight from the file at
+//! load, plus a `.meta` file with its length and CRC32 and what the compile
+//! step learned about the module (kind, version), so the CNI path neither
+//! compiles nor instantiates twice. Deserialising native code is unsafe by
+//! nature, so only files from this directory are ever loaded, never a
+//! `.cwasm` found next to the modules.
+//!
+//! Hashing on every exec would cost more than the wasm work itself, so the
+//! module digest is memoised per file identity (device, inode, size, mtime,
+//! ctime), and the CRC guards against accidental corruption; the directory is
+//! root-only, so a deliberate change needs root anyway.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::caps::bindings::wit::PluginKind;
-
-const MAGIC: &[u8; 8] = b"WCNI\x00\x01\r\n";
 
 /// What the compile step recorded about a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +30,10 @@ pub struct ModuleMeta {
     pub version: String,
 }
 
-/// A cache entry read back: metadata and the native code.
+/// A cache entry that passed its checks: metadata and the artifact's path.
 pub struct Entry {
     pub meta: ModuleMeta,
-    pub code: Vec<u8>,
+    pub code_path: PathBuf,
 }
 
 /// Why an entry could not be used.
@@ -105,26 +109,78 @@ impl Cache {
         &self.dir
     }
 
+    /// The sha256 of a module file, memoised by the file's identity.
+    pub fn module_digest(&self, path: &Path) -> std::io::Result<String> {
+        let m = fs::metadata(path)?;
+        let identity = format!("{} {} {} {} {} {}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime_nsec());
+        let abs = fs::canonicalize(path)?;
+        let memo = self.dir.join(format!("{}.digest", &sha256_hex(abs.as_os_str().as_encoded_bytes())[..32]));
+        if let Ok(text) = fs::read_to_string(&memo) {
+            if let Some((id, sha)) = text.rsplit_once(' ') {
+                if id == identity && sha.len() == 64 {
+                    return Ok(sha.to_string());
+                }
+            }
+        }
+        let sha = sha256_hex(&fs::read(path)?);
+        // Best effort: a missing memo only costs a hash next time.
+        let tmp = self.dir.join(format!(".tmp-{}-digest", std::process::id()));
+        if fs::write(&tmp, format!("{identity} {sha}")).and_then(|_| fs::rename(&tmp, &memo)).is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(sha)
+    }
+
     pub fn path_for(&self, module_sha: &str, engine_key: &str) -> PathBuf {
         self.dir.join(format!("{module_sha}-{engine_key}.cwasm"))
     }
 
+    /// Checks an entry: its metadata file, then the artifact's length and
+    /// CRC. The artifact is later mapped by wasmtime straight from the file.
     pub fn read(&self, path: &Path) -> Result<Entry, Miss> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
+        let text = match fs::read_to_string(path.with_extension("meta")) {
+            Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
             Err(e) => return Err(Miss::Corrupt(e.to_string())),
         };
-        decode(&bytes).map_err(Miss::Corrupt)
+        let (meta, crc, len) = decode_meta(&text).map_err(Miss::Corrupt)?;
+        let mut f = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
+            Err(e) => return Err(Miss::Corrupt(e.to_string())),
+        };
+        // Stream through a small buffer: cheaper than faulting in a copy.
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                }
+                Err(e) => return Err(Miss::Corrupt(e.to_string())),
+            }
+        }
+        if total != len || hasher.finalize() != crc {
+            return Err(Miss::Corrupt("checksum mismatch".into()));
+        }
+        Ok(Entry { meta, code_path: path.to_path_buf() })
     }
 
-    /// Writes an entry atomically: a temporary file in the same directory,
-    /// fsynced, then renamed over the final name.
+    /// Writes an entry atomically: the artifact, then its metadata, each a
+    /// temporary file in the same directory, fsynced, renamed into place.
     pub fn write(&self, path: &Path, meta: &ModuleMeta, code: &[u8]) -> Result<(), String> {
+        self.write_file(path, code)?;
+        self.write_file(&path.with_extension("meta"), encode_meta(meta, crc32fast::hash(code), code.len() as u64).as_bytes())
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
         let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")));
         let write = || -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(&encode(meta, code))?;
+            f.write_all(bytes)?;
             f.sync_all()?;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
             fs::rename(&tmp, path)
@@ -136,36 +192,25 @@ impl Cache {
     }
 }
 
-fn encode(meta: &ModuleMeta, code: &[u8]) -> Vec<u8> {
-    let version = meta.version.as_bytes();
-    let vlen = version.len().min(255);
-    let mut out = Vec::with_capacity(MAGIC.len() + 34 + vlen + code.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&Sha256::digest(code));
-    out.push(kind_byte(meta.kind));
-    out.push(vlen as u8);
-    out.extend_from_slice(&version[..vlen]);
-    out.extend_from_slice(code);
-    out
+const META_FORMAT: &str = "wasm-cni-cache 3";
+
+fn encode_meta(meta: &ModuleMeta, crc: u32, len: u64) -> String {
+    format!("{META_FORMAT}\nkind {}\nversion {}\ncrc32 {crc:08x}\nlength {len}\n", kind_byte(meta.kind), meta.version.replace('\n', " "))
 }
 
-fn decode(bytes: &[u8]) -> Result<Entry, String> {
-    let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or("bad magic")?;
-    if rest.len() < 34 {
-        return Err("truncated header".into());
+fn decode_meta(text: &str) -> Result<(ModuleMeta, u32, u64), String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(META_FORMAT) {
+        return Err("unknown metadata format".into());
     }
-    let (sum, rest) = rest.split_at(32);
-    let kind = kind_from_byte(rest[0]).ok_or("unknown plugin kind")?;
-    let vlen = rest[1] as usize;
-    let rest = &rest[2..];
-    if rest.len() < vlen {
-        return Err("truncated header".into());
-    }
-    let (version, code) = rest.split_at(vlen);
-    if Sha256::digest(code).as_slice() != sum {
-        return Err("checksum mismatch".into());
-    }
-    Ok(Entry { meta: ModuleMeta { kind, version: String::from_utf8_lossy(version).into_owned() }, code: code.to_vec() })
+    let mut field = |name: &str| -> Result<String, String> {
+        lines.next().and_then(|l| l.strip_prefix(name)).and_then(|v| v.strip_prefix(' ')).map(str::to_string).ok_or_else(|| format!("missing {name}"))
+    };
+    let kind = field("kind")?.parse::<u8>().ok().and_then(kind_from_byte).ok_or("unknown plugin kind")?;
+    let version = field("version")?;
+    let crc = u32::from_str_radix(&field("crc32")?, 16).map_err(|_| "bad crc32")?;
+    let len = field("length")?.parse::<u64>().map_err(|_| "bad length")?;
+    Ok((ModuleMeta { kind, version }, crc, len))
 }
 
 #[cfg(test)]
@@ -188,7 +233,7 @@ mod tests {
         c.write(&p, &meta, b"native code").expect("write");
         let e = c.read(&p).expect("read");
         assert_eq!(e.meta, meta);
-        assert_eq!(e.code, b"native code");
+        assert_eq!(fs::read(&e.code_path).expect("code"), b"native code");
         // Flip one byte of the code: the checksum must catch it.
         let mut raw = fs::read(&p).expect("raw");
         let last = raw.len() - 1;
@@ -196,6 +241,9 @@ mod tests {
         fs::write(&p, &raw).expect("corrupt");
         assert!(matches!(c.read(&p), Err(Miss::Corrupt(_))));
         fs::write(&p, b"junk").expect("junk");
+        assert!(matches!(c.read(&p), Err(Miss::Corrupt(_))));
+        c.write(&p, &meta, b"native code").expect("rewrite");
+        fs::write(p.with_extension("meta"), "garbage").expect("meta");
         assert!(matches!(c.read(&p), Err(Miss::Corrupt(_))));
         assert!(matches!(c.read(&c.path_for("x", "y")), Err(Miss::Absent)));
         let _ = fs::remove_dir_all(&d);

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod phases;
 pub mod resolve;
 pub mod sandbox;
 
@@ -157,16 +158,14 @@ impl Runtime {
     }
 
     pub fn load_path(&self, name: &str, path: &Path) -> Result<Loaded, CniError> {
-        let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
-        classify(&bytes).map_err(|e| module_error(path, e))?;
-        let sha256 = cache::sha256_hex(&bytes);
+        let sha256 = self.cache.module_digest(path).map_err(|e| module_error(path, e.to_string()))?;
         let entry_path = self.cache.path_for(&sha256, &self.engine_key);
         let cached = match self.cache.read(&entry_path) {
             Ok(entry) => {
                 // SAFETY: the entry comes from our root-owned 0700 cache, was
                 // written by this engine configuration (the file name carries
                 // its compatibility key) and passed its checksum.
-                match unsafe { Component::deserialize(&self.engine, &entry.code) } {
+                match unsafe { Component::deserialize_file(&self.engine, &entry.code_path) } {
                     Ok(component) => Some((entry.meta, component)),
                     Err(e) => {
                         tracing::warn!(module = name, error = %e, "cached module rejected by the engine; recompiling");
@@ -183,6 +182,8 @@ impl Runtime {
         let (meta, component, compiled) = match cached {
             Some((meta, component)) => (meta, component, false),
             None => {
+                let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
+                classify(&bytes).map_err(|e| module_error(path, e))?;
                 let (meta, code) = compile(&bytes, path, &self.limits)?;
                 if let Err(e) = self.cache.write(&entry_path, &meta, &code) {
                     tracing::warn!(module = name, error = %e, "could not store compiled module");

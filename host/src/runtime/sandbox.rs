@@ -10,6 +10,7 @@ use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::phases::{self, Phase};
 use super::Limits;
 use crate::caps::bindings::{cni::plugin as wit_ifaces, wit, AnyModulePre};
 use crate::caps::CallContext;
@@ -164,18 +165,23 @@ pub fn invoke(
     what: Call,
 ) -> Result<Option<wit::CniResult>, CniError> {
     let internal = |m: String| CniError::new(code::INTERNAL, "cannot set up the plugin sandbox").with_details(m);
+    let t_link = std::time::Instant::now();
     let (mut store, pipes) = new_store(engine, limits, Some(call.clone()), state_dir).map_err(internal)?;
     let linker = linker(engine, Some(loaded.meta.kind)).map_err(|e| internal(format!("{e:#}")))?;
     let pre = linker.instantiate_pre(&loaded.component).map_err(|e| {
         CniError::new(code::INVALID_NETWORK_CONFIG, format!("plugin module {} asks for capabilities its kind is not granted", loaded.name)).with_details(format!("{e:#}"))
     })?;
     let pre = AnyModulePre::new(pre).map_err(|e| internal(format!("{e:#}")))?;
+    phases::record(Phase::Link, t_link);
     let fail = |e: wasmtime::Error| {
         let (msg, details) = trap_details(&e, &pipes, limits);
         CniError::new(code::INTERNAL, msg).with_details(details)
     };
     let outcome = (|| {
+        let t = std::time::Instant::now();
         let bindings = pre.instantiate(&mut store).map_err(fail)?;
+        phases::record(Phase::Instantiate, t);
+        let t = std::time::Instant::now();
         let plugin = bindings.cni_plugin_plugin();
         let inv = call.invocation.clone();
         let r = match what {
@@ -185,6 +191,7 @@ pub fn invoke(
             Call::Gc(valid) => plugin.call_gc(&mut store, &inv, &valid).map_err(fail)?.map(|_| None),
             Call::Status => plugin.call_status(&mut store, &inv).map_err(fail)?.map(|_| None),
         };
+        phases::record(Phase::Call, t);
         Ok(r.map_err(|e| CniError { code: e.code, msg: e.msg, details: e.details }))
     })();
     log_guest_output(&pipes, &loaded.name);

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Times CNI plugin invocations the way a runtime makes them: fork/exec with
+the CNI environment and the config on stdin. Commands are interleaved round
+by round so every variant sees the same machine load. Prints a markdown
+table: median and p90 wall time, and peak RSS of the plugin process.
+Peak RSS comes from GNU time in separate runs: a forked Python child would
+report Python's own resident size, not the plugin's.
+
+Input: a JSON file with {"rounds": N, "cases": [{"label", "argv", "env",
+"stdin", "setup"?, "teardown"?}]} where setup/teardown are shell commands run
+(untimed) before/after each timed call."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def run_once(case):
+    if case.get("setup"):
+        subprocess.run(case["setup"], shell=True, check=True, capture_output=True)
+    env = dict(case["env"])
+    r, w = os.pipe()
+    os.write(w, case["stdin"].encode())
+    os.close(w)
+    start = time.perf_counter_ns()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(r, 0)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            os.execve(case["argv"][0], case["argv"], env)
+        finally:
+            os._exit(127)
+    _, status, _ = os.wait4(pid, 0)
+    elapsed = (time.perf_counter_ns() - start) / 1e6
+    os.close(r)
+    if case.get("teardown"):
+        subprocess.run(case["teardown"], shell=True, check=True, capture_output=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{case['label']}: exit {os.waitstatus_to_exitcode(status)}")
+    return elapsed
+
+
+def peak_rss_kib(case, runs=10):
+    """Max resident KiB of the plugin over a few runs under GNU time."""
+    peak = 0
+    for _ in range(runs):
+        if case.get("setup"):
+            subprocess.run(case["setup"], shell=True, check=True, capture_output=True)
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", *case["argv"]], input=case["stdin"].encode(),
+                           env=dict(case["env"]), capture_output=True)
+        if case.get("teardown"):
+            subprocess.run(case["teardown"], shell=True, check=True, capture_output=True)
+        peak = max(peak, int(p.stderr.decode().strip().splitlines()[-1]))
+    return peak
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    cases = spec["cases"]
+    times = {c["label"]: [] for c in cases}
+    for c in cases:  # warm-up: page cache, module cache
+        run_once(c)
+    for _ in range(spec["rounds"]):
+        for c in cases:
+            times[c["label"]].append(run_once(c))
+    rss = {c["label"]: peak_rss_kib(c) for c in cases}
+    print("| case | median ms | p90 ms | peak RSS KiB |")
+    print("|---|---:|---:|---:|")
+    for c in cases:
+        v = times[c["label"]]
+        print(f"| {c['label']} | {statistics.median(v):.2f} | {pct(v, 90):.2f} | {rss[c['label']]} |")
+
+
+if __name__ == "__main__":
+    main()
