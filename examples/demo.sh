@@ -41,7 +41,7 @@ caps() {
 }
 
 say "wasm-cni install --bin-dir $bin"
-target/release/wasm-cni install --bin-dir "$bin" --modules-dir target/wasm-cni-modules
+target/wasm-cni-dist/wasm-cni install --bin-dir "$bin" --modules-dir target/wasm-cni-modules
 ls -l "$bin"
 
 say "wasm-cni inspect bridge"

@@ -1,24 +1,34 @@
 #!/usr/bin/env bash
-# Builds the host (release) and every module and test fixture
-# (wasm32-wasip2), then stages the modules under their CNI type names:
-# target/wasm-cni-modules/<type>.wasm (what `wasm-cni install` bundles) and
-# target/wasm-cni-fixtures/<name>.wasm (hostile modules for the tests).
+# Builds wasm-cni and every module and test fixture, and stages them:
+#   target/wasm-cni-dist/wasm-cni          the CNI-path binary: no compiler,
+#                                          static non-PIE (fast exec, small RSS)
+#   target/wasm-cni-dist/wasm-cni-compile  the same program with Cranelift, for
+#                                          install and compile-on-miss
+#   target/wasm-cni-modules/<type>.wasm    the bundled modules, by type name
+#   target/wasm-cni-fixtures/<name>.wasm   hostile modules for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked --profile wasm --target wasm32-wasip2 \
-    -p loopback -p host-local -p static -p bridge -p ptp -p portmap -p bandwidth \
-    -p fixture-hostile -p fixture-overreach -p fixture-wit-v2
+source tests/fixtures.sh
+
+modules=(loopback host-local static bridge ptp portmap bandwidth)
+pkgs=()
+for m in "${modules[@]}" "${fixture_packages[@]}"; do pkgs+=(-p "$m"); done
+cargo build --locked --profile wasm --target wasm32-wasip2 "${pkgs[@]}"
 cargo build --locked --release -p wasm-cni
+cargo rustc --locked --release -p wasm-cni --bin wasm-cni --no-default-features --target-dir target/runtime \
+    -- -C target-feature=+crt-static -C relocation-model=static
+
+mkdir -p target/wasm-cni-dist target/wasm-cni-modules target/wasm-cni-fixtures
+cp target/runtime/release/wasm-cni target/wasm-cni-dist/wasm-cni
+cp target/release/wasm-cni target/wasm-cni-dist/wasm-cni-compile
 
 out=target/wasm32-wasip2/wasm
-mkdir -p target/wasm-cni-modules target/wasm-cni-fixtures
 # cargo names a component after its lib crate name; the runtime needs the type name.
-cp "$out/loopback.wasm" target/wasm-cni-modules/loopback.wasm
-cp "$out/host_local.wasm" target/wasm-cni-modules/host-local.wasm
-cp "$out/static_ipam.wasm" target/wasm-cni-modules/static.wasm
-for m in bridge ptp portmap bandwidth; do
-    cp "$out/$m.wasm" "target/wasm-cni-modules/$m.wasm"
+for m in "${modules[@]}"; do
+    lib=${m//-/_}
+    [[ $m == static ]] && lib=static_ipam
+    cp "$out/$lib.wasm" "target/wasm-cni-modules/$m.wasm"
 done
-for f in hostile overreach wit_v2; do
-    cp "$out/$f.wasm" "target/wasm-cni-fixtures/$f.wasm"
+for lib in "${fixture_libs[@]}"; do
+    cp "$out/$lib.wasm" "target/wasm-cni-fixtures/$lib.wasm"
 done

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh
 tests/build.sh
-cargo test --locked --release --workspace \
-    --exclude fixture-hostile --exclude fixture-overreach --exclude fixture-wit-v2 \
-    -- "$@"
+source tests/fixtures.sh
+excludes=()
+for p in "${fixture_packages[@]}"; do excludes+=(--exclude "$p"); done
+cargo test --locked --release --workspace "${excludes[@]}" -- "$@"

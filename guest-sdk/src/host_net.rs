@@ -1,11 +1,744 @@
 //! The `host-net` capability (wit/host-net.wit) as a trait, with the real
 //! implementation on [`crate::__private::WasmHost`] and a fake on
 //! `testing::FakeHost`.
+//!
+//! The host scopes it to this invocation: the bridge named by the config's
+//! `bridge` key (default `cni0`), host veth ends created through the scope
+//! in this call, read-only the host peer of CNI_IFNAME, and CNI_IFNAME in
+//! CNI_NETNS. Anything else is refused with a code-7 error.
+
+use crate::types::*;
+
+/// A host link as the kernel reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostLink {
+    pub name: String,
+    pub index: u32,
+    pub mac: String,
+    pub mtu: u32,
+    /// administratively up
+    pub up: bool,
+    /// operationally up
+    pub oper_up: bool,
+    /// `bridge`, `veth`, ...
+    pub kind: String,
+    /// ifindex of the bridge this link is a port of
+    pub master: Option<u32>,
+    pub promisc: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// applied when the bridge is created
+    pub mtu: Option<u32>,
+    pub promisc: bool,
+    pub vlan_filtering: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VethConfig {
+    /// name of the host end; the container end is CNI_IFNAME
+    pub host_name: String,
+    pub mtu: Option<u32>,
+    pub container_mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortConfig {
+    pub hairpin: bool,
+    pub isolated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vlan {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+/// Which namespace a sysctl lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Host,
+    Container,
+}
+
+/// One invocation's host-side scope.
+pub trait HostScope {
+    /// The bridge this invocation may use.
+    fn bridge_name(&self) -> String;
+    /// Creates the bridge when absent; code 7 when the name is not a bridge.
+    fn ensure_bridge(&self, config: &BridgeConfig) -> CniResultOf<HostLink>;
+    fn link(&self, name: &str) -> CniResultOf<Option<HostLink>>;
+    /// The host end of CNI_IFNAME's veth, None when gone.
+    fn container_peer(&self) -> CniResultOf<Option<HostLink>>;
+    /// Creates CNI_IFNAME in CNI_NETNS and its host end; returns the host end.
+    fn create_veth(&self, config: &VethConfig) -> CniResultOf<HostLink>;
+    /// Deletes CNI_IFNAME; returns its addresses (empty when netns or link is gone).
+    fn delete_container_link(&self) -> CniResultOf<Vec<IpNet>>;
+    fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()>;
+    /// Enslaves a host veth to the bridge.
+    fn set_master(&self, name: &str) -> CniResultOf<()>;
+    fn set_port(&self, name: &str, config: PortConfig) -> CniResultOf<()>;
+    fn set_promisc(&self, name: &str, on: bool) -> CniResultOf<()>;
+    /// Setting the bridge's own MAC pins it (it no longer follows its ports).
+    fn set_mac(&self, name: &str, mac: &str) -> CniResultOf<()>;
+    fn vlans(&self, name: &str) -> CniResultOf<Vec<Vlan>>;
+    fn add_vlan(&self, name: &str, vlan: Vlan) -> CniResultOf<()>;
+    fn del_vlan(&self, name: &str, vid: u16) -> CniResultOf<()>;
+    fn addresses(&self, name: &str) -> CniResultOf<Vec<IpNet>>;
+    fn add_address(&self, name: &str, addr: IpNet) -> CniResultOf<()>;
+    fn del_address(&self, name: &str, addr: IpNet) -> CniResultOf<()>;
+    fn routes(&self, name: &str) -> CniResultOf<Vec<Route>>;
+    fn add_route(&self, name: &str, route: &Route) -> CniResultOf<()>;
+    /// Deletes a route through CNI_IFNAME in the container.
+    fn del_container_route(&self, route: &Route) -> CniResultOf<()>;
+    /// `key` relative to /proc/sys, e.g. `net/ipv4/ip_forward`.
+    fn sysctl(&self, side: Side, key: &str) -> CniResultOf<String>;
+    /// Writes a sysctl; returns the previous value.
+    fn set_sysctl(&self, side: Side, key: &str, value: &str) -> CniResultOf<String>;
+}
 
 /// Operations of the `host-net` capability.
-pub trait HostNetCaps {}
+pub trait HostNetCaps {
+    type Scope: HostScope;
 
-impl HostNetCaps for crate::wasm_host::WasmHost {}
+    /// This invocation's host-side scope.
+    fn host_net(&mut self) -> CniResultOf<Self::Scope>;
+    /// Masquerades each container address (with its subnet prefix) in the
+    /// chain the host derives from network name and container id.
+    fn masquerade_add(&mut self, addresses: &[IpNet]) -> CniResultOf<()>;
+    /// Removes this attachment's masquerade rules; needs nothing else.
+    fn masquerade_del(&mut self) -> CniResultOf<()>;
+    fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool>;
+}
+
+
+/// Helpers shared by veth-based interface modules (bridge, ptp), following
+/// the reference's `pkg/ip` and `pkg/ipam` behaviour.
+pub mod util {
+    use std::hash::{BuildHasher, Hasher};
+    use std::net::IpAddr;
+
+    use super::{HostScope, Side};
+    use crate::types::*;
+    use crate::Netns;
+
+    /// `veth` + 8 random hex digits, as the reference names host ends.
+    pub fn random_veth_name() -> String {
+        // RandomState is seeded from the platform's randomness (WASI random
+        // in a module), which is all a name needs.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        format!("veth{:08x}", h.finish() as u32)
+    }
+
+    /// The address after the network address: the reference's default gateway.
+    pub fn gateway_of(net: &IpNet) -> IpAddr {
+        match net.network() {
+            IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(1).into()),
+            IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(1).into()),
+        }
+    }
+
+    /// The network of `net` with its prefix (`10.1.2.0/24`).
+    pub fn network_of(net: &IpNet) -> IpNet {
+        IpNet { addr: net.network(), prefix: net.prefix }
+    }
+
+    /// Configures CNI_IFNAME from a result as the reference's
+    /// `ipam.ConfigureIface`: the addresses whose `interface` is `index`, IPv6
+    /// enabled when needed, link up, then every route (gateway defaulting to
+    /// the first gateway of its family).
+    pub fn configure_iface<N: Netns, S: HostScope>(ns: &N, scope: &S, ifname: &str, result: &CniResult, index: u32) -> CniResultOf<()> {
+        let ips: Vec<&IpConfig> = result.ips.iter().filter(|ip| ip.interface == Some(index)).collect();
+        if ips.iter().any(|ip| !ip.address.is_ipv4()) {
+            // Best effort, like the reference: some kernels boot with IPv6 off.
+            for link in [ifname, "lo"] {
+                let _ = scope.set_sysctl(Side::Container, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0");
+            }
+            let _ = scope.set_sysctl(Side::Container, &format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1");
+        }
+        for ip in &ips {
+            ns.add_address(ifname, ip.address)
+                .map_err(|e| CniError::internal(format!("failed to add IP addr {} to {ifname:?}", ip.address)).with_details(e.to_string()))?;
+        }
+        ns.set_link_up(ifname, true).map_err(|e| CniError::internal(format!("failed to set {ifname:?} UP")).with_details(e.to_string()))?;
+        let gw4 = ips.iter().find(|ip| ip.address.is_ipv4()).and_then(|ip| ip.gateway);
+        let gw6 = ips.iter().find(|ip| !ip.address.is_ipv4()).and_then(|ip| ip.gateway);
+        for r in &result.routes {
+            let mut r = r.clone();
+            if r.gw.is_none() {
+                r.gw = if r.dst.is_ipv4() { gw4 } else { gw6 };
+            }
+            ns.add_route(ifname, &r).map_err(|e| CniError::internal(format!("failed to add route {}", r.dst)).with_details(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// CHECK of the container interface against prevResult: it exists, its
+    /// MAC matches, every address pointing at `index` is on it and every
+    /// route of the result is in its routes.
+    pub fn check_container<N: Netns>(ns: &N, ifname: &str, prev: &CniResult, index: u32) -> CniResultOf<()> {
+        let link = ns.link(ifname)?.ok_or_else(|| CniError::internal(format!("container interface {ifname} not found")).with_details("run ADD again"))?;
+        if let Some(i) = prev.interfaces.get(index as usize) {
+            if i.name != ifname {
+                return Err(CniError::internal(format!("prevResult interface {index} is {:?}, not {ifname:?}", i.name)));
+            }
+            if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&link.mac) {
+                return Err(CniError::internal(format!("interface {ifname} MAC {} does not match prevResult {}", link.mac, i.mac)));
+            }
+        }
+        let have = ns.addresses(ifname)?;
+        for ip in prev.ips.iter().filter(|ip| ip.interface == Some(index)) {
+            if !have.contains(&ip.address) {
+                return Err(CniError::internal(format!("address {} not found on {ifname}", ip.address)).with_details("the container interface lost an address; run ADD again"));
+            }
+        }
+        let routes = ns.routes(ifname)?;
+        for want in &prev.routes {
+            let found = routes.iter().any(|r| r.dst.network() == want.dst.network() && r.dst.prefix == want.dst.prefix && (want.gw.is_none() || r.gw == want.gw));
+            if !found {
+                return Err(CniError::internal(format!("route {} not found on {ifname}", want.dst)).with_details("the container lost a route; run ADD again"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `dns` section of a network config, when it sets anything.
+    pub fn dns_of(config: &serde_json::Value) -> Option<Dns> {
+        let d = crate::config::get_ci(config, "dns")?;
+        let list = |k: &str| -> Vec<String> {
+            crate::config::get_ci(d, k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        let dns = Dns {
+            nameservers: list("nameservers"),
+            domain: crate::config::get_ci(d, "domain").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            search: list("search"),
+            options: list("options"),
+        };
+        (dns != Dns::default()).then_some(dns)
+    }
+
+    /// The `ipam.type` of a network config (empty: L2 only).
+    pub fn ipam_type(config: &serde_json::Value) -> String {
+        crate::config::get_ci(config, "ipam").and_then(|i| crate::config::get_ci(i, "type")).and_then(|t| t.as_str()).unwrap_or_default().to_string()
+    }
+
+    /// Best-effort sysctls: the reference ignores their errors too.
+    pub fn sysctl_best_effort<S: HostScope>(scope: &S, side: Side, key: &str, value: &str) {
+        let _ = scope.set_sysctl(side, key, value);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn names_and_gateways() {
+            let n = random_veth_name();
+            assert_eq!(n.len(), 12);
+            assert!(n.starts_with("veth") && n[4..].chars().all(|c| c.is_ascii_hexdigit()));
+            let a: IpNet = "10.22.3.7/16".parse().expect("net");
+            assert_eq!(gateway_of(&a).to_string(), "10.22.0.1");
+            assert_eq!(network_of(&a).to_string(), "10.22.0.0/16");
+            let b: IpNet = "fd00:1::9/64".parse().expect("net");
+            assert_eq!(gateway_of(&b).to_string(), "fd00:1::1");
+        }
+    }
+}
+
+mod real {
+    use super::*;
+    use crate::__private::bindings::cni::plugin::host_net as wit;
+    use crate::__private::bindings::cni::plugin::types as witt;
+
+    fn err(e: witt::CniError) -> CniError {
+        CniError { code: e.code, msg: e.msg, details: e.details }
+    }
+
+    fn bad(what: &str, v: &str, e: String) -> CniError {
+        CniError::internal(format!("host returned an invalid {what} {v:?}")).with_details(e)
+    }
+
+    fn net(what: &str, s: &str) -> CniResultOf<IpNet> {
+        s.parse().map_err(|e| bad(what, s, e))
+    }
+
+    fn link(l: wit::HostLink) -> HostLink {
+        HostLink { name: l.name, index: l.index, mac: l.mac, mtu: l.mtu, up: l.up, oper_up: l.oper_up, kind: l.kind, master: l.master, promisc: l.promisc }
+    }
+
+    fn side(s: Side) -> wit::Side {
+        match s {
+            Side::Host => wit::Side::Host,
+            Side::Container => wit::Side::Container,
+        }
+    }
+
+    fn route_to(r: &Route) -> witt::Route {
+        witt::Route { dst: r.dst.to_string(), gw: r.gw.map(|g| g.to_string()), mtu: r.mtu, advmss: r.advmss, priority: r.priority, table: r.table, scope: r.scope }
+    }
+
+    fn route_from(r: witt::Route) -> CniResultOf<Route> {
+        Ok(Route {
+            dst: net("route destination", &r.dst)?,
+            gw: match r.gw {
+                Some(g) => Some(g.parse().map_err(|_| bad("route gateway", &g, "not an IP address".into()))?),
+                None => None,
+            },
+            mtu: r.mtu,
+            advmss: r.advmss,
+            priority: r.priority,
+            table: r.table,
+            scope: r.scope,
+        })
+    }
+
+    /// The host's `scope` resource.
+    pub struct WasmScope(wit::Scope);
+
+    impl HostScope for WasmScope {
+        fn bridge_name(&self) -> String {
+            self.0.bridge_name()
+        }
+        fn ensure_bridge(&self, c: &BridgeConfig) -> CniResultOf<HostLink> {
+            self.0.ensure_bridge(wit::BridgeConfig { mtu: c.mtu, promisc: c.promisc, vlan_filtering: c.vlan_filtering }).map(link).map_err(err)
+        }
+        fn link(&self, name: &str) -> CniResultOf<Option<HostLink>> {
+            self.0.link(name).map(|l| l.map(link)).map_err(err)
+        }
+        fn container_peer(&self) -> CniResultOf<Option<HostLink>> {
+            self.0.container_peer().map(|l| l.map(link)).map_err(err)
+        }
+        fn create_veth(&self, c: &VethConfig) -> CniResultOf<HostLink> {
+            self.0
+                .create_veth(&wit::VethConfig { host_name: c.host_name.clone(), mtu: c.mtu, container_mac: c.container_mac.clone() })
+                .map(link)
+                .map_err(err)
+        }
+        fn delete_container_link(&self) -> CniResultOf<Vec<IpNet>> {
+            self.0.delete_container_link().map_err(err)?.iter().map(|a| net("address", a)).collect()
+        }
+        fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()> {
+            self.0.set_link_up(name, up).map_err(err)
+        }
+        fn set_master(&self, name: &str) -> CniResultOf<()> {
+            self.0.set_master(name).map_err(err)
+        }
+        fn set_port(&self, name: &str, c: PortConfig) -> CniResultOf<()> {
+            self.0.set_port(name, wit::PortConfig { hairpin: c.hairpin, isolated: c.isolated }).map_err(err)
+        }
+        fn set_promisc(&self, name: &str, on: bool) -> CniResultOf<()> {
+            self.0.set_promisc(name, on).map_err(err)
+        }
+        fn set_mac(&self, name: &str, mac: &str) -> CniResultOf<()> {
+            self.0.set_mac(name, mac).map_err(err)
+        }
+        fn vlans(&self, name: &str) -> CniResultOf<Vec<Vlan>> {
+            Ok(self.0.vlans(name).map_err(err)?.into_iter().map(|v| Vlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect())
+        }
+        fn add_vlan(&self, name: &str, v: Vlan) -> CniResultOf<()> {
+            self.0.add_vlan(name, wit::Vlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).map_err(err)
+        }
+        fn del_vlan(&self, name: &str, vid: u16) -> CniResultOf<()> {
+            self.0.del_vlan(name, vid).map_err(err)
+        }
+        fn addresses(&self, name: &str) -> CniResultOf<Vec<IpNet>> {
+            self.0.addresses(name).map_err(err)?.iter().map(|a| net("address", a)).collect()
+        }
+        fn add_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
+            self.0.add_address(name, &addr.to_string()).map_err(err)
+        }
+        fn del_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
+            self.0.del_address(name, &addr.to_string()).map_err(err)
+        }
+        fn routes(&self, name: &str) -> CniResultOf<Vec<Route>> {
+            self.0.routes(name).map_err(err)?.into_iter().map(route_from).collect()
+        }
+        fn add_route(&self, name: &str, route: &Route) -> CniResultOf<()> {
+            self.0.add_route(name, &route_to(route)).map_err(err)
+        }
+        fn del_container_route(&self, route: &Route) -> CniResultOf<()> {
+            self.0.del_container_route(&route_to(route)).map_err(err)
+        }
+        fn sysctl(&self, s: Side, key: &str) -> CniResultOf<String> {
+            self.0.sysctl(side(s), key).map_err(err)
+        }
+        fn set_sysctl(&self, s: Side, key: &str, value: &str) -> CniResultOf<String> {
+            self.0.set_sysctl(side(s), key, value).map_err(err)
+        }
+    }
+
+    impl HostNetCaps for crate::wasm_host::WasmHost {
+        type Scope = WasmScope;
+
+        fn host_net(&mut self) -> CniResultOf<WasmScope> {
+            wit::open().map(WasmScope).map_err(err)
+        }
+        fn masquerade_add(&mut self, addresses: &[IpNet]) -> CniResultOf<()> {
+            let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+            wit::masquerade_add(&a).map_err(err)
+        }
+        fn masquerade_del(&mut self) -> CniResultOf<()> {
+            wit::masquerade_del().map_err(err)
+        }
+        fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool> {
+            let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+            wit::masquerade_check(&a).map_err(err)
+        }
+    }
+}
+
+pub use real::WasmScope;
 
 #[cfg(feature = "testing")]
-impl HostNetCaps for crate::testing::FakeHost {}
+pub use fake::{FakeHostLinkState, FakeHostNet, FakeScope};
+
+#[cfg(feature = "testing")]
+mod fake {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::testing::{FakeHost, FakeNetns};
+
+    /// A fake host link with what the fake keeps about it.
+    #[derive(Debug, Clone, Default)]
+    pub struct FakeHostLinkState {
+        pub link: HostLink,
+        pub addresses: Vec<IpNet>,
+        pub routes: Vec<Route>,
+        pub port: PortConfig,
+        pub vlans: Vec<Vlan>,
+        /// for a veth: the container interface it pairs with
+        pub peer_of: Option<String>,
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        bridge: String,
+        ifname: String,
+        links: BTreeMap<String, FakeHostLinkState>,
+        created: BTreeSet<String>,
+        sysctls: BTreeMap<(bool, String), String>,
+        masq: BTreeSet<IpNet>,
+        calls: Vec<String>,
+        next_index: u32,
+    }
+
+    /// The fake host side. Scope checks mirror the real host's, so a module
+    /// that strays is caught by its unit tests. Clones share state.
+    #[derive(Debug, Clone)]
+    pub struct FakeHostNet {
+        state: Rc<RefCell<State>>,
+    }
+
+    impl Default for FakeHostNet {
+        fn default() -> Self {
+            let s = State { bridge: "cni0".into(), ifname: "eth0".into(), next_index: 100, ..Default::default() };
+            FakeHostNet { state: Rc::new(RefCell::new(s)) }
+        }
+    }
+
+    impl FakeHostNet {
+        /// The bridge the host would scope from the config (default cni0).
+        pub fn set_bridge(&self, name: &str) {
+            self.state.borrow_mut().bridge = name.into();
+        }
+        /// CNI_IFNAME as the host would see it (default eth0).
+        pub fn set_ifname(&self, name: &str) {
+            self.state.borrow_mut().ifname = name.into();
+        }
+        /// Adds a host link outside any scope (to test refusals).
+        pub fn add_foreign_link(&self, name: &str, kind: &str) {
+            let mut s = self.state.borrow_mut();
+            s.next_index += 1;
+            let link = HostLink { name: name.into(), index: s.next_index, kind: kind.into(), mtu: 1500, ..Default::default() };
+            s.links.insert(name.into(), FakeHostLinkState { link, ..Default::default() });
+        }
+        pub fn link_state(&self, name: &str) -> Option<FakeHostLinkState> {
+            self.state.borrow().links.get(name).cloned()
+        }
+        pub fn link_names(&self) -> Vec<String> {
+            self.state.borrow().links.keys().cloned().collect()
+        }
+        pub fn sysctl_value(&self, side: Side, key: &str) -> Option<String> {
+            self.state.borrow().sysctls.get(&(side == Side::Host, key.to_string())).cloned()
+        }
+        pub fn masqueraded(&self) -> Vec<IpNet> {
+            self.state.borrow().masq.iter().copied().collect()
+        }
+        /// Every mutating call, e.g. `create-veth veth1234 eth0`.
+        pub fn calls(&self) -> Vec<String> {
+            self.state.borrow().calls.clone()
+        }
+    }
+
+    /// A scope on the fake host; clones share state.
+    #[derive(Debug, Clone)]
+    pub struct FakeScope {
+        host: FakeHostNet,
+        netns: FakeNetns,
+    }
+
+    fn refuse(name: &str, bridge: &str) -> CniError {
+        CniError::config(format!("host link {name:?} is outside this invocation's scope"))
+            .with_details(format!("a module may only touch the bridge {bridge:?}, the host veths it created in this call and, read-only, the peer of CNI_IFNAME"))
+    }
+
+    impl FakeScope {
+        fn record(&self, c: String) {
+            self.host.state.borrow_mut().calls.push(c);
+        }
+        fn mutable(&self, name: &str) -> CniResultOf<()> {
+            let s = self.host.state.borrow();
+            if name == s.bridge || s.created.contains(name) {
+                Ok(())
+            } else {
+                Err(refuse(name, &s.bridge))
+            }
+        }
+        fn readable(&self, name: &str) -> CniResultOf<()> {
+            let s = self.host.state.borrow();
+            let peer = s.links.get(name).and_then(|l| l.peer_of.as_ref()).is_some_and(|p| *p == s.ifname && self.netns.link_state(p).is_some());
+            drop(s);
+            if peer {
+                Ok(())
+            } else {
+                self.mutable(name)
+            }
+        }
+        fn with<T>(&self, name: &str, f: impl FnOnce(&mut FakeHostLinkState) -> CniResultOf<T>) -> CniResultOf<T> {
+            let mut s = self.host.state.borrow_mut();
+            let l = s.links.get_mut(name).ok_or_else(|| CniError::internal(format!("no such host link {name:?}")))?;
+            f(l)
+        }
+    }
+
+    impl HostScope for FakeScope {
+        fn bridge_name(&self) -> String {
+            self.host.state.borrow().bridge.clone()
+        }
+
+        fn ensure_bridge(&self, c: &BridgeConfig) -> CniResultOf<HostLink> {
+            let br = self.bridge_name();
+            self.record(format!("ensure-bridge {br} promisc={} vlan_filtering={}", c.promisc, c.vlan_filtering));
+            let mut s = self.host.state.borrow_mut();
+            s.next_index += 1;
+            let index = s.next_index;
+            let l = s.links.entry(br.clone()).or_insert_with(|| FakeHostLinkState {
+                link: HostLink { name: br.clone(), index, mac: "02:00:00:00:00:01".into(), mtu: c.mtu.unwrap_or(1500), kind: "bridge".into(), ..Default::default() },
+                ..Default::default()
+            });
+            if l.link.kind != "bridge" {
+                return Err(CniError::config(format!("{br:?} already exists but is not a bridge")));
+            }
+            l.link.up = true;
+            l.link.oper_up = true;
+            l.link.promisc |= c.promisc;
+            Ok(l.link.clone())
+        }
+
+        fn link(&self, name: &str) -> CniResultOf<Option<HostLink>> {
+            self.readable(name)?;
+            Ok(self.host.state.borrow().links.get(name).map(|l| l.link.clone()))
+        }
+
+        fn container_peer(&self) -> CniResultOf<Option<HostLink>> {
+            let s = self.host.state.borrow();
+            if self.netns.link_state(&s.ifname).is_none() {
+                return Ok(None);
+            }
+            Ok(s.links.values().find(|l| l.peer_of.as_deref() == Some(s.ifname.as_str())).map(|l| l.link.clone()))
+        }
+
+        fn create_veth(&self, c: &VethConfig) -> CniResultOf<HostLink> {
+            let ifname = self.host.state.borrow().ifname.clone();
+            self.record(format!("create-veth {} {ifname} mtu={:?} mac={:?}", c.host_name, c.mtu, c.container_mac));
+            if self.netns.link_state(&ifname).is_some() || self.host.state.borrow().links.contains_key(&c.host_name) {
+                return Err(CniError::internal(format!("cannot create veth {}/{ifname}: a link of that name exists", c.host_name)));
+            }
+            self.netns.add_link(&ifname, false);
+            let mut s = self.host.state.borrow_mut();
+            s.next_index += 1;
+            let link = HostLink { name: c.host_name.clone(), index: s.next_index, mac: "02:00:00:00:00:aa".into(), mtu: c.mtu.unwrap_or(1500), kind: "veth".into(), ..Default::default() };
+            s.links.insert(c.host_name.clone(), FakeHostLinkState { link: link.clone(), peer_of: Some(ifname), ..Default::default() });
+            s.created.insert(c.host_name.clone());
+            Ok(link)
+        }
+
+        fn delete_container_link(&self) -> CniResultOf<Vec<IpNet>> {
+            let ifname = self.host.state.borrow().ifname.clone();
+            self.record(format!("delete-container-link {ifname}"));
+            if self.netns.link_state(&ifname).is_none() {
+                return Ok(Vec::new());
+            }
+            let addrs = self.netns.link_addresses(&ifname);
+            self.netns.remove_link(&ifname);
+            self.host.state.borrow_mut().links.retain(|_, l| l.peer_of.as_deref() != Some(ifname.as_str()));
+            Ok(addrs)
+        }
+
+        fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("set-link-up {name} {up}"));
+            self.with(name, |l| {
+                l.link.up = up;
+                l.link.oper_up = up;
+                Ok(())
+            })
+        }
+
+        fn set_master(&self, name: &str) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("set-master {name}"));
+            let br = self.bridge_name();
+            let idx = self.host.state.borrow().links.get(&br).map(|l| l.link.index).ok_or_else(|| CniError::internal(format!("bridge {br} does not exist")))?;
+            self.with(name, |l| {
+                l.link.master = Some(idx);
+                Ok(())
+            })
+        }
+
+        fn set_port(&self, name: &str, c: PortConfig) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("set-port {name} hairpin={} isolated={}", c.hairpin, c.isolated));
+            self.with(name, |l| {
+                l.port = c;
+                Ok(())
+            })
+        }
+
+        fn set_promisc(&self, name: &str, on: bool) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("set-promisc {name} {on}"));
+            self.with(name, |l| {
+                l.link.promisc = on;
+                Ok(())
+            })
+        }
+
+        fn set_mac(&self, name: &str, mac: &str) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("set-mac {name} {mac}"));
+            self.with(name, |l| {
+                l.link.mac = mac.to_string();
+                Ok(())
+            })
+        }
+
+        fn vlans(&self, name: &str) -> CniResultOf<Vec<Vlan>> {
+            self.readable(name)?;
+            self.with(name, |l| Ok(l.vlans.clone()))
+        }
+
+        fn add_vlan(&self, name: &str, v: Vlan) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("add-vlan {name} {} pvid={} untagged={}", v.vid, v.pvid, v.untagged));
+            self.with(name, |l| {
+                l.vlans.retain(|x| x.vid != v.vid);
+                l.vlans.push(v);
+                Ok(())
+            })
+        }
+
+        fn del_vlan(&self, name: &str, vid: u16) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("del-vlan {name} {vid}"));
+            self.with(name, |l| {
+                l.vlans.retain(|x| x.vid != vid);
+                Ok(())
+            })
+        }
+
+        fn addresses(&self, name: &str) -> CniResultOf<Vec<IpNet>> {
+            self.readable(name)?;
+            self.with(name, |l| Ok(l.addresses.clone()))
+        }
+
+        fn add_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("add-address {name} {addr}"));
+            self.with(name, |l| {
+                if l.addresses.contains(&addr) {
+                    return Err(CniError::internal(format!("address {addr} already on {name}")));
+                }
+                l.addresses.push(addr);
+                Ok(())
+            })
+        }
+
+        fn del_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("del-address {name} {addr}"));
+            self.with(name, |l| {
+                l.addresses.retain(|a| *a != addr);
+                Ok(())
+            })
+        }
+
+        fn routes(&self, name: &str) -> CniResultOf<Vec<Route>> {
+            self.readable(name)?;
+            self.with(name, |l| Ok(l.routes.clone()))
+        }
+
+        fn add_route(&self, name: &str, route: &Route) -> CniResultOf<()> {
+            self.mutable(name)?;
+            self.record(format!("add-route {name} {}", route.dst));
+            self.with(name, |l| {
+                l.routes.push(route.clone());
+                Ok(())
+            })
+        }
+
+        fn del_container_route(&self, route: &Route) -> CniResultOf<()> {
+            let ifname = self.host.state.borrow().ifname.clone();
+            self.record(format!("del-container-route {ifname} {}", route.dst));
+            self.netns.remove_route(&ifname, route.dst);
+            Ok(())
+        }
+
+        fn sysctl(&self, side: Side, key: &str) -> CniResultOf<String> {
+            Ok(self.host.state.borrow().sysctls.get(&(side == Side::Host, key.to_string())).cloned().unwrap_or_else(|| "0".into()))
+        }
+
+        fn set_sysctl(&self, side: Side, key: &str, value: &str) -> CniResultOf<String> {
+            self.record(format!("sysctl {:?} {key}={value}", side));
+            let old = self.sysctl(side, key)?;
+            self.host.state.borrow_mut().sysctls.insert((side == Side::Host, key.to_string()), value.to_string());
+            Ok(old)
+        }
+    }
+
+    impl HostNetCaps for FakeHost {
+        type Scope = FakeScope;
+
+        fn host_net(&mut self) -> CniResultOf<FakeScope> {
+            // A fresh scope: veths created by an earlier call are no longer in it.
+            self.host_net.state.borrow_mut().created.clear();
+            Ok(FakeScope { host: self.host_net.clone(), netns: self.netns.clone() })
+        }
+
+        fn masquerade_add(&mut self, addresses: &[IpNet]) -> CniResultOf<()> {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push(format!("masquerade-add {}", addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")));
+            s.masq.extend(addresses.iter().copied());
+            Ok(())
+        }
+
+        fn masquerade_del(&mut self) -> CniResultOf<()> {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push("masquerade-del".into());
+            s.masq.clear();
+            Ok(())
+        }
+
+        fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool> {
+            let s = self.host_net.state.borrow();
+            Ok(addresses.iter().all(|a| s.masq.contains(a)))
+        }
+    }
+
+}

@@ -1,11 +1,211 @@
 //! The `nat` capability (wit/nat.wit) as a trait, with the real
 //! implementation on [`crate::__private::WasmHost`] and a fake on
 //! `testing::FakeHost`.
+//!
+//! The module describes the attachment's mappings; the host derives every
+//! chain/element name from the network name and container id, renders the
+//! rules and applies one call as one batch.
 
-/// Operations of the `nat` capability.
-pub trait NatCaps {}
+use std::net::IpAddr;
 
-impl NatCaps for crate::wasm_host::WasmHost {}
+use crate::types::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatBackend {
+    Iptables,
+    Nftables,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+    /// None (or an unspecified address) maps every local address; a host
+    /// address of the other family skips the mapping for this address.
+    pub host_ip: Option<IpAddr>,
+}
+
+/// The mappings of one container address (from prevResult).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMappings {
+    pub container: IpNet,
+    pub mappings: Vec<PortMapping>,
+    /// Match tokens for the attachment's entry rule.
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatOptions {
+    pub backend: NatBackend,
+    pub snat: bool,
+    pub masq_all: bool,
+    pub mark_masq_bit: u8,
+    pub external_set_mark_chain: Option<String>,
+}
+
+/// Everything one attachment maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatSpec {
+    pub options: NatOptions,
+    pub families: Vec<FamilyMappings>,
+}
+
+/// Operations of the `nat` capability, all scoped to this attachment.
+pub trait NatCaps {
+    /// Installs the mappings (replacing the attachment's previous ones).
+    fn nat_apply(&mut self, spec: &NatSpec) -> CniResultOf<()>;
+    /// Removes the attachment's rules in `backend`; nothing there is success.
+    fn nat_remove(&mut self, backend: NatBackend) -> CniResultOf<()>;
+    /// Fails unless every rule of `spec` is in place.
+    fn nat_check(&mut self, spec: &NatSpec) -> CniResultOf<()>;
+    /// Removes this network's attachments whose container id is not in `valid`.
+    fn nat_gc(&mut self, backend: NatBackend, valid: &[String]) -> CniResultOf<()>;
+    /// Deletes conntrack entries of UDP flows to `port`.
+    fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> CniResultOf<()>;
+    /// route_localnet=1 on the host link toward this attachment's IPv4 address.
+    fn enable_route_localnet(&mut self, container_ip: IpAddr) -> CniResultOf<()>;
+}
+
+mod real {
+    use super::*;
+    use crate::__private::bindings::cni::plugin::nat as w;
+    use crate::__private::bindings::cni::plugin::types as wt;
+
+    fn err(e: wt::CniError) -> CniError {
+        CniError { code: e.code, msg: e.msg, details: e.details }
+    }
+
+    fn backend(b: NatBackend) -> w::Backend {
+        match b {
+            NatBackend::Iptables => w::Backend::Iptables,
+            NatBackend::Nftables => w::Backend::Nftables,
+        }
+    }
+
+    fn spec(s: &NatSpec) -> w::AttachmentNat {
+        w::AttachmentNat {
+            options: w::Options {
+                backend: backend(s.options.backend),
+                snat: s.options.snat,
+                masq_all: s.options.masq_all,
+                mark_masq_bit: s.options.mark_masq_bit,
+                external_set_mark_chain: s.options.external_set_mark_chain.clone(),
+            },
+            families: s
+                .families
+                .iter()
+                .map(|f| w::FamilyMappings {
+                    container_ip: f.container.to_string(),
+                    mappings: f
+                        .mappings
+                        .iter()
+                        .map(|m| w::PortMapping {
+                            host_port: m.host_port,
+                            container_port: m.container_port,
+                            protocol: match m.protocol {
+                                Protocol::Tcp => w::Protocol::Tcp,
+                                Protocol::Udp => w::Protocol::Udp,
+                                Protocol::Sctp => w::Protocol::Sctp,
+                            },
+                            host_ip: m.host_ip.map(|h| h.to_string()),
+                        })
+                        .collect(),
+                    conditions: f.conditions.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    impl NatCaps for crate::wasm_host::WasmHost {
+        fn nat_apply(&mut self, s: &NatSpec) -> CniResultOf<()> {
+            w::apply(&spec(s)).map_err(err)
+        }
+
+        fn nat_remove(&mut self, b: NatBackend) -> CniResultOf<()> {
+            w::remove(backend(b)).map_err(err)
+        }
+
+        fn nat_check(&mut self, s: &NatSpec) -> CniResultOf<()> {
+            w::check(&spec(s)).map_err(err)
+        }
+
+        fn nat_gc(&mut self, b: NatBackend, valid: &[String]) -> CniResultOf<()> {
+            w::gc(backend(b), valid).map_err(err)
+        }
+
+        fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> CniResultOf<()> {
+            w::flush_udp_conntrack(port, ipv6).map_err(err)
+        }
+
+        fn enable_route_localnet(&mut self, ip: IpAddr) -> CniResultOf<()> {
+            w::enable_route_localnet(&ip.to_string()).map_err(err)
+        }
+    }
+}
+
+/// What the fake host recorded, and an optional failure to inject.
+#[cfg(feature = "testing")]
+#[derive(Debug, Default)]
+pub struct FakeNat {
+    /// Every call, e.g. `apply`, `remove Iptables`, `conntrack 53 v4`.
+    pub calls: Vec<String>,
+    /// The last applied spec (None after a remove).
+    pub applied: Option<NatSpec>,
+    /// Returned (once) by the next call when set.
+    pub fail_next: Option<CniError>,
+}
 
 #[cfg(feature = "testing")]
-impl NatCaps for crate::testing::FakeHost {}
+impl FakeNat {
+    fn call(&mut self, what: String) -> CniResultOf<()> {
+        self.calls.push(what);
+        match self.fail_next.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl NatCaps for crate::testing::FakeHost {
+    fn nat_apply(&mut self, spec: &NatSpec) -> CniResultOf<()> {
+        self.nat.call("apply".into())?;
+        self.nat.applied = Some(spec.clone());
+        Ok(())
+    }
+
+    fn nat_remove(&mut self, backend: NatBackend) -> CniResultOf<()> {
+        self.nat.call(format!("remove {backend:?}"))?;
+        self.nat.applied = None;
+        Ok(())
+    }
+
+    fn nat_check(&mut self, spec: &NatSpec) -> CniResultOf<()> {
+        self.nat.call("check".into())?;
+        if self.nat.applied.as_ref() == Some(spec) {
+            Ok(())
+        } else {
+            Err(CniError::internal("port mappings are not in place"))
+        }
+    }
+
+    fn nat_gc(&mut self, backend: NatBackend, valid: &[String]) -> CniResultOf<()> {
+        self.nat.call(format!("gc {backend:?} {}", valid.join(",")))
+    }
+
+    fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> CniResultOf<()> {
+        self.nat.call(format!("conntrack {port} {}", if ipv6 { "v6" } else { "v4" }))
+    }
+
+    fn enable_route_localnet(&mut self, ip: IpAddr) -> CniResultOf<()> {
+        self.nat.call(format!("route_localnet {ip}"))
+    }
+}

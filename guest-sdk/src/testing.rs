@@ -49,6 +49,18 @@ impl FakeNetns {
         self.state.borrow_mut().gone = true;
     }
 
+    /// Removes a link, as the kernel does with the other end of a deleted veth.
+    pub fn remove_link(&self, name: &str) {
+        self.state.borrow_mut().links.remove(name);
+    }
+
+    /// Drops the routes to `dst` through `link` (connected ones included).
+    pub fn remove_route(&self, link: &str, dst: IpNet) {
+        if let Some(l) = self.state.borrow_mut().links.get_mut(link) {
+            l.2.retain(|r| r.dst != dst);
+        }
+    }
+
     /// Every mutating call made, e.g. `set-link-up lo true`.
     pub fn calls(&self) -> Vec<String> {
         self.state.borrow().calls.clone()
@@ -125,6 +137,12 @@ pub struct FakeHost {
     /// IPAM commands delegated so far.
     pub ipam_calls: Vec<IpamCommand>,
     pub logs: RefCell<Vec<(Level, String)>>,
+    /// The bridge/ptp modules' `host-net` capability.
+    pub host_net: crate::host_net::FakeHostNet,
+    /// The bandwidth module's `tc` capability.
+    pub tc: crate::tc::FakeTc,
+    /// The portmap module's `nat` capability.
+    pub nat: crate::nat::FakeNat,
     state_dir: PathBuf,
 }
 
@@ -138,6 +156,9 @@ impl FakeHost {
             ipam_answers: VecDeque::new(),
             ipam_calls: Vec::new(),
             logs: RefCell::new(Vec::new()),
+            host_net: Default::default(),
+            tc: Default::default(),
+            nat: Default::default(),
             state_dir,
         }
     }

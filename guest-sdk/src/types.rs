@@ -216,6 +216,18 @@ impl Invocation {
         self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// Refuses CNI_ARGS keys outside `known`, unless `IgnoreUnknown` is `1` or
+    /// `true` — the reference plugins' rule (runtimes send IgnoreUnknown=1).
+    pub fn check_args(&self, known: &[&str]) -> CniResultOf<()> {
+        let ignore = self.args.iter().any(|(k, v)| k == "IgnoreUnknown" && (v == "1" || v.eq_ignore_ascii_case("true")));
+        let unknown: Vec<&str> = self.args.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "IgnoreUnknown" && !known.contains(k)).collect();
+        if ignore || unknown.is_empty() {
+            return Ok(());
+        }
+        Err(CniError::new(code::INVALID_ENVIRONMENT, format!("ARGS: unknown args {unknown:?}"))
+            .with_details(format!("CNI_ARGS keys this plugin knows: {known:?}; add IgnoreUnknown=1 to pass others")))
+    }
+
     /// A minimal invocation for tests and tools.
     pub fn new(container_id: &str, ifname: &str, config: serde_json::Value) -> Self {
         let cni_version = config.get("cniVersion").and_then(|v| v.as_str()).unwrap_or("1.0.0").to_string();
@@ -245,6 +257,16 @@ pub enum Level {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cni_args_unknown_keys_need_ignore_unknown() {
+        let mut inv = Invocation::new("c", "eth0", serde_json::json!({}));
+        inv.args = vec![("IP".into(), "10.0.0.1".into()), ("K8S_POD_NAME".into(), "p".into())];
+        let e = inv.check_args(&["IP"]).expect_err("unknown key");
+        assert!(e.msg.contains("K8S_POD_NAME"), "{e}");
+        inv.args.push(("IgnoreUnknown".into(), "true".into()));
+        inv.check_args(&["IP"]).expect("ignored");
+    }
 
     #[test]
     fn ipnet_parses_and_masks() {

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 rounds=${1:-100}
-bin=${WASM_CNI_BIN:-target/release/wasm-cni}
+bin=${WASM_CNI_BIN:-target/wasm-cni-dist/wasm-cni}
 modules=${WASM_CNI_MODULES:-target/wasm-cni-modules}
 reference=${REFERENCE_BANDWIDTH:-/usr/lib/cni/bandwidth}
 for f in "$bin" "$modules/bandwidth.wasm" "$reference"; do

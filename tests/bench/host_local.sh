@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 rounds=${1:-200}
-bin=${WASM_CNI_BIN:-target/release/wasm-cni}
+bin=${WASM_CNI_BIN:-target/wasm-cni-dist/wasm-cni}
 modules=${WASM_CNI_MODULES:-target/wasm-cni-modules}
 reference=${REFERENCE_HOST_LOCAL:-/usr/lib/cni/host-local}
 for f in "$bin" "$modules/host-local.wasm" "$reference"; do

@@ -13,7 +13,7 @@ cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 export WASM_CNI_CACHE_DIR=$work/cache WASM_CNI_LOG_FILE=$work/wasm-cni.log
-target/release/wasm-cni install --bin-dir "$work/bin" --modules-dir target/wasm-cni-modules >/dev/null
+target/wasm-cni-dist/wasm-cni install --bin-dir "$work/bin" --modules-dir target/wasm-cni-modules >/dev/null
 ip netns add "$ns"
 ref=/usr/lib/cni/loopback
 conf='{"cniVersion":"1.0.0","name":"bench","type":"loopback"}'

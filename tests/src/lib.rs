@@ -12,7 +12,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// The host binary under test (built by tests/run.sh, or WASM_CNI_BIN).
 pub fn host_bin() -> PathBuf {
-    std::env::var_os("WASM_CNI_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/release/wasm-cni"))
+    std::env::var_os("WASM_CNI_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/wasm-cni-dist/wasm-cni"))
 }
 
 /// The built modules, staged under their type names by tests/build.sh.

@@ -8,6 +8,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     with: {
         "cni:plugin/netns.namespace": crate::caps::netns::NamespaceHandle,
+        "cni:plugin/tc.attachment": crate::caps::tc::AttachmentHandle,
+        "cni:plugin/host-net.scope": crate::caps::host_net::ScopeHandle,
     },
 });
 

@@ -19,7 +19,7 @@ pub struct NamespaceHandle {
     ops: Box<dyn NetnsOps>,
 }
 
-fn kernel_error(op: &str, e: KernelError) -> CniError {
+pub(super) fn kernel_error(op: &str, e: KernelError) -> CniError {
     match e {
         KernelError::NetnsGone(m) => cap_error(code::UNKNOWN_CONTAINER, "container network namespace is gone", m),
         KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
@@ -27,14 +27,14 @@ fn kernel_error(op: &str, e: KernelError) -> CniError {
     }
 }
 
-fn check_link_name(name: &str) -> Result<(), CniError> {
+pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {
     if name.is_empty() || name.len() > 15 || name.contains(['/', ':', ' ', '\0']) || name == "." || name == ".." {
         return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid link name {name:?}"), "a link name is 1-15 bytes without '/', ':' or spaces"));
     }
     Ok(())
 }
 
-fn parse_cidr(s: &str) -> Result<Addr, CniError> {
+pub(super) fn parse_cidr(s: &str) -> Result<Addr, CniError> {
     let bad = || cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid address {s:?}"), "expected CIDR notation such as 10.1.2.3/24");
     let (a, p) = s.split_once('/').ok_or_else(bad)?;
     let ip: IpAddr = a.parse().map_err(|_| bad())?;
@@ -45,7 +45,7 @@ fn parse_cidr(s: &str) -> Result<Addr, CniError> {
     Ok(Addr { ip, prefix })
 }
 
-fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {
+pub(super) fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {
     let gw = match &r.gw {
         Some(g) => Some(g.parse::<IpAddr>().map_err(|_| cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid route gateway {g:?}"), "expected an IP address"))?),
         None => None,
@@ -57,7 +57,7 @@ fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {
     Ok(RouteInfo { dst: parse_cidr(&r.dst)?, gw, mtu: r.mtu, priority: r.priority, table: r.table, scope })
 }
 
-fn route_to_wit(r: RouteInfo) -> Route {
+pub(super) fn route_to_wit(r: RouteInfo) -> Route {
     Route {
         dst: format!("{}/{}", r.dst.ip, r.dst.prefix),
         gw: r.gw.map(|g| g.to_string()),

@@ -15,6 +15,16 @@ pub enum Undo {
     AddAddress { netns: String, link: String, addr: Addr },
     /// The delegated IPAM allocated: release it.
     IpamDel,
+    /// Port mappings were installed for this attachment: remove them.
+    NatRemove { backend: crate::kernel::firewall::Backend },
+    /// An ifb the tc capability created (host netns).
+    DelIfb { name: String },
+    /// A qdisc the tc capability added on host link `index` under `parent`.
+    DelQdisc { index: u32, parent: u32 },
+    /// A host link this call created (a veth: its container end goes too).
+    DelHostLink { name: String },
+    /// Masquerade rules of this attachment (chain derived by the host).
+    Unmasquerade { chain: String },
 }
 
 impl CallContext {
@@ -40,6 +50,22 @@ impl CallContext {
                 Undo::DelAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.del_address(link, *addr)).map_err(|e| e.to_string()),
                 Undo::AddAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.add_address(link, *addr)).map_err(|e| e.to_string()),
                 Undo::IpamDel => super::ipam::delegate(self, Command::Del).map(|_| ()).map_err(|e| format!("{}: {}", e.msg, e.details)),
+                Undo::NatRemove { backend } => super::nat::owner(self, true)
+                    .map_err(|e| e.msg)
+                    .and_then(|o| self.runtime.kernels.firewall.portmap_remove(&o, *backend).map_err(|e| e.to_string())),
+                Undo::DelIfb { name } => super::tc::undo_del_ifb(self, name),
+                Undo::DelQdisc { index, parent } => super::tc::undo_del_qdisc(self, *index, *parent),
+                Undo::DelHostLink { name } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(super::host_net::HOST_NETNS)
+                    .and_then(|mut ns| match ns.del_link(name) {
+                        Err(crate::kernel::KernelError::NoSuchLink(_)) => Ok(()),
+                        r => r,
+                    })
+                    .map_err(|e| e.to_string()),
+                Undo::Unmasquerade { chain } => self.runtime.kernels.masq.teardown(chain).map_err(|e| e.to_string()),
             };
             match r {
                 Ok(()) => tracing::info!(module = %self.module, container_id = %self.invocation.container_id, ?step, "undone after failed ADD"),

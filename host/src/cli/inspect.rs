@@ -24,8 +24,7 @@ pub fn run(bin_dir: &Path, only: Option<&str>) -> Result<i32> {
     let mut status = 0;
     for t in types {
         let path = bin_dir.join(format!("{t}.wasm"));
-        let bytes = fs::read(&path)?;
-        let sha = cache::sha256_hex(&bytes);
+        let sha = rt.cache.module_digest(&path)?;
         let entry = rt.cache.path_for(&sha, &rt.engine_key);
         let cache_state = match rt.cache.read(&entry) {
             Ok(_) => "precompiled".to_string(),

@@ -32,6 +32,13 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
     if !same_file(&me, &host) {
         copy_atomic(&me, &host, 0o755)?;
     }
+    // The compiler build travels with the runtime build when it sits next to it.
+    if let Some(compiler) = me.parent().map(|d| d.join(crate::runtime::COMPILER_BINARY)).filter(|p| p.is_file()) {
+        let dst = bin_dir.join(crate::runtime::COMPILER_BINARY);
+        if !same_file(&compiler, &dst) {
+            copy_atomic(&compiler, &dst, 0o755)?;
+        }
+    }
     let modules_dir = match modules_dir {
         Some(d) => d.to_path_buf(),
         None => resolve::self_dir().context("locating the modules next to the binary")?,

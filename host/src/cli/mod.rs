@@ -38,6 +38,11 @@ enum Cmd {
     },
     /// Run a conflist against a netns as a runtime does (a built-in cnitool).
     Exec(exec::ExecArgs),
+    /// Compile one module into the cache (run by the CNI path on a cache miss).
+    #[command(hide = true)]
+    Compile {
+        module: PathBuf,
+    },
 }
 
 pub fn main() -> i32 {
@@ -52,11 +57,27 @@ pub fn main() -> i32 {
         Cmd::Install { bin_dir, modules_dir, force } => install::run(&bin_dir, modules_dir.as_deref(), force),
         Cmd::Inspect { plugin_type, bin_dir } => inspect::run(&bin_dir, plugin_type.as_deref()),
         Cmd::Exec(args) => exec::run(args),
+        Cmd::Compile { module } => Ok(compile(&module)),
     };
     match r {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wasm-cni: {e:#}");
+            1
+        }
+    }
+}
+
+/// Loads (so compiles on a miss) one module; a failure is printed as CNI
+/// error JSON for the caller to pass on.
+fn compile(module: &std::path::Path) -> i32 {
+    let settings = crate::dispatch::Settings::from_env();
+    let name = module.file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_string();
+    let r = crate::dispatch::runtime(&settings, &[], crate::kernel::Kernels::system()).and_then(|rt| rt.load_path(&name, module));
+    match r {
+        Ok(_) => 0,
+        Err(e) => {
+            println!("{}", e.to_json(""));
             1
         }
     }

@@ -22,7 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 
-use super::{Addr, KResult, Kernel, KernelError, LinkInfo, NetnsOps, RouteInfo};
+use super::{
+    Addr, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
+    RouteInfo, VethSpec,
+};
 
 const RT_TABLE_MAIN: u32 = 254;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -40,12 +43,62 @@ pub struct FakeLink {
     pub addresses: Vec<Addr>,
     /// Routes added through this link (connected routes are not stored).
     pub routes: Vec<RouteInfo>,
+    /// `bridge`, `veth` or empty
+    pub kind: String,
+    pub master: Option<u32>,
+    /// veth peer: namespace path and ifindex
+    pub peer: Option<(String, u32)>,
+    pub promisc: bool,
+    pub port: PortFlags,
+    pub vlans: Vec<PortVlan>,
 }
 
 #[derive(Debug, Default)]
 struct FakeNetns {
     links: Vec<FakeLink>,
     next_index: u32,
+    sysctls: BTreeMap<String, String>,
+}
+
+impl FakeNetns {
+    fn new_link(&mut self, name: &str, kind: &str, mtu: u32) -> KResult<&mut FakeLink> {
+        if self.links.iter().any(|l| l.info.name == name) {
+            return Err(failed("add link", Errno::EEXIST));
+        }
+        let index = self.next_index;
+        self.next_index += 1;
+        let [_, _, hi, lo] = index.to_be_bytes();
+        self.links.push(FakeLink {
+            info: LinkInfo {
+                name: name.to_string(),
+                index,
+                mac: format!("02:00:00:00:{hi:02x}:{lo:02x}"),
+                mtu,
+                up: false,
+            },
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            kind: kind.to_string(),
+            master: None,
+            peer: None,
+            promisc: false,
+            port: PortFlags::default(),
+            vlans: Vec::new(),
+        });
+        let last = self.links.len() - 1;
+        Ok(&mut self.links[last])
+    }
+}
+
+fn details(l: &FakeLink) -> LinkDetails {
+    LinkDetails {
+        info: l.info.clone(),
+        kind: l.kind.clone(),
+        master: l.master,
+        peer: l.peer.as_ref().map(|p| p.1),
+        promisc: l.promisc,
+        oper_up: l.info.up,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -191,8 +244,15 @@ impl FakeKernel {
                     },
                     addresses: Vec::new(),
                     routes: Vec::new(),
+                    kind: String::new(),
+                    master: None,
+                    peer: None,
+                    promisc: false,
+                    port: PortFlags::default(),
+                    vlans: Vec::new(),
                 }],
                 next_index: 2,
+                sysctls: BTreeMap::new(),
             });
     }
 
@@ -210,24 +270,23 @@ impl FakeKernel {
             .namespaces
             .get_mut(path)
             .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-        if ns.links.iter().any(|l| l.info.name == name) {
-            return Err(failed("add link", Errno::EEXIST));
-        }
-        let index = ns.next_index;
-        ns.next_index += 1;
-        let [_, _, hi, lo] = index.to_be_bytes();
-        ns.links.push(FakeLink {
-            info: LinkInfo {
-                name: name.to_string(),
-                index,
-                mac: format!("02:00:00:00:{hi:02x}:{lo:02x}"),
-                mtu: 1500,
-                up,
-            },
-            addresses: Vec::new(),
-            routes: Vec::new(),
-        });
-        Ok(index)
+        let link = ns.new_link(name, "", 1500)?;
+        link.info.up = up;
+        Ok(link.info.index)
+    }
+
+    /// A sysctl value as set through `NetnsOps::sysctl`.
+    pub fn sysctl(&self, path: &str, key: &str) -> Option<String> {
+        self.lock().namespaces.get(path)?.sysctls.get(key).cloned()
+    }
+
+    /// Names of the links in a namespace.
+    pub fn links(&self, path: &str) -> Vec<String> {
+        self.lock()
+            .namespaces
+            .get(path)
+            .map(|ns| ns.links.iter().map(|l| l.info.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// A snapshot of a link, or `None` if the namespace or link is missing.
@@ -271,6 +330,26 @@ struct FakeNs {
 }
 
 impl FakeNs {
+    /// Runs `f` on every namespace (for cross-namespace veth work); logs
+    /// `log` first when given and honours `fail_next` for mutations.
+    fn with_all<T>(
+        &self,
+        log: Option<String>,
+        f: impl FnOnce(&mut BTreeMap<String, FakeNetns>, &str) -> KResult<T>,
+    ) -> KResult<T> {
+        let mut st = self.kernel.lock();
+        if let Some(line) = log {
+            st.calls.push(format!("ns={} {line}", self.path));
+            if let Some(err) = st.fail_next.take() {
+                return Err(err);
+            }
+        }
+        if !st.namespaces.contains_key(&self.path) {
+            return Err(KernelError::NetnsGone(self.path.clone()));
+        }
+        f(&mut st.namespaces, &self.path)
+    }
+
     /// Runs `f` on the named link; logs `log` first when given.
     fn with_link<T>(
         &self,
@@ -457,7 +536,203 @@ impl NetnsOps for FakeNs {
             Ok(())
         })
     }
+
+    fn del_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()> {
+        let log = format!("del-route {link} {}", fmt_route(route));
+        self.with_link(Some(log), link, |l| {
+            let before = l.routes.len();
+            l.routes.retain(|r| !(r.dst == route.dst && (route.gw.is_none() || r.gw == route.gw)));
+            if l.routes.len() == before {
+                // A connected route: the fake drops it by remembering nothing; the
+                // kernel would delete it. Model: refuse only when nothing matches.
+                let connected = l.connected_routes().iter().any(|r| r.dst == route.dst);
+                if !connected {
+                    return Err(failed("del route", Errno::ESRCH));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn link_details(&mut self, name: &str) -> KResult<Option<LinkDetails>> {
+        match self.with_link(None, name, |l| Ok(details(l))) {
+            Ok(d) => Ok(Some(d)),
+            Err(KernelError::NoSuchLink(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn link_by_index(&mut self, index: u32) -> KResult<Option<LinkDetails>> {
+        self.with_all(None, |all, path| {
+            Ok(all.get(path).and_then(|ns| ns.links.iter().find(|l| l.info.index == index)).map(details))
+        })
+    }
+
+    fn add_bridge(&mut self, name: &str, mtu: Option<u32>, vlan_filtering: bool) -> KResult<()> {
+        let log = format!("add-bridge {name} mtu={mtu:?} vlan_filtering={vlan_filtering}");
+        self.with_all(Some(log), |all, path| {
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            ns.new_link(name, "bridge", mtu.unwrap_or(1500)).map_err(|_| failed("add bridge", Errno::EEXIST))?;
+            Ok(())
+        })
+    }
+
+    fn set_bridge_vlan_filtering(&mut self, name: &str, on: bool) -> KResult<()> {
+        self.with_link(Some(format!("set-vlan-filtering {name} {on}")), name, |_| Ok(()))
+    }
+
+    fn add_veth(&mut self, spec: &VethSpec) -> KResult<()> {
+        let log = format!(
+            "add-veth {} peer {} in {} mtu={:?}",
+            spec.name,
+            spec.peer_name,
+            spec.peer_netns.as_deref().unwrap_or("self"),
+            spec.mtu
+        );
+        self.with_all(Some(log), |all, path| {
+            let peer_path = spec.peer_netns.clone().unwrap_or_else(|| path.to_string());
+            if !all.contains_key(&peer_path) {
+                return Err(KernelError::NetnsGone(peer_path));
+            }
+            let taken = |all: &BTreeMap<String, FakeNetns>, p: &str, n: &str| {
+                all.get(p).is_some_and(|ns| ns.links.iter().any(|l| l.info.name == n))
+            };
+            if taken(all, path, &spec.name) || taken(all, &peer_path, &spec.peer_name) || (peer_path == path && spec.name == spec.peer_name) {
+                return Err(failed("add veth", Errno::EEXIST));
+            }
+            let mtu = spec.mtu.unwrap_or(1500);
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let index = ns.new_link(&spec.name, "veth", mtu)?.info.index;
+            let peer_ns = all.get_mut(&peer_path).ok_or_else(|| KernelError::NetnsGone(peer_path.clone()))?;
+            let peer = peer_ns.new_link(&spec.peer_name, "veth", mtu)?;
+            if let Some(mac) = spec.peer_mac {
+                peer.info.mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            }
+            peer.peer = Some((path.to_string(), index));
+            let peer_index = peer.info.index;
+            if let Some(l) = all.get_mut(path).and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == index)) {
+                l.peer = Some((peer_path, peer_index));
+            }
+            Ok(())
+        })
+    }
+
+    fn move_link(&mut self, name: &str, netns: &str) -> KResult<()> {
+        self.with_all(Some(format!("move-link {name} to {netns}")), |all, path| {
+            if !all.contains_key(netns) {
+                return Err(KernelError::NetnsGone(netns.to_string()));
+            }
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let pos = ns.links.iter().position(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+            let link = ns.links.remove(pos);
+            let target = all.get_mut(netns).ok_or_else(|| KernelError::NetnsGone(netns.to_string()))?;
+            let moved = target.new_link(name, &link.kind, link.info.mtu)?;
+            moved.peer = link.peer.clone();
+            let new_index = moved.info.index;
+            if let Some((pp, pi)) = link.peer {
+                if let Some(p) = all.get_mut(&pp).and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == pi)) {
+                    p.peer = Some((netns.to_string(), new_index));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn del_link(&mut self, name: &str) -> KResult<()> {
+        self.with_all(Some(format!("del-link {name}")), |all, path| {
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let pos = ns.links.iter().position(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+            let link = ns.links.remove(pos);
+            // Ports of a deleted bridge are released; a veth takes its peer along.
+            for l in ns.links.iter_mut() {
+                if l.master == Some(link.info.index) {
+                    l.master = None;
+                }
+            }
+            if let Some((pp, pi)) = link.peer {
+                if let Some(pns) = all.get_mut(&pp) {
+                    pns.links.retain(|l| l.info.index != pi);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_master(&mut self, name: &str, master: Option<&str>) -> KResult<()> {
+        self.with_all(Some(format!("set-master {name} {}", master.unwrap_or("none"))), |all, path| {
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let m = match master {
+                Some(m) => Some(ns.links.iter().find(|l| l.info.name == m).map(|l| l.info.index).ok_or_else(|| KernelError::NoSuchLink(m.to_string()))?),
+                None => None,
+            };
+            let l = ns.links.iter_mut().find(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+            l.master = m;
+            Ok(())
+        })
+    }
+
+    fn set_promisc(&mut self, name: &str, on: bool) -> KResult<()> {
+        self.with_link(Some(format!("set-promisc {name} {on}")), name, |l| {
+            l.promisc = on;
+            Ok(())
+        })
+    }
+
+    fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> KResult<()> {
+        let m = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        self.with_link(Some(format!("set-mac {name} {m}")), name, |l| {
+            l.info.mac = m;
+            Ok(())
+        })
+    }
+
+    fn set_bridge_port(&mut self, name: &str, flags: PortFlags) -> KResult<()> {
+        let log = format!("set-bridge-port {name} hairpin={} isolated={}", flags.hairpin, flags.isolated);
+        self.with_link(Some(log), name, |l| {
+            if l.master.is_none() {
+                return Err(failed("set bridge port", Errno::EOPNOTSUPP));
+            }
+            l.port = flags;
+            Ok(())
+        })
+    }
+
+    fn port_vlans(&mut self, name: &str) -> KResult<Vec<PortVlan>> {
+        self.with_link(None, name, |l| Ok(l.vlans.clone()))
+    }
+
+    fn add_port_vlan(&mut self, name: &str, vlan: PortVlan) -> KResult<()> {
+        let log = format!("add-vlan {name} {} pvid={} untagged={}", vlan.vid, vlan.pvid, vlan.untagged);
+        self.with_link(Some(log), name, |l| {
+            if vlan.pvid {
+                l.vlans.iter_mut().for_each(|v| v.pvid = false);
+            }
+            l.vlans.retain(|v| v.vid != vlan.vid);
+            l.vlans.push(vlan);
+            Ok(())
+        })
+    }
+
+    fn del_port_vlan(&mut self, name: &str, vid: u16) -> KResult<()> {
+        self.with_link(Some(format!("del-vlan {name} {vid}")), name, |l| {
+            l.vlans.retain(|v| v.vid != vid);
+            Ok(())
+        })
+    }
+
+    fn sysctl(&mut self, key: &str, value: Option<&str>) -> KResult<String> {
+        let log = value.map(|v| format!("sysctl {key}={v}"));
+        self.with_all(log, |all, path| {
+            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let old = ns.sysctls.get(key).cloned().unwrap_or_else(|| "0".to_string());
+            if let Some(v) = value {
+                ns.sysctls.insert(key.to_string(), v.to_string());
+            }
+            Ok(old)
+        })
+    }
 }
+
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 
 pub mod fake;
 pub mod firewall;
+pub mod masq;
 pub mod netlink;
 pub mod tc;
 
@@ -70,6 +71,48 @@ pub struct RouteInfo {
     pub scope: Option<u8>,
 }
 
+/// A link with the attributes host-side plugins look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkDetails {
+    pub info: LinkInfo,
+    /// rtnetlink kind (`bridge`, `veth`, ...), empty when none
+    pub kind: String,
+    /// ifindex of the master (bridge) device
+    pub master: Option<u32>,
+    /// IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace)
+    pub peer: Option<u32>,
+    pub promisc: bool,
+    /// operationally up (IF_OPER_UP)
+    pub oper_up: bool,
+}
+
+/// A veth pair to create from this namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    /// the end created in this namespace
+    pub name: String,
+    pub peer_name: String,
+    /// namespace path for the peer end; None keeps it here
+    pub peer_netns: Option<String>,
+    pub mtu: Option<u32>,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+/// Bridge port flags (IFLA_BRPORT_*).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortFlags {
+    pub hairpin: bool,
+    pub isolated: bool,
+}
+
+/// One vlan of a bridge port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
 /// Operations inside one network namespace. Every call is bounded in time.
 pub trait NetnsOps: Send {
     fn link(&mut self, name: &str) -> KResult<Option<LinkInfo>>;
@@ -79,6 +122,28 @@ pub trait NetnsOps: Send {
     fn del_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>>;
     fn add_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()>;
+    fn del_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()>;
+    fn link_details(&mut self, name: &str) -> KResult<Option<LinkDetails>>;
+    fn link_by_index(&mut self, index: u32) -> KResult<Option<LinkDetails>>;
+    /// Creates a bridge; `Failed("...: File exists")` when the name is taken.
+    fn add_bridge(&mut self, name: &str, mtu: Option<u32>, vlan_filtering: bool) -> KResult<()>;
+    fn set_bridge_vlan_filtering(&mut self, name: &str, on: bool) -> KResult<()>;
+    fn add_veth(&mut self, spec: &VethSpec) -> KResult<()>;
+    /// Moves a link to the namespace at `netns` (by fd).
+    fn move_link(&mut self, name: &str, netns: &str) -> KResult<()>;
+    fn del_link(&mut self, name: &str) -> KResult<()>;
+    /// Enslaves `name` to `master`, or releases it with None.
+    fn set_master(&mut self, name: &str, master: Option<&str>) -> KResult<()>;
+    fn set_promisc(&mut self, name: &str, on: bool) -> KResult<()>;
+    fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> KResult<()>;
+    fn set_bridge_port(&mut self, name: &str, flags: PortFlags) -> KResult<()>;
+    fn port_vlans(&mut self, name: &str) -> KResult<Vec<PortVlan>>;
+    fn add_port_vlan(&mut self, name: &str, vlan: PortVlan) -> KResult<()>;
+    fn del_port_vlan(&mut self, name: &str, vid: u16) -> KResult<()>;
+    /// Reads (value None) or writes a sysctl under /proc/sys of this
+    /// namespace; `key` is relative (`net/ipv4/ip_forward`). Returns the value
+    /// before the call.
+    fn sysctl(&mut self, key: &str, value: Option<&str>) -> KResult<String>;
 }
 
 /// Entry point to the kernel.
@@ -93,16 +158,17 @@ pub struct Kernels {
     pub netns: Arc<dyn Kernel>,
     pub firewall: Arc<dyn firewall::Firewall>,
     pub tc: Arc<dyn tc::TrafficControl>,
+    pub masq: Arc<dyn masq::Masquerade>,
 }
 
 impl Kernels {
     /// The real kernel.
     pub fn system() -> Kernels {
-        Kernels { netns: Arc::new(netlink::Netlink), firewall: Arc::new(firewall::System), tc: Arc::new(tc::System) }
+        Kernels { netns: Arc::new(netlink::Netlink), firewall: Arc::new(firewall::System), tc: Arc::new(tc::System), masq: Arc::new(masq::System) }
     }
 
     /// Recording fakes, for unprivileged tests; replace fields as needed.
     pub fn fake() -> Kernels {
-        Kernels { netns: Arc::new(fake::FakeKernel::new()), firewall: Arc::new(firewall::Fake), tc: Arc::new(tc::Fake) }
+        Kernels { netns: Arc::new(fake::FakeKernel::new()), firewall: Arc::new(firewall::Fake::default()), tc: Arc::new(tc::Fake), masq: Arc::new(masq::Fake::default()) }
     }
 }

@@ -67,6 +67,13 @@ fn kind_from_byte(b: u8) -> Option<PluginKind> {
     })
 }
 
+/// A temporary-file tag unique across processes and threads, so concurrent
+/// writers of one entry never share a temporary file.
+fn unique() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -117,14 +124,14 @@ impl Cache {
         let memo = self.dir.join(format!("{}.digest", &sha256_hex(abs.as_os_str().as_encoded_bytes())[..32]));
         if let Ok(text) = fs::read_to_string(&memo) {
             if let Some((id, sha)) = text.rsplit_once(' ') {
-                if id == identity && sha.len() == 64 {
+                if id == identity && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Ok(sha.to_string());
                 }
             }
         }
         let sha = sha256_hex(&fs::read(path)?);
         // Best effort: a missing memo only costs a hash next time.
-        let tmp = self.dir.join(format!(".tmp-{}-digest", std::process::id()));
+        let tmp = self.dir.join(format!(".tmp-{}-digest", unique()));
         if fs::write(&tmp, format!("{identity} {sha}")).and_then(|_| fs::rename(&tmp, &memo)).is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -177,7 +184,7 @@ impl Cache {
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")));
+        let tmp = self.dir.join(format!(".tmp-{}-{}", unique(), path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")));
         let write = || -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(bytes)?;

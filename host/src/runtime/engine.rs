@@ -2,8 +2,6 @@
 //! same settings: precompiled artifacts are only valid for an engine whose
 //! compatibility hash matches, which is what the cache is keyed on.
 
-use std::hash::{Hash, Hasher};
-
 use wasmtime::{Config, Engine};
 
 /// Builds the engine. `compiler` is false on the CNI path: nothing is compiled
@@ -18,16 +16,33 @@ pub fn engine(compiler: bool) -> wasmtime::Result<Engine> {
     config.memory_reservation(1 << 30);
     config.memory_guard_size(64 << 10);
     config.max_wasm_stack(1 << 20);
+    #[cfg(feature = "compiler")]
     config.enable_compiler(compiler);
+    #[cfg(not(feature = "compiler"))]
+    let _ = compiler;
     Engine::new(&config)
 }
 
-/// A stable hex digest of the engine's precompile compatibility hash, used in
-/// cache file names so a wasmtime or CPU change never loads a stale artifact.
-pub fn compatibility_key(engine: &Engine) -> String {
-    // DefaultHasher::new() has fixed keys, so the digest is stable across runs
-    // of the same binary, which is all the cache needs.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    format!("{:016x}", h.finish())
+/// The cache key of this engine configuration. The CNI-path build has no
+/// compiler and so no `precompile_compatibility_hash`; the key names the
+/// pinned wasmtime version and this configuration's revision instead (bump
+/// `CONFIG_REVISION` when `engine()` changes). Anything else that makes an
+/// artifact incompatible (another CPU) is caught by wasmtime when loading,
+/// and the entry is recompiled.
+pub fn compatibility_key(_engine: &Engine) -> String {
+    format!("wasmtime{WASMTIME_VERSION}-{}-r{CONFIG_REVISION}", std::env::consts::ARCH)
+}
+
+/// Must match the exact version pinned in the workspace Cargo.toml (a test
+/// checks it).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+const CONFIG_REVISION: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wasmtime_version_matches_the_pin() {
+        let manifest = include_str!("../../../Cargo.toml");
+        assert!(manifest.contains(&format!("wasmtime = {{ version = \"={}\"", super::WASMTIME_VERSION)), "update WASMTIME_VERSION to the pinned wasmtime");
+    }
 }

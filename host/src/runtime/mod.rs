@@ -182,24 +182,64 @@ impl Runtime {
         let (meta, component, compiled) = match cached {
             Some((meta, component)) => (meta, component, false),
             None => {
-                let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
-                classify(&bytes).map_err(|e| module_error(path, e))?;
-                let (meta, code) = compile(&bytes, path, &self.limits)?;
-                if let Err(e) = self.cache.write(&entry_path, &meta, &code) {
-                    tracing::warn!(module = name, error = %e, "could not store compiled module");
-                }
-                // SAFETY: `code` was produced just now by a compiler engine with
-                // the same configuration.
-                let component = unsafe { Component::deserialize(&self.engine, &code) }.map_err(|e| module_error(path, format!("{e:#}")))?;
-                (meta, component, true)
+                self.compile_into_cache(path, &entry_path)?;
+                let entry = self.cache.read(&entry_path).map_err(|m| {
+                    CniError::new(code::IO_FAILURE, format!("module {} was compiled but its cache entry is unusable", path.display())).with_details(format!("{m:?}"))
+                })?;
+                // SAFETY: as above; the entry was written just now by a
+                // compiler with this engine configuration.
+                let component = unsafe { Component::deserialize_file(&self.engine, &entry.code_path) }.map_err(|e| module_error(path, format!("{e:#}")))?;
+                (entry.meta, component, true)
             }
         };
         Ok(Loaded { name: name.to_string(), path: path.to_path_buf(), sha256, meta, component, compiled })
     }
 }
 
+impl Runtime {
+    /// Compiles a module into the cache, in-process when this build has the
+    /// compiler.
+    #[cfg(feature = "compiler")]
+    fn compile_into_cache(&self, path: &Path, entry_path: &Path) -> Result<(), CniError> {
+        let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
+        classify(&bytes).map_err(|e| module_error(path, e))?;
+        let (meta, code) = compile(&bytes, path, &self.limits)?;
+        self.cache.write(entry_path, &meta, &code).map_err(|e| CniError::new(code::IO_FAILURE, "cannot store the compiled module").with_details(e))
+    }
+
+    /// The CNI-path build has no compiler: run `wasm-cni-compile` (installed
+    /// next to this binary) once, which fills the cache.
+    #[cfg(not(feature = "compiler"))]
+    fn compile_into_cache(&self, path: &Path, _entry_path: &Path) -> Result<(), CniError> {
+        let compiler = resolve::self_dir().map(|d| d.join(COMPILER_BINARY)).filter(|p| p.is_file()).ok_or_else(|| {
+            CniError::new(code::IO_FAILURE, format!("module {} is not precompiled and {COMPILER_BINARY} is not installed", path.display()))
+                .with_details("run `wasm-cni install` to precompile the modules")
+        })?;
+        let out = std::process::Command::new(&compiler)
+            .arg("compile")
+            .arg(path)
+            .env("WASM_CNI_CACHE_DIR", self.cache.dir())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot run {}", compiler.display())).with_details(e.to_string()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        // The compiler reports the module's problem as a CNI error JSON.
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let code = v.get("code").and_then(|c| c.as_u64()).and_then(|c| u32::try_from(c).ok()).unwrap_or(code::INTERNAL);
+        let msg = v.get("msg").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| format!("compiling {} failed", path.display()));
+        let details = v.get("details").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned());
+        Err(CniError::new(code, msg).with_details(details))
+    }
+}
+
+/// The compiler build of wasm-cni, installed next to the runtime build.
+pub const COMPILER_BINARY: &str = "wasm-cni-compile";
+
 /// Compiles a module and learns its kind: static interface checks, then a
 /// describe() call in a sandbox with no capabilities, then the grant check.
+#[cfg(feature = "compiler")]
 pub fn compile(bytes: &[u8], path: &Path, limits: &Limits) -> Result<(ModuleMeta, Vec<u8>), CniError> {
     let engine = engine::engine(true).map_err(|e| CniError::new(code::INTERNAL, "cannot create the wasm compiler").with_details(format!("{e:#}")))?;
     let code = engine.precompile_component(bytes).map_err(|e| module_error(path, format!("compilation failed: {e:#}")))?;

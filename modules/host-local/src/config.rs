@@ -171,6 +171,7 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     normalize_keys(&mut ipam, KNOWN_KEYS);
     let raw: RawIpam = decode("ipam", &ipam)?;
 
+    inv.check_args(&["IP"])?;
     // Requested addresses, in the reference's order.
     let mut requested = Vec::new();
     if let Some(ip) = inv.arg("IP").map(str::trim).filter(|s| !s.is_empty()) {

@@ -158,7 +158,10 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
         addresses.push(Address { address: cidr(text)?, gateway: opt_ip("gateway address", &a.gateway)? });
     }
 
-    // CNI_ARGS: IP appends, GATEWAY applies to every address that contains it.
+    // CNI_ARGS: IP appends; GATEWAY applies to the IP= addresses that
+    // contain it, never to configured ones (as the reference does).
+    inv.check_args(&["IP", "GATEWAY"])?;
+    let from_args = addresses.len();
     if let Some(list) = inv.arg("IP").filter(|s| !s.trim().is_empty()) {
         for item in list.split(',') {
             addresses.push(Address { address: cidr(item)?, gateway: None });
@@ -167,7 +170,7 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     if let Some(list) = inv.arg("GATEWAY").filter(|s| !s.trim().is_empty()) {
         for item in list.split(',') {
             let gw = ip("gateway address", item)?;
-            for a in addresses.iter_mut().filter(|a| a.address.contains(gw)) {
+            for a in addresses[from_args..].iter_mut().filter(|a| a.address.contains(gw)) {
                 a.gateway = Some(gw);
             }
         }

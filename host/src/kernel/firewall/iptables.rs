@@ -1,0 +1,510 @@
+//! The iptables backend: the reference portmap's chains, rules and comments,
+//! byte for byte where it matters (names, comments, match order), so pods set
+//! up by one binary are torn down by the other. Each ADD/DEL/CHECK of a family
+//! is one `iptables-restore --noflush --wait` batch (atomic: all or nothing);
+//! reads are one `iptables-save -t nat` or `iptables -S <chain>`.
+//!
+//! ADD first tries a batch that assumes the shared skeleton exists (checked
+//! inside the batch with `-C`, so a missing piece aborts it harmlessly); only
+//! when that fails does it read the table and create what is missing.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::exec::run;
+use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
+use crate::kernel::{KResult, KernelError};
+
+pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
+pub const SETMARK: &str = "CNI-HOSTPORT-SETMARK";
+pub const MASQ: &str = "CNI-HOSTPORT-MASQ";
+
+struct Tools {
+    save: &'static str,
+    restore: &'static str,
+    list: &'static str,
+}
+
+const V4: Tools = Tools { save: "iptables-save", restore: "iptables-restore", list: "iptables" };
+const V6: Tools = Tools { save: "ip6tables-save", restore: "ip6tables-restore", list: "ip6tables" };
+
+fn tools(v6: bool) -> &'static Tools {
+    if v6 {
+        &V6
+    } else {
+        &V4
+    }
+}
+
+/// Quotes one argument for iptables-restore when it needs it.
+fn q(s: &str) -> String {
+    if !s.is_empty() && !s.contains([' ', '"', '\\', '\'', '\t']) {
+        return s.to_string();
+    }
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn line(args: &[String]) -> String {
+    args.iter().map(|a| q(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// The reference's jump comment, cut to iptables' 255-byte limit.
+pub fn dnat_comment(owner: &Owner) -> String {
+    let c = format!("dnat name: \"{}\" id: \"{}\"", owner.network, owner.container_id);
+    if c.len() <= 255 {
+        return c;
+    }
+    let mut cut = 253;
+    while !c.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &c[..cut])
+}
+
+fn mark(bit: u8) -> String {
+    let v = 1u32 << bit.min(31);
+    format!("{v:#x}/{v:#x}")
+}
+
+fn ip_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// The rules that enter the attachment's chain from CNI-HOSTPORT-DNAT (without
+/// the `-j`): one per protocol and per 15 ports (multiport's limit), protocols
+/// sorted, every mapping's port counted as the reference does.
+pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
+    let comment = dnat_comment(owner);
+    let mut protos: Vec<_> = fam.mappings.iter().map(|m| m.proto).collect::<BTreeSet<_>>().into_iter().collect();
+    protos.sort_by_key(|p| p.as_str());
+    let mut out = Vec::new();
+    for p in protos {
+        let ports: Vec<String> = fam.mappings.iter().filter(|m| m.proto == p).map(|m| m.host_port.to_string()).collect();
+        for chunk in ports.chunks(15) {
+            let mut r = s(&["-m", "comment", "--comment", &comment, "-m", "multiport", "-p", p.as_str(), "--destination-ports", &chunk.join(",")]);
+            r.extend(fam.conditions.iter().cloned());
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The attachment chain's rules: per mapping, the hairpin mark, the localhost
+/// mark (IPv4) and the DNAT, in that order.
+pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
+    let v6 = fam.container.ip.is_ipv6();
+    let setmark = opts.external_mark_chain.clone().unwrap_or_else(|| SETMARK.to_string());
+    let mut out = Vec::new();
+    for m in fam.mappings.iter().filter(|m| !m.other_family) {
+        let mut base = s(&["-p", m.proto.as_str(), "--dport", &m.host_port.to_string()]);
+        if let Some(h) = m.host_ip {
+            base.extend(s(&["-d", &h.to_string()]));
+        }
+        if opts.snat {
+            let src = if opts.masq_all {
+                if v6 { "::/0".to_string() } else { "0.0.0.0/0".to_string() }
+            } else {
+                format!("{}/{}", fam.container.ip, fam.container.prefix)
+            };
+            let mut r = base.clone();
+            r.extend(s(&["-s", &src, "-j", &setmark]));
+            out.push(r);
+            if !v6 && !opts.masq_all {
+                let mut r = base.clone();
+                r.extend(s(&["-s", "127.0.0.1", "-j", &setmark]));
+                out.push(r);
+            }
+        }
+        let mut r = base;
+        r.extend(s(&["-j", "DNAT", "--to-destination", &ip_port(fam.container.ip, m.container_port)]));
+        out.push(r);
+    }
+    out
+}
+
+fn top_jump() -> Vec<String> {
+    s(&["-m", "addrtype", "--dst-type", "LOCAL", "-j", TOP_DNAT])
+}
+
+fn setmark_rule(bit: u8) -> Vec<String> {
+    s(&["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", &mark(bit)])
+}
+
+fn masq_rule(bit: u8) -> Vec<String> {
+    s(&["-m", "mark", "--mark", &mark(bit), "-j", "MASQUERADE"])
+}
+
+fn masq_jump() -> Vec<String> {
+    s(&["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ])
+}
+
+/// What `iptables-save -t nat` says exists.
+#[derive(Debug, Default, Clone)]
+pub struct NatState {
+    pub chains: BTreeSet<String>,
+    /// `-A` lines, verbatim
+    pub rules: Vec<String>,
+}
+
+impl NatState {
+    pub fn parse(save: &str) -> NatState {
+        let mut st = NatState::default();
+        for l in save.lines() {
+            if let Some(rest) = l.strip_prefix(':') {
+                if let Some(name) = rest.split_whitespace().next() {
+                    st.chains.insert(name.to_string());
+                }
+            } else if l.starts_with("-A ") {
+                st.rules.push(l.to_string());
+            }
+        }
+        st
+    }
+
+    fn has(&self, chain: &str, rule: &[String]) -> bool {
+        let want = format!("-A {chain} {}", line(rule));
+        self.rules.iter().any(|r| *r == want)
+    }
+
+    /// `-A <chain> ... -j <target>` lines, as `-D` lines.
+    fn jumps_to(&self, chain: &str, target: &str) -> Vec<String> {
+        jumps_to(self.rules.iter().map(String::as_str), chain, target)
+    }
+}
+
+fn jumps_to<'a>(rules: impl Iterator<Item = &'a str>, chain: &str, target: &str) -> Vec<String> {
+    let prefix = format!("-A {chain} ");
+    let suffix = format!(" -j {target}");
+    rules.filter(|r| r.starts_with(&prefix) && r.trim_end().ends_with(&suffix)).map(|r| format!("-D {chain} {}", &r[prefix.len()..])).collect()
+}
+
+/// The attachment part of an ADD batch: (re)create its chain and rules, then
+/// prepend its entry jumps (newest attachment wins a contested port, as in the
+/// reference, without moving CNI-HOSTPORT-DNAT ahead of anything).
+fn attachment_lines(owner: &Owner, opts: &Options, fam: &FamilySpec, out: &mut String) {
+    let chain = dnat_chain(owner);
+    for r in chain_rules(opts, fam) {
+        out.push_str(&format!("-A {chain} {}\n", line(&r)));
+    }
+    for r in entry_rules(owner, fam).iter().rev() {
+        out.push_str(&format!("-I {TOP_DNAT} 1 {} -j {chain}\n", line(r)));
+    }
+}
+
+fn needs_own_masq(opts: &Options) -> bool {
+    opts.snat && opts.external_mark_chain.is_none()
+}
+
+/// The one-exec ADD: the skeleton is verified with `-C` inside the batch.
+pub fn render_fast(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
+    let chain = dnat_chain(owner);
+    let mut b = format!("*nat\n:{chain} - [0:0]\n");
+    for c in ["PREROUTING", "OUTPUT"] {
+        b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
+    }
+    if needs_own_masq(opts) {
+        b.push_str(&format!("-C {SETMARK} {}\n", line(&setmark_rule(opts.mark_bit))));
+        b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
+        b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
+    }
+    attachment_lines(owner, opts, fam, &mut b);
+    b.push_str("COMMIT\n");
+    b
+}
+
+/// The full ADD against a known table state: creates what is missing of the
+/// skeleton, drops the attachment's old jumps, installs its rules.
+pub fn render_add(owner: &Owner, opts: &Options, fam: &FamilySpec, st: &NatState) -> String {
+    let chain = dnat_chain(owner);
+    let mut decl = String::from("*nat\n");
+    let mut body = String::new();
+    let declare = |name: &str, decl: &mut String| {
+        if !st.chains.contains(name) {
+            decl.push_str(&format!(":{name} - [0:0]\n"));
+        }
+    };
+    declare(TOP_DNAT, &mut decl);
+    if needs_own_masq(opts) {
+        declare(SETMARK, &mut decl);
+        declare(MASQ, &mut decl);
+    }
+    // Always declared: creates it, or flushes the old rules of a re-ADD.
+    decl.push_str(&format!(":{chain} - [0:0]\n"));
+    for c in ["PREROUTING", "OUTPUT"] {
+        if !st.has(c, &top_jump()) {
+            body.push_str(&format!("-A {c} {}\n", line(&top_jump())));
+        }
+    }
+    if needs_own_masq(opts) {
+        if !st.has(SETMARK, &setmark_rule(opts.mark_bit)) {
+            body.push_str(&format!("-A {SETMARK} {}\n", line(&setmark_rule(opts.mark_bit))));
+        }
+        if !st.has(MASQ, &masq_rule(opts.mark_bit)) {
+            body.push_str(&format!("-A {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
+        }
+        // Prepended: the bridge/ptp masquerade rules must not shadow it.
+        if !st.has("POSTROUTING", &masq_jump()) {
+            body.push_str(&format!("-I POSTROUTING 1 {}\n", line(&masq_jump())));
+        }
+    }
+    for d in st.jumps_to(TOP_DNAT, &chain) {
+        body.push_str(&d);
+        body.push('\n');
+    }
+    attachment_lines(owner, opts, fam, &mut body);
+    format!("{decl}{body}COMMIT\n")
+}
+
+fn restore(v6: bool, batch: &str) -> KResult<()> {
+    run(tools(v6).restore, &["--noflush", "--wait"], batch).map(drop)
+}
+
+fn save(v6: bool) -> KResult<NatState> {
+    run(tools(v6).save, &["-t", "nat"], "").map(|s| NatState::parse(&s))
+}
+
+pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+    for fam in &spec.families {
+        let v6 = fam.container.ip.is_ipv6();
+        if restore(v6, &render_fast(owner, &spec.options, fam)).is_ok() {
+            continue;
+        }
+        let st = save(v6)?;
+        if let Some(ext) = &spec.options.external_mark_chain {
+            if !st.chains.contains(ext) {
+                return Err(KernelError::Failed(format!(
+                    "externalSetMarkChain {ext} does not exist in the {} nat table; create it first (kube-proxy does for KUBE-MARK-MASQ) or leave the option out",
+                    if v6 { "ip6tables" } else { "iptables" }
+                )));
+            }
+        }
+        restore(v6, &render_add(owner, &spec.options, fam, &st))?;
+    }
+    Ok(())
+}
+
+/// The lines of `iptables -S <chain>`, empty when the chain does not exist.
+fn list_chain(v6: bool, chain: &str) -> KResult<Vec<String>> {
+    match run(tools(v6).list, &["-w", "-t", "nat", "-S", chain], "") {
+        Ok(out) => Ok(out.lines().map(str::to_string).collect()),
+        Err(KernelError::Failed(m)) if m.contains("No chain") || m.contains("does not exist") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The DEL batch: unhook every jump to the attachment's chain, then flush
+/// and delete it (declaring it first makes a missing chain a no-op).
+pub fn render_remove(chain: &str, unhook: &[String]) -> String {
+    let mut b = format!("*nat\n:{chain} - [0:0]\n");
+    for d in unhook {
+        b.push_str(d);
+        b.push('\n');
+    }
+    b.push_str(&format!("-X {chain}\nCOMMIT\n"));
+    b
+}
+
+/// Per family: list the jumps, then one batch. A family whose iptables does
+/// not work at all is skipped as long as the other one worked.
+pub fn remove(owner: &Owner) -> KResult<()> {
+    let chain = dnat_chain(owner);
+    let mut errors = Vec::new();
+    for v6 in [false, true] {
+        let r = list_chain(v6, TOP_DNAT).and_then(|rules| {
+            let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, &chain);
+            restore(v6, &render_remove(&chain, &unhook))
+        });
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    }
+    // The reference also tolerates one unusable family; a timeout is never tolerated.
+    let mut errors = errors.into_iter();
+    match (errors.next(), errors.next()) {
+        (None, _) => Ok(()),
+        (Some(e), None) if !matches!(e, KernelError::Timeout(_)) => {
+            tracing::info!(error = %e, "one address family's iptables is unusable; skipped");
+            Ok(())
+        }
+        (Some(e), _) => Err(e),
+    }
+}
+
+/// The CHECK batch: `-C` of every rule, nothing else (a batch of checks
+/// changes nothing).
+pub fn render_check(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
+    let chain = dnat_chain(owner);
+    let mut b = String::from("*nat\n");
+    for r in chain_rules(opts, fam) {
+        b.push_str(&format!("-C {chain} {}\n", line(&r)));
+    }
+    for r in entry_rules(owner, fam) {
+        b.push_str(&format!("-C {TOP_DNAT} {} -j {chain}\n", line(&r)));
+    }
+    b.push_str("COMMIT\n");
+    b
+}
+
+pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+    for fam in &spec.families {
+        let v6 = fam.container.ip.is_ipv6();
+        restore(v6, &render_check(owner, &spec.options, fam)).map_err(|e| {
+            KernelError::Failed(format!("port mapping rules of {} are missing or changed in chain {}: {e}", fam.container.ip, dnat_chain(owner)))
+        })?;
+    }
+    Ok(())
+}
+
+/// The network and container id in a reference jump comment.
+fn parse_comment(rule: &str) -> Option<(String, String)> {
+    let start = rule.find("dnat name: \\\"")? + "dnat name: \\\"".len();
+    let rest = &rule[start..];
+    let (net, rest) = rest.split_once("\\\" id: \\\"")?;
+    let (cid, _) = rest.split_once("\\\"")?;
+    Some((net.to_string(), cid.to_string()))
+}
+
+pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
+    for v6 in [false, true] {
+        let rules = match list_chain(v6, TOP_DNAT) {
+            Ok(r) => r,
+            Err(e) if v6 => {
+                tracing::info!(error = %e, "ip6tables unusable; GC skipped it");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut stale: BTreeSet<String> = BTreeSet::new();
+        for r in &rules {
+            if let Some((net, cid)) = parse_comment(r) {
+                if net == network && !valid.contains(&cid) {
+                    stale.insert(dnat_chain(&Owner { network: net, container_id: cid }));
+                }
+            }
+        }
+        if stale.is_empty() {
+            continue;
+        }
+        let mut b = String::from("*nat\n");
+        for c in &stale {
+            b.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for c in &stale {
+            for d in jumps_to(rules.iter().map(String::as_str), TOP_DNAT, c) {
+                b.push_str(&d);
+                b.push('\n');
+            }
+        }
+        for c in &stale {
+            b.push_str(&format!("-X {c}\n"));
+        }
+        b.push_str("COMMIT\n");
+        restore(v6, &b)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Mapping, Proto};
+    use super::*;
+    use crate::kernel::Addr;
+
+    fn owner() -> Owner {
+        Owner { network: "net1".into(), container_id: "cid1".into() }
+    }
+
+    fn fam() -> FamilySpec {
+        FamilySpec {
+            container: Addr { ip: "10.0.0.2".parse().expect("ip"), prefix: 24 },
+            mappings: vec![
+                Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false },
+                Mapping { host_port: 53, container_port: 53, proto: Proto::Udp, host_ip: Some("192.168.1.1".parse().expect("ip")), other_family: false },
+                Mapping { host_port: 9090, container_port: 90, proto: Proto::Tcp, host_ip: Some("fd00::1".parse().expect("ip")), other_family: true },
+            ],
+            conditions: vec!["!".into(), "-s".into(), "10.9.0.0/16".into()],
+        }
+    }
+
+    fn opts() -> Options {
+        Options { snat: true, masq_all: false, mark_bit: 13, external_mark_chain: None }
+    }
+
+    #[test]
+    fn rules_match_the_reference() {
+        let c = dnat_chain(&owner());
+        let b = render_add(&owner(), &opts(), &fam(), &NatState::default());
+        let expected = format!(
+            "*nat
+:CNI-HOSTPORT-DNAT - [0:0]
+:CNI-HOSTPORT-SETMARK - [0:0]
+:CNI-HOSTPORT-MASQ - [0:0]
+:{c} - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A CNI-HOSTPORT-SETMARK -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark 0x2000/0x2000
+-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-I POSTROUTING 1 -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ
+-A {c} -p tcp --dport 8080 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK
+-A {c} -p tcp --dport 8080 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK
+-A {c} -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80
+-A {c} -p udp --dport 53 -d 192.168.1.1 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK
+-A {c} -p udp --dport 53 -d 192.168.1.1 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK
+-A {c} -p udp --dport 53 -d 192.168.1.1 -j DNAT --to-destination 10.0.0.2:53
+-I CNI-HOSTPORT-DNAT 1 -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport -p udp --destination-ports 53 ! -s 10.9.0.0/16 -j {c}
+-I CNI-HOSTPORT-DNAT 1 -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport -p tcp --destination-ports 8080,9090 ! -s 10.9.0.0/16 -j {c}
+COMMIT
+"
+        );
+        assert_eq!(b, expected);
+    }
+
+    #[test]
+    fn masq_all_external_chain_and_many_ports() {
+        let mut f = fam();
+        f.conditions.clear();
+        f.mappings = (1..=16).map(|p| Mapping { host_port: p, container_port: p, proto: Proto::Tcp, host_ip: None, other_family: false }).collect();
+        let o = Options { snat: true, masq_all: true, mark_bit: 13, external_mark_chain: Some("KUBE-MARK-MASQ".into()) };
+        let b = render_add(&owner(), &o, &f, &NatState::default());
+        assert!(!b.contains("SETMARK") && !b.contains("CNI-HOSTPORT-MASQ"), "{b}");
+        assert!(b.contains("-p tcp --dport 1 -s 0.0.0.0/0 -j KUBE-MARK-MASQ"), "{b}");
+        assert!(!b.contains("127.0.0.1"), "{b}");
+        assert!(b.contains("--destination-ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 "), "{b}");
+        assert!(b.contains("--destination-ports 16 "), "{b}");
+    }
+
+    #[test]
+    fn readd_unhooks_old_jumps_and_skips_existing_skeleton() {
+        let c = dnat_chain(&owner());
+        let save = format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:CNI-HOSTPORT-DNAT - [0:0]\n:{c} - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT\n-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 80 -j {c}\nCOMMIT\n"
+        );
+        let st = NatState::parse(&save);
+        let o = Options { snat: false, ..opts() };
+        let b = render_add(&owner(), &o, &fam(), &st);
+        assert!(!b.contains(":CNI-HOSTPORT-DNAT"), "{b}");
+        assert!(!b.contains("-A PREROUTING"), "{b}");
+        assert!(b.contains("-A OUTPUT"), "{b}");
+        assert!(b.contains(&format!("-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 80 -j {c}\n")), "{b}");
+        assert_eq!(parse_comment(&st.rules[1]), Some(("net1".into(), "cid1".into())));
+    }
+
+    #[test]
+    fn v6_has_no_localhost_rule() {
+        let f = FamilySpec {
+            container: Addr { ip: "fd00::2".parse().expect("ip"), prefix: 64 },
+            mappings: vec![Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false }],
+            conditions: vec![],
+        };
+        let r = chain_rules(&opts(), &f);
+        assert_eq!(r.len(), 2);
+        assert_eq!(line(&r[1]), "-p tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80");
+    }
+}

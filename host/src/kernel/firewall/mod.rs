@@ -1,0 +1,251 @@
+//! Packet filtering and NAT (iptables / nftables) for the portmap capability.
+//! Real implementation: `System`; recording fake: `Fake`. The renderers
+//! (`iptables`, `nft`) are pure functions of a typed spec plus the names
+//! derived from the attachment, so everything a module can reach is decided
+//! here, not by the module. Every write is one batch (one transaction) and
+//! every exec is bounded in time.
+
+pub mod exec;
+pub mod iptables;
+pub mod nft;
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use super::{Addr, KResult, KernelError};
+
+/// Which firewall the rules live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Iptables,
+    Nftables,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+/// One hostPort mapping. `host_ip` is a specified address (unspecified ones
+/// are normalised to None by the capability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+    pub host_ip: Option<IpAddr>,
+    /// The mapping named a host address of the other family: it still counts
+    /// in the iptables entry rule's port list (as in the reference) but gets
+    /// no DNAT rule for this address.
+    pub other_family: bool,
+}
+
+/// The mappings of one container address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilySpec {
+    pub container: Addr,
+    pub mappings: Vec<Mapping>,
+    /// Validated match tokens for this attachment's entry rule.
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub snat: bool,
+    pub masq_all: bool,
+    pub mark_bit: u8,
+    pub external_mark_chain: Option<String>,
+}
+
+/// What one attachment maps, backend-independent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortmapSpec {
+    pub backend: Backend,
+    pub options: Options,
+    pub families: Vec<FamilySpec>,
+}
+
+/// The attachment that owns the rules; every name derives from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub network: String,
+    pub container_id: String,
+}
+
+/// Firewall operations, each scoped to one attachment.
+pub trait Firewall: Send + Sync {
+    /// Installs the attachment's rules (replacing its previous ones).
+    fn portmap_apply(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()>;
+    /// Removes every rule of the attachment in `backend`, both families.
+    fn portmap_remove(&self, owner: &Owner, backend: Backend) -> KResult<()>;
+    /// `Err(Failed(what is missing))` unless every rule of `spec` is present.
+    fn portmap_check(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()>;
+    /// Removes the rules of `network`'s attachments not in `valid`.
+    fn portmap_gc(&self, network: &str, valid: &[String], backend: Backend) -> KResult<()>;
+    /// Deletes conntrack entries of UDP flows to `port`.
+    fn flush_udp_conntrack(&self, port: u16, ipv6: bool) -> KResult<()>;
+    /// Sets route_localnet=1 on the interface routing to `ip`; returns its name.
+    fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String>;
+}
+
+/// The real firewall of the calling process's network namespace.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct System;
+
+impl Firewall for System {
+    fn portmap_apply(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+        match spec.backend {
+            Backend::Iptables => iptables::apply(owner, spec),
+            Backend::Nftables => nft::apply(owner, spec),
+        }
+    }
+
+    fn portmap_remove(&self, owner: &Owner, backend: Backend) -> KResult<()> {
+        match backend {
+            Backend::Iptables => iptables::remove(owner),
+            Backend::Nftables => nft::remove(owner),
+        }
+    }
+
+    fn portmap_check(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+        match spec.backend {
+            Backend::Iptables => iptables::check(owner, spec),
+            Backend::Nftables => nft::check(owner, spec),
+        }
+    }
+
+    fn portmap_gc(&self, network: &str, valid: &[String], backend: Backend) -> KResult<()> {
+        match backend {
+            Backend::Iptables => iptables::gc(network, valid),
+            Backend::Nftables => nft::gc(network, valid),
+        }
+    }
+
+    fn flush_udp_conntrack(&self, port: u16, ipv6: bool) -> KResult<()> {
+        let port = port.to_string();
+        let family = if ipv6 { "ipv6" } else { "ipv4" };
+        // conntrack exits 1 when nothing matched; only a failure to run counts.
+        match exec::run("conntrack", &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family], "") {
+            Ok(_) => Ok(()),
+            Err(KernelError::Failed(m)) if m.contains("0 flow entries") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String> {
+        let out = exec::run("ip", &["-o", "route", "get", &ip.to_string()], "")?;
+        let dev = out
+            .split_whitespace()
+            .skip_while(|t| *t != "dev")
+            .nth(1)
+            .map(str::to_string)
+            .ok_or_else(|| KernelError::Failed(format!("no route to {ip}: `ip route get` said {out:?}")))?;
+        // Never on lo (local address) or a name that could walk the path.
+        if dev == "lo" || dev.contains('/') || dev.starts_with('.') {
+            return Err(KernelError::Failed(format!("{ip} is routed through {dev:?}, not a container link")));
+        }
+        let path = format!("/proc/sys/net/ipv4/conf/{dev}/route_localnet");
+        std::fs::write(&path, "1").map_err(|e| KernelError::Failed(format!("writing {path}: {e}")))?;
+        Ok(dev)
+    }
+}
+
+/// A recording fake for unprivileged tests: every call and the batches the
+/// real renderers would produce.
+#[derive(Debug, Default)]
+pub struct Fake {
+    calls: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, s: String) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(s);
+        }
+    }
+}
+
+impl Firewall for Fake {
+    fn portmap_apply(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+        let batch = match spec.backend {
+            Backend::Iptables => spec.families.iter().map(|f| iptables::render_add(owner, &spec.options, f, &iptables::NatState::default())).collect::<Vec<_>>().join(""),
+            Backend::Nftables => nft::render_add(owner, spec, true, &[]),
+        };
+        self.record(format!("apply {}/{}\n{batch}", owner.network, owner.container_id));
+        Ok(())
+    }
+
+    fn portmap_remove(&self, owner: &Owner, backend: Backend) -> KResult<()> {
+        self.record(format!("remove {}/{} {backend:?}", owner.network, owner.container_id));
+        Ok(())
+    }
+
+    fn portmap_check(&self, owner: &Owner, _spec: &PortmapSpec) -> KResult<()> {
+        self.record(format!("check {}/{}", owner.network, owner.container_id));
+        Ok(())
+    }
+
+    fn portmap_gc(&self, network: &str, valid: &[String], backend: Backend) -> KResult<()> {
+        self.record(format!("gc {network} {backend:?} {}", valid.join(",")));
+        Ok(())
+    }
+
+    fn flush_udp_conntrack(&self, port: u16, ipv6: bool) -> KResult<()> {
+        self.record(format!("conntrack udp {port} v6={ipv6}"));
+        Ok(())
+    }
+
+    fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String> {
+        self.record(format!("route_localnet {ip}"));
+        Ok("fake0".into())
+    }
+}
+
+/// The reference's per-attachment chain: `CNI-DN-` + sha512(network +
+/// container id) in hex, cut to 28 characters (21 hex digits).
+pub fn dnat_chain(owner: &Owner) -> String {
+    hashed_name("CNI-DN-", owner)
+}
+
+fn hashed_name(prefix: &str, owner: &Owner) -> String {
+    use sha2::{Digest, Sha512};
+    let digest = Sha512::digest(format!("{}{}", owner.network, owner.container_id).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = format!("CNI-{prefix}", prefix = prefix.trim_start_matches("CNI-"));
+    name.push_str(&hex);
+    name.truncate(28);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_name_matches_the_reference_length_and_prefix() {
+        let o = Owner { network: "net".into(), container_id: "cid".into() };
+        let n = dnat_chain(&o);
+        assert_eq!(n.len(), 28);
+        assert!(n.starts_with("CNI-DN-"));
+        // sha512("netcid") starts with these hex digits.
+        use sha2::{Digest, Sha512};
+        let hex: String = Sha512::digest(b"netcid").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&n[7..], &hex[..21]);
+    }
+}

@@ -1,0 +1,338 @@
+//! IP masquerade of one attachment, as the reference bridge/ptp do it with
+//! iptables: a nat chain per attachment (named by the caller) holding
+//! `-d <subnet> -j ACCEPT` and `! -d <multicast> -j MASQUERADE`, and one
+//! `POSTROUTING -s <ip> -j <chain>` jump per address, all with one comment.
+//! Writes go through `iptables-restore --noflush --wait` (one batch per call),
+//! reads through `iptables-save -t nat`; every exec is bounded in time.
+//! Self-contained on purpose: portmap's firewall code lives in `firewall`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Addr, KResult, KernelError};
+
+/// Bound for one iptables exec (the xtables lock wait included).
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One address to masquerade: the container address and its subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasqEntry {
+    pub ip: IpAddr,
+    pub subnet: Addr,
+}
+
+pub trait Masquerade: Send + Sync {
+    /// Creates `chain` if missing and appends the rules each entry needs
+    /// that are not there yet (idempotent, like the reference's AppendUnique).
+    fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()>;
+    /// Removes every POSTROUTING jump to `chain`, then the chain, in both
+    /// families. Nothing to remove is success.
+    fn teardown(&self, chain: &str) -> KResult<()>;
+    /// Whether `chain` exists and POSTROUTING jumps to it from every ip.
+    fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool>;
+}
+
+/// Go's `%q` for the plain strings CNI names are made of.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The reference's rule comment: `name: "<net>" id: "<cid>"`.
+pub fn comment(network: &str, container_id: &str) -> String {
+    format!("name: {} id: {}", go_quote(network), go_quote(container_id))
+}
+
+/// The reference's chain name: `CNI-` + the first 24 hex digits of
+/// sha512(network + container id).
+pub fn chain_name(network: &str, container_id: &str) -> String {
+    use sha2::{Digest, Sha512};
+    let digest = Sha512::digest(format!("{network}{container_id}").as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("CNI-{hex}")
+}
+
+fn masked(a: Addr) -> Addr {
+    let ip = match a.ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(a.prefix.min(32))).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(a.prefix.min(128))).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    };
+    Addr { ip, prefix: a.prefix }
+}
+
+/// An address as iptables-save prints it (host bits cleared, prefix shown).
+fn save_form(a: Addr) -> String {
+    let m = masked(a);
+    format!("{}/{}", m.ip, m.prefix)
+}
+
+fn host_form(ip: IpAddr) -> String {
+    save_form(Addr { ip, prefix: if ip.is_ipv4() { 32 } else { 128 } })
+}
+
+/// Runs `prog args` with `stdin`, bounded by `EXEC_TIMEOUT`; stdout on success.
+fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
+    let what = format!("{prog} {}", args.join(" "));
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| KernelError::Failed(format!("cannot run {prog}: {e} (is iptables installed?)")))?;
+    if let Some(mut si) = child.stdin.take() {
+        let _ = si.write_all(stdin.as_bytes());
+    }
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let (mut out, mut err) = (String::new(), String::new());
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_string(&mut out);
+        }
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_string(&mut err);
+        }
+        (out, err)
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() > EXEC_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(KernelError::Timeout(format!("{what}: no answer within {} s", EXEC_TIMEOUT.as_secs())));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => return Err(KernelError::Failed(format!("{what}: {e}"))),
+        }
+    };
+    let (out, err) = reader.join().map_err(|_| KernelError::Failed(format!("{what}: output reader failed")))?;
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(KernelError::Failed(format!("{what} failed ({status}): {}", err.trim())))
+    }
+}
+
+/// The real iptables of the host network namespace.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct System;
+
+struct Family {
+    save: &'static str,
+    restore: &'static str,
+    multicast: &'static str,
+}
+
+const V4: Family = Family { save: "iptables-save", restore: "iptables-restore", multicast: "224.0.0.0/4" };
+const V6: Family = Family { save: "ip6tables-save", restore: "ip6tables-restore", multicast: "ff00::/8" };
+
+fn family(ip: &IpAddr) -> &'static Family {
+    if ip.is_ipv4() {
+        &V4
+    } else {
+        &V6
+    }
+}
+
+/// `iptables-save -t nat` split into rule lines, plus whether `chain` exists.
+fn nat_rules(f: &Family, chain: &str) -> KResult<(Vec<String>, bool)> {
+    let out = run(f.save, &["-t", "nat"], "")?;
+    let decl = format!(":{chain} ");
+    let exists = out.lines().any(|l| l.starts_with(&decl));
+    Ok((out.lines().filter(|l| l.starts_with("-A ")).map(str::to_string).collect(), exists))
+}
+
+fn tokens(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// `-A <in> ... -j <target>` with `flag value` among its tokens.
+fn has_rule(rules: &[String], chain_in: &str, flag: &[&str], target: &str) -> bool {
+    rules.iter().any(|r| {
+        let t = tokens(r);
+        t.get(1) == Some(&chain_in) && t.windows(flag.len()).any(|w| w == flag) && t.windows(2).any(|w| w == ["-j", target])
+    })
+}
+
+fn restore(f: &Family, body: &str) -> KResult<()> {
+    let batch = format!("*nat\n{body}COMMIT\n");
+    run(f.restore, &["--noflush", "--wait"], &batch).map(drop)
+}
+
+impl Masquerade for System {
+    fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
+        let c = go_quote(comment);
+        for f in [&V4, &V6] {
+            let mine: Vec<&MasqEntry> = entries.iter().filter(|e| std::ptr::eq(family(&e.ip), f)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let (rules, exists) = nat_rules(f, chain)?;
+            let mut body = String::new();
+            // Declaring an existing chain under --noflush would flush it.
+            if !exists {
+                body.push_str(&format!(":{chain} - [0:0]\n"));
+            }
+            let mut has_masq = exists && has_rule(&rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
+            for e in mine {
+                let subnet = save_form(e.subnet);
+                let ip = host_form(e.ip);
+                let have_accept = exists && has_rule(&rules, chain, &["-d", &subnet], "ACCEPT");
+                if !have_accept && !body.contains(&format!("-d {subnet} -j ACCEPT")) {
+                    body.push_str(&format!("-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"));
+                }
+                if !has_masq {
+                    body.push_str(&format!("-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n", f.multicast));
+                    has_masq = true;
+                }
+                if !has_rule(&rules, "POSTROUTING", &["-s", &ip], chain) {
+                    body.push_str(&format!("-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"));
+                }
+            }
+            // The reference appends the ACCEPT before the MASQUERADE: keep that order
+            // for a new chain by emitting ACCEPT lines first.
+            let (accepts, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.contains("-j ACCEPT"));
+            let (decl, rest): (Vec<&str>, Vec<&str>) = rest.into_iter().partition(|l| l.starts_with(':'));
+            let ordered: Vec<&str> = decl.into_iter().chain(accepts).chain(rest).collect();
+            if !ordered.is_empty() {
+                restore(f, &(ordered.join("\n") + "\n"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn teardown(&self, chain: &str) -> KResult<()> {
+        for f in [&V4, &V6] {
+            let (rules, exists) = match nat_rules(f, chain) {
+                Ok(r) => r,
+                // No ip6tables (or no v6 nat table): nothing of ours can be there.
+                Err(e) if std::ptr::eq(f, &V6) => {
+                    tracing::debug!(error = %e, "ip6tables unavailable; skipping IPv6 masquerade teardown");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut body = String::new();
+            for r in &rules {
+                let t = tokens(r);
+                if t.get(1) != Some(&chain) && t.windows(2).any(|w| w == ["-j", chain]) {
+                    // `-A X <spec>` → `-D X <spec>`, spec exactly as saved.
+                    body.push_str(&format!("-D {}\n", &r[3..]));
+                }
+            }
+            if exists {
+                body.push_str(&format!("-F {chain}\n-X {chain}\n"));
+            }
+            if !body.is_empty() {
+                restore(f, &body)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {
+        for f in [&V4, &V6] {
+            let mine: Vec<&IpAddr> = ips.iter().filter(|ip| std::ptr::eq(family(ip), f)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let (rules, exists) = nat_rules(f, chain)?;
+            if !exists || !mine.iter().all(|ip| has_rule(&rules, "POSTROUTING", &["-s", &host_form(**ip)], chain)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Chain → entries, and the call log.
+type FakeState = (BTreeMap<String, Vec<MasqEntry>>, Vec<String>);
+
+/// A recording fake: chain → entries; every call logged.
+#[derive(Debug, Default)]
+pub struct Fake {
+    state: Mutex<FakeState>,
+}
+
+impl Fake {
+    /// Chains and their entries.
+    pub fn chains(&self) -> BTreeMap<String, Vec<MasqEntry>> {
+        self.state.lock().map(|s| s.0.clone()).unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.1.clone()).unwrap_or_default()
+    }
+}
+
+impl Masquerade for Fake {
+    fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
+        let mut s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        s.1.push(format!("setup {chain} {comment} {}", entries.iter().map(|e| format!("{}:{}", e.ip, save_form(e.subnet))).collect::<Vec<_>>().join(",")));
+        let v = s.0.entry(chain.to_string()).or_default();
+        for e in entries {
+            if !v.contains(e) {
+                v.push(*e);
+            }
+        }
+        Ok(())
+    }
+
+    fn teardown(&self, chain: &str) -> KResult<()> {
+        let mut s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        s.1.push(format!("teardown {chain}"));
+        s.0.remove(chain);
+        Ok(())
+    }
+
+    fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {
+        let s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        Ok(s.0.get(chain).is_some_and(|v| ips.iter().all(|ip| v.iter().any(|e| e.ip == *ip))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_reference() {
+        // Python: "CNI-" + hashlib.sha512(b"mynetabc").hexdigest()[:24]
+        assert_eq!(chain_name("mynet", "abc"), "CNI-e88f49d94512ff752ebe6070");
+        assert_eq!(comment("mynet", "abc"), r#"name: "mynet" id: "abc""#);
+        assert_eq!(go_quote("a\"b"), r#""a\"b""#);
+    }
+
+    #[test]
+    fn save_forms() {
+        let a = Addr { ip: "10.1.2.3".parse().expect("ip"), prefix: 24 };
+        assert_eq!(save_form(a), "10.1.2.0/24");
+        assert_eq!(host_form("fd00::5".parse().expect("ip")), "fd00::5/128");
+    }
+}
