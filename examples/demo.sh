@@ -63,7 +63,9 @@ ip netns add "$node"
 ip -n "$node" link set lo up
 for p in "${pods[@]}"; do
     ip netns add "$p"
-    say "ADD $p"
+    say "ADD $p: loopback (as containerd runs it), then the pod network"
+    "$bin/wasm-cni" exec add --conflist examples/99-loopback.conflist --netns "/var/run/netns/$p" \
+        --container-id "$p" --bin-dir "$bin" --cache-dir "$work/results" >/dev/null
     ip netns exec "$node" "$bin/wasm-cni" exec add --conflist "$work/net.conflist" \
         --netns "/var/run/netns/$p" --container-id "$p" --bin-dir "$bin" \
         --cache-dir "$work/results" --capability-args "$(caps "$p")"

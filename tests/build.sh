@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds wasm-cni and every module and test fixture, and stages them:
 #   target/wasm-cni-dist/wasm-cni          the CNI-path binary: no compiler,
-#                                          static non-PIE (fast exec, small RSS)
+#                                          size-optimised, static non-PIE
+#                                          (fast exec, small RSS)
 #   target/wasm-cni-dist/wasm-cni-compile  the same program with Cranelift, for
 #                                          install and compile-on-miss
 #   target/wasm-cni-modules/<type>.wasm    the bundled modules, by type name
@@ -15,11 +16,11 @@ pkgs=()
 for m in "${modules[@]}" "${fixture_packages[@]}"; do pkgs+=(-p "$m"); done
 cargo build --locked --profile wasm --target wasm32-wasip2 "${pkgs[@]}"
 cargo build --locked --release -p wasm-cni
-cargo rustc --locked --release -p wasm-cni --bin wasm-cni --no-default-features --target-dir target/runtime \
+cargo rustc --locked --profile runtime -p wasm-cni --bin wasm-cni --no-default-features --target-dir target/runtime \
     -- -C target-feature=+crt-static -C relocation-model=static
 
 mkdir -p target/wasm-cni-dist target/wasm-cni-modules target/wasm-cni-fixtures
-cp target/runtime/release/wasm-cni target/wasm-cni-dist/wasm-cni
+cp target/runtime/runtime/wasm-cni target/wasm-cni-dist/wasm-cni
 cp target/release/wasm-cni target/wasm-cni-dist/wasm-cni-compile
 
 out=target/wasm32-wasip2/wasm

@@ -91,13 +91,16 @@ pub fn run(a: ExecArgs) -> Result<i32> {
     let caps: Map<String, Value> = serde_json::from_str(&a.capability_args).context("--capability-args must be a JSON object")?;
     let cache_file = a.cache_dir.join(format!("{net}-{}-{}", a.container_id, a.ifname));
     let cached: Option<Value> = fs::read(&cache_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let env = vec![
+    // As libcni does: this process's environment (PATH for the plugins'
+    // tools) plus the CNI variables.
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !k.starts_with("CNI_")).collect();
+    env.extend([
         ("CNI_CONTAINERID".to_string(), a.container_id.clone()),
         ("CNI_NETNS".to_string(), a.netns.clone()),
         ("CNI_IFNAME".to_string(), a.ifname.clone()),
         ("CNI_ARGS".to_string(), a.args.clone()),
         ("CNI_PATH".to_string(), a.bin_dir.display().to_string()),
-    ];
+    ]);
     let timeout = Duration::from_secs(a.timeout);
     let call = |cmd: Command, plugin: &Value, prev: Option<&Value>, extra: Option<(&str, Value)>| -> Result<Vec<u8>> {
         let t = plugin["type"].as_str().ok_or_else(|| anyhow!("a plugin has no type"))?;

@@ -7,16 +7,13 @@
 //! Self-contained on purpose: portmap's firewall code lives in `firewall`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
+use super::exec::run;
 use super::{Addr, KResult, KernelError};
 
 /// Bound for one iptables exec (the xtables lock wait included).
-const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One address to masquerade: the container address and its subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,52 +88,6 @@ fn save_form(a: Addr) -> String {
 
 fn host_form(ip: IpAddr) -> String {
     save_form(Addr { ip, prefix: if ip.is_ipv4() { 32 } else { 128 } })
-}
-
-/// Runs `prog args` with `stdin`, bounded by `EXEC_TIMEOUT`; stdout on success.
-fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
-    let what = format!("{prog} {}", args.join(" "));
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| KernelError::Failed(format!("cannot run {prog}: {e} (is iptables installed?)")))?;
-    if let Some(mut si) = child.stdin.take() {
-        let _ = si.write_all(stdin.as_bytes());
-    }
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_string(&mut out);
-        }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_string(&mut err);
-        }
-        (out, err)
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed() > EXEC_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(KernelError::Timeout(format!("{what}: no answer within {} s", EXEC_TIMEOUT.as_secs())));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-            Err(e) => return Err(KernelError::Failed(format!("{what}: {e}"))),
-        }
-    };
-    let (out, err) = reader.join().map_err(|_| KernelError::Failed(format!("{what}: output reader failed")))?;
-    if status.success() {
-        Ok(out)
-    } else {
-        Err(KernelError::Failed(format!("{what} failed ({status}): {}", err.trim())))
-    }
 }
 
 /// The real iptables of the host network namespace.

@@ -3,6 +3,7 @@
 //! `fake` a recording one for unprivileged host tests (injected, never chosen
 //! by `cfg!(test)`).
 
+pub mod exec;
 pub mod fake;
 pub mod firewall;
 pub mod masq;

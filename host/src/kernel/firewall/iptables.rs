@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::exec::run;
+use crate::kernel::exec::run;
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
 use crate::kernel::{KResult, KernelError};
 

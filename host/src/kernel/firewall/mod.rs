@@ -5,7 +5,6 @@
 //! here, not by the module. Every write is one batch (one transaction) and
 //! every exec is bounded in time.
 
-pub mod exec;
 pub mod iptables;
 pub mod nft;
 
@@ -137,7 +136,7 @@ impl Firewall for System {
         let port = port.to_string();
         let family = if ipv6 { "ipv6" } else { "ipv4" };
         // conntrack exits 1 when nothing matched; only a failure to run counts.
-        match exec::run("conntrack", &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family], "") {
+        match crate::kernel::exec::run("conntrack", &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family], "") {
             Ok(_) => Ok(()),
             Err(KernelError::Failed(m)) if m.contains("0 flow entries") => Ok(()),
             Err(e) => Err(e),
@@ -145,7 +144,7 @@ impl Firewall for System {
     }
 
     fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String> {
-        let out = exec::run("ip", &["-o", "route", "get", &ip.to_string()], "")?;
+        let out = crate::kernel::exec::run("ip", &["-o", "route", "get", &ip.to_string()], "")?;
         let dev = out
             .split_whitespace()
             .skip_while(|t| *t != "dev")

@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use super::exec::run;
+use crate::kernel::exec::run;
 use super::{Owner, PortmapSpec};
 use crate::kernel::{KResult, KernelError};
 

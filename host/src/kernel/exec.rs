@@ -1,4 +1,5 @@
-//! Bounded exec of the firewall tools (iptables-restore, nft, conntrack, ip).
+//! Bounded exec of the firewall tools (iptables-restore, iptables-save, nft,
+//! conntrack, ip), shared by the portmap and masquerade layers.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
