@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 
 rounds=${1:-50}
 parallel=${2:-50}
-bin=${WASM_CNI_BIN:-target/release/wasm-cni}
+bin=${WASM_CNI_BIN:-target/wasm-cni-dist/wasm-cni}
 modules=${WASM_CNI_MODULES:-target/wasm-cni-modules}
 refdir=${REFERENCE_DIR:-/usr/lib/cni}
 for f in "$bin" "$modules/bridge.wasm" "$modules/host-local.wasm" "$refdir/bridge" "$refdir/host-local"; do

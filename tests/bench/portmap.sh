@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-30}
-bin=${WASM_CNI_BIN:-target/release/wasm-cni}
+bin=${WASM_CNI_BIN:-target/wasm-cni-dist/wasm-cni}
 modules=${WASM_CNI_MODULES:-target/wasm-cni-modules}
 reference=${REFERENCE_PORTMAP:-/usr/lib/cni/portmap}
 for f in "$bin" "$modules/portmap.wasm" "$reference"; do
