@@ -5,7 +5,7 @@
 # compare and interoperate with.
 set -euo pipefail
 
-packages=(iproute2 iptables nftables conntrack containernetworking-plugins iperf3 curl time python3 iputils-ping)
+packages=(iproute2 iptables nftables conntrack containernetworking-plugins iperf3 curl time python3 iputils-ping podman runc busybox-static golang-go golang-github-appc-cni-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@ pub mod delegate_exec;
 pub mod dispatch;
 pub mod kernel;
 pub mod logging;
+pub mod process;
 pub mod protocol;
 pub mod runtime;
 pub mod statedir;

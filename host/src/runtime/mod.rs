@@ -215,13 +215,11 @@ impl Runtime {
             CniError::new(code::IO_FAILURE, format!("module {} is not precompiled and {COMPILER_BINARY} is not installed", path.display()))
                 .with_details("run `wasm-cni install` to precompile the modules")
         })?;
-        let out = std::process::Command::new(&compiler)
-            .arg("compile")
-            .arg(path)
-            .env("WASM_CNI_CACHE_DIR", self.cache.dir())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot run {}", compiler.display())).with_details(e.to_string()))?;
+        let mut cmd = std::process::Command::new(&compiler);
+        cmd.arg("compile").arg(path).env("WASM_CNI_CACHE_DIR", self.cache.dir());
+        // Compiling a module takes well under a second; the bound only guards a hang.
+        let out = crate::process::run_bounded(cmd, b"", std::time::Duration::from_secs(120))
+            .map_err(|e| CniError::new(code::IO_FAILURE, format!("running {} failed", compiler.display())).with_details(format!("{e:?}")))?;
         if out.status.success() {
             return Ok(());
         }

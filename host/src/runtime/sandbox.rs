@@ -132,6 +132,26 @@ fn log_guest_output(pipes: &Pipes, module: &str) {
     }
 }
 
+thread_local! {
+    /// wasmtime-wasi's sync bindings run each WASI call on the ambient tokio
+    /// runtime, or else build a global multi-threaded one (a worker thread
+    /// per CPU, ~0.5 ms per process). WASI calls here never wait (files are
+    /// used with blocking allowed, stdio goes to memory), so a current-thread
+    /// runtime entered around guest calls is all they need.
+    static TOKIO: Option<tokio::runtime::Runtime> = tokio::runtime::Builder::new_current_thread().build().ok();
+}
+
+/// Runs `f` with this thread's current-thread runtime entered.
+fn with_runtime<R>(f: impl FnOnce() -> R) -> R {
+    TOKIO.with(|rt| match rt {
+        Some(rt) => {
+            let _guard = rt.enter();
+            f()
+        }
+        None => f(),
+    })
+}
+
 /// Calls `describe` with no capabilities linked: unknown imports trap.
 pub fn describe(engine: &Engine, component: &Component, limits: &Limits) -> Result<wit::Descriptor, String> {
     let (mut store, pipes) = new_store(engine, limits, None, None)?;
@@ -139,8 +159,8 @@ pub fn describe(engine: &Engine, component: &Component, limits: &Limits) -> Resu
     linker.define_unknown_imports_as_traps(component).map_err(|e| format!("{e:#}"))?;
     let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
     let pre = AnyModulePre::new(pre).map_err(|e| format!("{e:#}"))?;
-    let bindings = pre.instantiate(&mut store).map_err(|e| trap_details(&e, &pipes, limits).1)?;
-    bindings.cni_plugin_plugin().call_describe(&mut store).map_err(|e| {
+    let bindings = with_runtime(|| pre.instantiate(&mut store)).map_err(|e| trap_details(&e, &pipes, limits).1)?;
+    with_runtime(|| bindings.cni_plugin_plugin().call_describe(&mut store)).map_err(|e| {
         let (msg, details) = trap_details(&e, &pipes, limits);
         format!("describe() failed: {msg}: {details}")
     })
@@ -177,7 +197,7 @@ pub fn invoke(
         let (msg, details) = trap_details(&e, &pipes, limits);
         CniError::new(code::INTERNAL, msg).with_details(details)
     };
-    let outcome = (|| {
+    let outcome = with_runtime(|| {
         let t = std::time::Instant::now();
         let bindings = pre.instantiate(&mut store).map_err(fail)?;
         phases::record(Phase::Instantiate, t);
@@ -193,7 +213,7 @@ pub fn invoke(
         };
         phases::record(Phase::Call, t);
         Ok(r.map_err(|e| CniError { code: e.code, msg: e.msg, details: e.details }))
-    })();
+    });
     log_guest_output(&pipes, &loaded.name);
     let outcome = outcome.and_then(|r| r);
     if outcome.is_err() {
