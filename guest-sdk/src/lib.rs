@@ -110,6 +110,9 @@ pub trait InterfaceHost: host_net::HostNetCaps {
 pub trait IpamHost {
     /// This network's state directory. The host holds its `lock` for the call.
     fn state_dir(&self) -> &Path;
+    /// The text of the file named by the network's `ipam.resolvConf`, read by
+    /// the host; `None` when the configuration names none.
+    fn resolv_conf(&self) -> CniResultOf<Option<String>>;
     fn log(&self, level: Level, message: &str);
 }
 

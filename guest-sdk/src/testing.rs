@@ -143,6 +143,8 @@ pub struct FakeHost {
     pub tc: crate::tc::FakeTc,
     /// The portmap module's `nat` capability.
     pub nat: crate::nat::FakeNat,
+    /// What `IpamHost::resolv_conf` answers (the host reads `ipam.resolvConf`).
+    pub resolv_conf: CniResultOf<Option<String>>,
     state_dir: PathBuf,
 }
 
@@ -159,6 +161,7 @@ impl FakeHost {
             host_net: Default::default(),
             tc: Default::default(),
             nat: Default::default(),
+            resolv_conf: Ok(None),
             state_dir,
         }
     }
@@ -205,6 +208,10 @@ impl InterfaceHost for FakeHost {
 }
 
 impl IpamHost for FakeHost {
+    fn resolv_conf(&self) -> CniResultOf<Option<String>> {
+        self.resolv_conf.clone()
+    }
+
     fn state_dir(&self) -> &Path {
         let _ = std::fs::create_dir_all(&self.state_dir);
         &self.state_dir

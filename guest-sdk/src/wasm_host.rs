@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::__private::bindings::cni::plugin::{ipam, log, netns, types as wit};
+use crate::__private::bindings::cni::plugin::{ipam, log, netns, resolv, types as wit};
 use crate::types::*;
 use crate::{BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin};
 
@@ -207,6 +207,10 @@ impl InterfaceHost for WasmHost {
 impl IpamHost for WasmHost {
     fn state_dir(&self) -> &Path {
         Path::new(STATE_DIR)
+    }
+
+    fn resolv_conf(&self) -> CniResultOf<Option<String>> {
+        resolv::read_resolv_conf().map_err(error_from_wit)
     }
 
     fn log(&self, level: Level, message: &str) {

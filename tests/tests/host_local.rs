@@ -710,3 +710,34 @@ fn status_reports_a_full_range_with_code_50() {
     // STATUS only exists from 1.1.0 on.
     call(&i, Bin::Ours, "host-local", "STATUS", "", &hl_conf("1.0.0", "st", &i.data_dir(), json!({"subnet": "10.84.0.0/24"}))).err(1);
 }
+
+#[test]
+fn resolv_conf_dns_matches_the_reference_and_unknown_args_are_refused() {
+    let i = Install::new("hl-resolv", &[]);
+    let resolv = i.root.path().join("resolv.conf");
+    std::fs::write(&resolv, "# test resolver\nnameserver 10.96.0.10\nnameserver fd00::a\ndomain cluster.local\nsearch svc.cluster.local cluster.local\noptions ndots:5\n").expect("resolv.conf");
+    for (bin, tag) in [(Bin::Ours, "ours"), (Bin::Reference, "ref")] {
+        let data = i.root.path().join(format!("data-{tag}"));
+        let conf = hl_conf("1.0.0", "resolvnet", &data, json!({"subnet": "10.81.0.0/24", "resolvConf": resolv.display().to_string()}));
+        let j = call(&i, bin, "host-local", "ADD", "r1", &conf).ok().json();
+        assert_eq!(
+            j["dns"],
+            json!({"nameservers": ["10.96.0.10", "fd00::a"], "domain": "cluster.local", "search": ["svc.cluster.local", "cluster.local"], "options": ["ndots:5"]}),
+            "{tag}: {j}"
+        );
+    }
+    // A missing file is a configuration error that names it.
+    let data = i.root.path().join("data-missing");
+    let conf = hl_conf("1.0.0", "resolvnet", &data, json!({"subnet": "10.81.0.0/24", "resolvConf": "/nonexistent/resolv.conf"}));
+    let e = call(&i, Bin::Ours, "host-local", "ADD", "r2", &conf).err(7);
+    assert!(e["msg"].as_str().unwrap_or("").contains("/nonexistent/resolv.conf"), "{e}");
+    assert_eq!(allocations(&data.join("resolvnet")).len(), 0, "nothing allocated after the failure");
+
+    // CNI_ARGS keys the plugin does not know need IgnoreUnknown, as in the reference.
+    let conf = hl_conf("1.0.0", "argsnet", &i.root.path().join("data-args"), json!({"subnet": "10.82.0.0/24"}));
+    let e = call_args(&i, Bin::Ours, "host-local", "ADD", "a1", "K8S_POD_NAME=x", &conf).err(4);
+    assert!(e["msg"].as_str().unwrap_or("").contains("K8S_POD_NAME"), "{e}");
+    let r = call_args(&i, Bin::Reference, "host-local", "ADD", "a1", "K8S_POD_NAME=x", &conf);
+    assert_ne!(r.code, 0, "the reference refuses it too: {}", r.stdout);
+    call_args(&i, Bin::Ours, "host-local", "ADD", "a2", "IgnoreUnknown=1;K8S_POD_NAME=x", &conf).ok();
+}

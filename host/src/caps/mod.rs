@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod log;
 pub mod nat;
 pub mod netns;
+pub mod resolv;
 pub mod tc;
 pub mod undo;
 

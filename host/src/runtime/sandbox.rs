@@ -98,6 +98,9 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
         if granted.contains(&"nat") {
             wit_ifaces::nat::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
         }
+        if granted.contains(&"resolv") {
+            wit_ifaces::resolv::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+        }
         if granted.contains(&"tc") {
             wit_ifaces::tc::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
         }

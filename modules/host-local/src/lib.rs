@@ -7,14 +7,14 @@
 //! whole call and hands the directory over as [`IpamHost::state_dir`]; the
 //! module itself never sees `dataDir`.
 //!
-//! Limitations:
-//! * `resolvConf` is not read (the module cannot read host files); the
-//!   result carries no DNS and a warning is logged.
-//! * Unknown CNI_ARGS keys are ignored rather than refused without
-//!   `IgnoreUnknown`.
+//! `resolvConf` is read by the host (the `resolv` capability: only the file
+//! the configuration names) and parsed here into the result's DNS. CNI_ARGS
+//! keys other than `IP` are refused unless `IgnoreUnknown` is set, as in the
+//! reference.
 
 pub mod allocator;
 pub mod config;
+pub mod dns;
 pub mod range;
 pub mod store;
 
@@ -40,9 +40,12 @@ fn store<H: IpamHost>(host: &H) -> FsStore {
 impl IpamPlugin for HostLocal {
     fn add<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let cfg = config::load(inv)?;
-        if let Some(path) = &cfg.resolv_conf {
-            host.log(Level::Warn, &format!("host-local: resolvConf {path:?} ignored: a module cannot read host files; no DNS returned"));
-        }
+        // The host reads the file the configuration names (this module has
+        // no file access outside its state directory).
+        let dns = match &cfg.resolv_conf {
+            Some(_) => host.resolv_conf()?.map(|text| dns::parse_resolv_conf(&text)).unwrap_or_default(),
+            None => Dns::default(),
+        };
         let mut store = store(host);
         let mut requested = cfg.requested.clone();
         let mut allocated: Vec<IpAddr> = Vec::new();
@@ -76,7 +79,7 @@ impl IpamPlugin for HostLocal {
         }
         let summary: Vec<String> = ips.iter().map(|i| i.address.to_string()).collect();
         host.log(Level::Debug, &format!("host-local: {} {} -> {}", inv.container_id, inv.ifname, summary.join(", ")));
-        Ok(CniResult { interfaces: Vec::new(), ips, routes: cfg.routes, dns: Dns::default() })
+        Ok(CniResult { interfaces: Vec::new(), ips, routes: cfg.routes, dns })
     }
 
     /// Releases every address of (container, ifname). The configuration is

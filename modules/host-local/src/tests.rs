@@ -94,6 +94,7 @@ fn on_disk_format_is_byte_exact() {
 #[test]
 fn result_shape_is_abbreviated() {
     let mut h = host();
+    h.resolv_conf = Ok(Some("nameserver 10.1.0.10\nsearch svc.local\n".into()));
     let cfg = net(json!({
         "type": "host-local",
         "ranges": [[{"subnet": "10.1.2.0/24", "gateway": "10.1.2.254"}], [{"subnet": "2001:db8:1::/64"}]],
@@ -111,8 +112,8 @@ fn result_shape_is_abbreviated() {
     assert!(r.ips.iter().all(|i| i.interface.is_none()));
     assert_eq!(r.routes.len(), 2);
     assert_eq!(r.routes[1].gw.map(|g| g.to_string()).as_deref(), Some("10.1.2.9"));
-    assert_eq!(r.dns, Dns::default());
-    assert!(h.logs.borrow().iter().any(|(l, m)| *l == Level::Warn && m.contains("resolvConf")));
+    assert_eq!(r.dns.nameservers, ["10.1.0.10"]);
+    assert_eq!(r.dns.search, ["svc.local"]);
     let d = dir(&h);
     assert_eq!(std::fs::read(d.join("2001:db8:1::2")).expect("v6 file"), b"cid\r\neth0");
     assert_eq!(std::fs::read(d.join("last_reserved_ip.1")).expect("last v6"), b"2001:db8:1::2");
