@@ -12,7 +12,11 @@ use crate::types::CniError;
 /// A key of `obj` matched case-insensitively; an exact match wins.
 pub fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
     let map = obj.as_object()?;
-    map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 /// `runtimeConfig.<key>` of a network config, both matched case-insensitively.
@@ -30,7 +34,11 @@ pub fn normalize_keys(value: &mut Value, known: &[&str]) {
             let mut out = Map::with_capacity(old.len());
             for (k, mut v) in old {
                 normalize_keys(&mut v, known);
-                let name = known.iter().find(|n| n.eq_ignore_ascii_case(&k)).map(|n| n.to_string()).unwrap_or(k);
+                let name = known
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(&k))
+                    .map(|n| n.to_string())
+                    .unwrap_or(k);
                 // An exact-case key wins over a case-folded duplicate.
                 if !out.contains_key(&name) || known.contains(&name.as_str()) {
                     out.insert(name, v);
@@ -46,8 +54,9 @@ pub fn normalize_keys(value: &mut Value, known: &[&str]) {
 /// Decodes a network config section into a serde type, with a code-7 error
 /// that names the section on failure.
 pub fn decode<T: serde::de::DeserializeOwned>(section: &str, value: &Value) -> Result<T, CniError> {
-    serde_json::from_value(value.clone())
-        .map_err(|e| CniError::config(format!("invalid {section} configuration")).with_details(e.to_string()))
+    serde_json::from_value(value.clone()).map_err(|e| {
+        CniError::config(format!("invalid {section} configuration")).with_details(e.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -73,6 +82,9 @@ mod tests {
     fn normalizes_nested_keys() {
         let mut v = json!({"HostPort": 8080, "inner": [{"CONTAINERPORT": 80, "other": 1}]});
         normalize_keys(&mut v, &["hostPort", "containerPort"]);
-        assert_eq!(v, json!({"hostPort": 8080, "inner": [{"containerPort": 80, "other": 1}]}));
+        assert_eq!(
+            v,
+            json!({"hostPort": 8080, "inner": [{"containerPort": 80, "other": 1}]})
+        );
     }
 }

@@ -113,7 +113,6 @@ pub trait HostNetCaps {
     fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool>;
 }
 
-
 /// Helpers shared by veth-based interface modules (bridge, ptp), following
 /// the reference's `pkg/ip` and `pkg/ipam` behaviour.
 pub mod util {
@@ -143,35 +142,72 @@ pub mod util {
 
     /// The network of `net` with its prefix (`10.1.2.0/24`).
     pub fn network_of(net: &IpNet) -> IpNet {
-        IpNet { addr: net.network(), prefix: net.prefix }
+        IpNet {
+            addr: net.network(),
+            prefix: net.prefix,
+        }
     }
 
     /// Configures CNI_IFNAME from a result as the reference's
     /// `ipam.ConfigureIface`: the addresses whose `interface` is `index`, IPv6
     /// enabled when needed, link up, then every route (gateway defaulting to
     /// the first gateway of its family).
-    pub fn configure_iface<N: Netns, S: HostScope>(ns: &N, scope: &S, ifname: &str, result: &CniResult, index: u32) -> CniResultOf<()> {
-        let ips: Vec<&IpConfig> = result.ips.iter().filter(|ip| ip.interface == Some(index)).collect();
+    pub fn configure_iface<N: Netns, S: HostScope>(
+        ns: &N,
+        scope: &S,
+        ifname: &str,
+        result: &CniResult,
+        index: u32,
+    ) -> CniResultOf<()> {
+        let ips: Vec<&IpConfig> = result
+            .ips
+            .iter()
+            .filter(|ip| ip.interface == Some(index))
+            .collect();
         if ips.iter().any(|ip| !ip.address.is_ipv4()) {
             // Best effort, like the reference: some kernels boot with IPv6 off.
             for link in [ifname, "lo"] {
-                let _ = scope.set_sysctl(Side::Container, &format!("net/ipv6/conf/{link}/disable_ipv6"), "0");
+                let _ = scope.set_sysctl(
+                    Side::Container,
+                    &format!("net/ipv6/conf/{link}/disable_ipv6"),
+                    "0",
+                );
             }
-            let _ = scope.set_sysctl(Side::Container, &format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1");
+            let _ = scope.set_sysctl(
+                Side::Container,
+                &format!("net/ipv6/conf/{ifname}/keep_addr_on_down"),
+                "1",
+            );
         }
         for ip in &ips {
-            ns.add_address(ifname, ip.address)
-                .map_err(|e| CniError::internal(format!("failed to add IP addr {} to {ifname:?}", ip.address)).with_details(e.to_string()))?;
+            ns.add_address(ifname, ip.address).map_err(|e| {
+                CniError::internal(format!(
+                    "failed to add IP addr {} to {ifname:?}",
+                    ip.address
+                ))
+                .with_details(e.to_string())
+            })?;
         }
-        ns.set_link_up(ifname, true).map_err(|e| CniError::internal(format!("failed to set {ifname:?} UP")).with_details(e.to_string()))?;
-        let gw4 = ips.iter().find(|ip| ip.address.is_ipv4()).and_then(|ip| ip.gateway);
-        let gw6 = ips.iter().find(|ip| !ip.address.is_ipv4()).and_then(|ip| ip.gateway);
+        ns.set_link_up(ifname, true).map_err(|e| {
+            CniError::internal(format!("failed to set {ifname:?} UP")).with_details(e.to_string())
+        })?;
+        let gw4 = ips
+            .iter()
+            .find(|ip| ip.address.is_ipv4())
+            .and_then(|ip| ip.gateway);
+        let gw6 = ips
+            .iter()
+            .find(|ip| !ip.address.is_ipv4())
+            .and_then(|ip| ip.gateway);
         for r in &result.routes {
             let mut r = r.clone();
             if r.gw.is_none() {
                 r.gw = if r.dst.is_ipv4() { gw4 } else { gw6 };
             }
-            ns.add_route(ifname, &r).map_err(|e| CniError::internal(format!("failed to add route {}", r.dst)).with_details(e.to_string()))?;
+            ns.add_route(ifname, &r).map_err(|e| {
+                CniError::internal(format!("failed to add route {}", r.dst))
+                    .with_details(e.to_string())
+            })?;
         }
         Ok(())
     }
@@ -179,27 +215,53 @@ pub mod util {
     /// CHECK of the container interface against prevResult: it exists, its
     /// MAC matches, every address pointing at `index` is on it and every
     /// route of the result is in its routes.
-    pub fn check_container<N: Netns>(ns: &N, ifname: &str, prev: &CniResult, index: u32) -> CniResultOf<()> {
-        let link = ns.link(ifname)?.ok_or_else(|| CniError::internal(format!("container interface {ifname} not found")).with_details("run ADD again"))?;
+    pub fn check_container<N: Netns>(
+        ns: &N,
+        ifname: &str,
+        prev: &CniResult,
+        index: u32,
+    ) -> CniResultOf<()> {
+        let link = ns.link(ifname)?.ok_or_else(|| {
+            CniError::internal(format!("container interface {ifname} not found"))
+                .with_details("run ADD again")
+        })?;
         if let Some(i) = prev.interfaces.get(index as usize) {
             if i.name != ifname {
-                return Err(CniError::internal(format!("prevResult interface {index} is {:?}, not {ifname:?}", i.name)));
+                return Err(CniError::internal(format!(
+                    "prevResult interface {index} is {:?}, not {ifname:?}",
+                    i.name
+                )));
             }
             if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&link.mac) {
-                return Err(CniError::internal(format!("interface {ifname} MAC {} does not match prevResult {}", link.mac, i.mac)));
+                return Err(CniError::internal(format!(
+                    "interface {ifname} MAC {} does not match prevResult {}",
+                    link.mac, i.mac
+                )));
             }
         }
         let have = ns.addresses(ifname)?;
         for ip in prev.ips.iter().filter(|ip| ip.interface == Some(index)) {
             if !have.contains(&ip.address) {
-                return Err(CniError::internal(format!("address {} not found on {ifname}", ip.address)).with_details("the container interface lost an address; run ADD again"));
+                return Err(CniError::internal(format!(
+                    "address {} not found on {ifname}",
+                    ip.address
+                ))
+                .with_details("the container interface lost an address; run ADD again"));
             }
         }
         let routes = ns.routes(ifname)?;
         for want in &prev.routes {
-            let found = routes.iter().any(|r| r.dst.network() == want.dst.network() && r.dst.prefix == want.dst.prefix && (want.gw.is_none() || r.gw == want.gw));
+            let found = routes.iter().any(|r| {
+                r.dst.network() == want.dst.network()
+                    && r.dst.prefix == want.dst.prefix
+                    && (want.gw.is_none() || r.gw == want.gw)
+            });
             if !found {
-                return Err(CniError::internal(format!("route {} not found on {ifname}", want.dst)).with_details("the container lost a route; run ADD again"));
+                return Err(CniError::internal(format!(
+                    "route {} not found on {ifname}",
+                    want.dst
+                ))
+                .with_details("the container lost a route; run ADD again"));
             }
         }
         Ok(())
@@ -209,11 +271,21 @@ pub mod util {
     pub fn dns_of(config: &serde_json::Value) -> Option<Dns> {
         let d = crate::config::get_ci(config, "dns")?;
         let list = |k: &str| -> Vec<String> {
-            crate::config::get_ci(d, k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+            crate::config::get_ci(d, k)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         let dns = Dns {
             nameservers: list("nameservers"),
-            domain: crate::config::get_ci(d, "domain").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            domain: crate::config::get_ci(d, "domain")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
             search: list("search"),
             options: list("options"),
         };
@@ -222,7 +294,11 @@ pub mod util {
 
     /// The `ipam.type` of a network config (empty: L2 only).
     pub fn ipam_type(config: &serde_json::Value) -> String {
-        crate::config::get_ci(config, "ipam").and_then(|i| crate::config::get_ci(i, "type")).and_then(|t| t.as_str()).unwrap_or_default().to_string()
+        crate::config::get_ci(config, "ipam")
+            .and_then(|i| crate::config::get_ci(i, "type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Best-effort sysctls: the reference ignores their errors too.
@@ -254,7 +330,11 @@ mod real {
     use crate::__private::bindings::cni::plugin::types as witt;
 
     fn err(e: witt::CniError) -> CniError {
-        CniError { code: e.code, msg: e.msg, details: e.details }
+        CniError {
+            code: e.code,
+            msg: e.msg,
+            details: e.details,
+        }
     }
 
     fn bad(what: &str, v: &str, e: String) -> CniError {
@@ -266,7 +346,17 @@ mod real {
     }
 
     fn link(l: wit::HostLink) -> HostLink {
-        HostLink { name: l.name, index: l.index, mac: l.mac, mtu: l.mtu, up: l.up, oper_up: l.oper_up, kind: l.kind, master: l.master, promisc: l.promisc }
+        HostLink {
+            name: l.name,
+            index: l.index,
+            mac: l.mac,
+            mtu: l.mtu,
+            up: l.up,
+            oper_up: l.oper_up,
+            kind: l.kind,
+            master: l.master,
+            promisc: l.promisc,
+        }
     }
 
     fn side(s: Side) -> wit::Side {
@@ -277,14 +367,25 @@ mod real {
     }
 
     fn route_to(r: &Route) -> witt::Route {
-        witt::Route { dst: r.dst.to_string(), gw: r.gw.map(|g| g.to_string()), mtu: r.mtu, advmss: r.advmss, priority: r.priority, table: r.table, scope: r.scope }
+        witt::Route {
+            dst: r.dst.to_string(),
+            gw: r.gw.map(|g| g.to_string()),
+            mtu: r.mtu,
+            advmss: r.advmss,
+            priority: r.priority,
+            table: r.table,
+            scope: r.scope,
+        }
     }
 
     fn route_from(r: witt::Route) -> CniResultOf<Route> {
         Ok(Route {
             dst: net("route destination", &r.dst)?,
             gw: match r.gw {
-                Some(g) => Some(g.parse().map_err(|_| bad("route gateway", &g, "not an IP address".into()))?),
+                Some(g) => Some(
+                    g.parse()
+                        .map_err(|_| bad("route gateway", &g, "not an IP address".into()))?,
+                ),
                 None => None,
             },
             mtu: r.mtu,
@@ -303,7 +404,14 @@ mod real {
             self.0.bridge_name()
         }
         fn ensure_bridge(&self, c: &BridgeConfig) -> CniResultOf<HostLink> {
-            self.0.ensure_bridge(wit::BridgeConfig { mtu: c.mtu, promisc: c.promisc, vlan_filtering: c.vlan_filtering }).map(link).map_err(err)
+            self.0
+                .ensure_bridge(wit::BridgeConfig {
+                    mtu: c.mtu,
+                    promisc: c.promisc,
+                    vlan_filtering: c.vlan_filtering,
+                })
+                .map(link)
+                .map_err(err)
         }
         fn link(&self, name: &str) -> CniResultOf<Option<HostLink>> {
             self.0.link(name).map(|l| l.map(link)).map_err(err)
@@ -313,12 +421,21 @@ mod real {
         }
         fn create_veth(&self, c: &VethConfig) -> CniResultOf<HostLink> {
             self.0
-                .create_veth(&wit::VethConfig { host_name: c.host_name.clone(), mtu: c.mtu, container_mac: c.container_mac.clone() })
+                .create_veth(&wit::VethConfig {
+                    host_name: c.host_name.clone(),
+                    mtu: c.mtu,
+                    container_mac: c.container_mac.clone(),
+                })
                 .map(link)
                 .map_err(err)
         }
         fn delete_container_link(&self) -> CniResultOf<Vec<IpNet>> {
-            self.0.delete_container_link().map_err(err)?.iter().map(|a| net("address", a)).collect()
+            self.0
+                .delete_container_link()
+                .map_err(err)?
+                .iter()
+                .map(|a| net("address", a))
+                .collect()
         }
         fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()> {
             self.0.set_link_up(name, up).map_err(err)
@@ -327,7 +444,15 @@ mod real {
             self.0.set_master(name).map_err(err)
         }
         fn set_port(&self, name: &str, c: PortConfig) -> CniResultOf<()> {
-            self.0.set_port(name, wit::PortConfig { hairpin: c.hairpin, isolated: c.isolated }).map_err(err)
+            self.0
+                .set_port(
+                    name,
+                    wit::PortConfig {
+                        hairpin: c.hairpin,
+                        isolated: c.isolated,
+                    },
+                )
+                .map_err(err)
         }
         fn set_promisc(&self, name: &str, on: bool) -> CniResultOf<()> {
             self.0.set_promisc(name, on).map_err(err)
@@ -336,16 +461,40 @@ mod real {
             self.0.set_mac(name, mac).map_err(err)
         }
         fn vlans(&self, name: &str) -> CniResultOf<Vec<Vlan>> {
-            Ok(self.0.vlans(name).map_err(err)?.into_iter().map(|v| Vlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect())
+            Ok(self
+                .0
+                .vlans(name)
+                .map_err(err)?
+                .into_iter()
+                .map(|v| Vlan {
+                    vid: v.vid,
+                    pvid: v.pvid,
+                    untagged: v.untagged,
+                })
+                .collect())
         }
         fn add_vlan(&self, name: &str, v: Vlan) -> CniResultOf<()> {
-            self.0.add_vlan(name, wit::Vlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).map_err(err)
+            self.0
+                .add_vlan(
+                    name,
+                    wit::Vlan {
+                        vid: v.vid,
+                        pvid: v.pvid,
+                        untagged: v.untagged,
+                    },
+                )
+                .map_err(err)
         }
         fn del_vlan(&self, name: &str, vid: u16) -> CniResultOf<()> {
             self.0.del_vlan(name, vid).map_err(err)
         }
         fn addresses(&self, name: &str) -> CniResultOf<Vec<IpNet>> {
-            self.0.addresses(name).map_err(err)?.iter().map(|a| net("address", a)).collect()
+            self.0
+                .addresses(name)
+                .map_err(err)?
+                .iter()
+                .map(|a| net("address", a))
+                .collect()
         }
         fn add_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
             self.0.add_address(name, &addr.to_string()).map_err(err)
@@ -354,7 +503,12 @@ mod real {
             self.0.del_address(name, &addr.to_string()).map_err(err)
         }
         fn routes(&self, name: &str) -> CniResultOf<Vec<Route>> {
-            self.0.routes(name).map_err(err)?.into_iter().map(route_from).collect()
+            self.0
+                .routes(name)
+                .map_err(err)?
+                .into_iter()
+                .map(route_from)
+                .collect()
         }
         fn add_route(&self, name: &str, route: &Route) -> CniResultOf<()> {
             self.0.add_route(name, &route_to(route)).map_err(err)
@@ -437,8 +591,15 @@ mod fake {
 
     impl Default for FakeHostNet {
         fn default() -> Self {
-            let s = State { bridge: "cni0".into(), ifname: "eth0".into(), next_index: 100, ..Default::default() };
-            FakeHostNet { state: Rc::new(RefCell::new(s)) }
+            let s = State {
+                bridge: "cni0".into(),
+                ifname: "eth0".into(),
+                next_index: 100,
+                ..Default::default()
+            };
+            FakeHostNet {
+                state: Rc::new(RefCell::new(s)),
+            }
         }
     }
 
@@ -455,8 +616,20 @@ mod fake {
         pub fn add_foreign_link(&self, name: &str, kind: &str) {
             let mut s = self.state.borrow_mut();
             s.next_index += 1;
-            let link = HostLink { name: name.into(), index: s.next_index, kind: kind.into(), mtu: 1500, ..Default::default() };
-            s.links.insert(name.into(), FakeHostLinkState { link, ..Default::default() });
+            let link = HostLink {
+                name: name.into(),
+                index: s.next_index,
+                kind: kind.into(),
+                mtu: 1500,
+                ..Default::default()
+            };
+            s.links.insert(
+                name.into(),
+                FakeHostLinkState {
+                    link,
+                    ..Default::default()
+                },
+            );
         }
         pub fn link_state(&self, name: &str) -> Option<FakeHostLinkState> {
             self.state.borrow().links.get(name).cloned()
@@ -465,7 +638,11 @@ mod fake {
             self.state.borrow().links.keys().cloned().collect()
         }
         pub fn sysctl_value(&self, side: Side, key: &str) -> Option<String> {
-            self.state.borrow().sysctls.get(&(side == Side::Host, key.to_string())).cloned()
+            self.state
+                .borrow()
+                .sysctls
+                .get(&(side == Side::Host, key.to_string()))
+                .cloned()
         }
         pub fn masqueraded(&self) -> Vec<IpNet> {
             self.state.borrow().masq.iter().copied().collect()
@@ -502,7 +679,11 @@ mod fake {
         }
         fn readable(&self, name: &str) -> CniResultOf<()> {
             let s = self.host.state.borrow();
-            let peer = s.links.get(name).and_then(|l| l.peer_of.as_ref()).is_some_and(|p| *p == s.ifname && self.netns.link_state(p).is_some());
+            let peer = s
+                .links
+                .get(name)
+                .and_then(|l| l.peer_of.as_ref())
+                .is_some_and(|p| *p == s.ifname && self.netns.link_state(p).is_some());
             drop(s);
             if peer {
                 Ok(())
@@ -510,9 +691,16 @@ mod fake {
                 self.mutable(name)
             }
         }
-        fn with<T>(&self, name: &str, f: impl FnOnce(&mut FakeHostLinkState) -> CniResultOf<T>) -> CniResultOf<T> {
+        fn with<T>(
+            &self,
+            name: &str,
+            f: impl FnOnce(&mut FakeHostLinkState) -> CniResultOf<T>,
+        ) -> CniResultOf<T> {
             let mut s = self.host.state.borrow_mut();
-            let l = s.links.get_mut(name).ok_or_else(|| CniError::internal(format!("no such host link {name:?}")))?;
+            let l = s
+                .links
+                .get_mut(name)
+                .ok_or_else(|| CniError::internal(format!("no such host link {name:?}")))?;
             f(l)
         }
     }
@@ -524,16 +712,31 @@ mod fake {
 
         fn ensure_bridge(&self, c: &BridgeConfig) -> CniResultOf<HostLink> {
             let br = self.bridge_name();
-            self.record(format!("ensure-bridge {br} promisc={} vlan_filtering={}", c.promisc, c.vlan_filtering));
+            self.record(format!(
+                "ensure-bridge {br} promisc={} vlan_filtering={}",
+                c.promisc, c.vlan_filtering
+            ));
             let mut s = self.host.state.borrow_mut();
             s.next_index += 1;
             let index = s.next_index;
-            let l = s.links.entry(br.clone()).or_insert_with(|| FakeHostLinkState {
-                link: HostLink { name: br.clone(), index, mac: "02:00:00:00:00:01".into(), mtu: c.mtu.unwrap_or(1500), kind: "bridge".into(), ..Default::default() },
-                ..Default::default()
-            });
+            let l = s
+                .links
+                .entry(br.clone())
+                .or_insert_with(|| FakeHostLinkState {
+                    link: HostLink {
+                        name: br.clone(),
+                        index,
+                        mac: "02:00:00:00:00:01".into(),
+                        mtu: c.mtu.unwrap_or(1500),
+                        kind: "bridge".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                });
             if l.link.kind != "bridge" {
-                return Err(CniError::config(format!("{br:?} already exists but is not a bridge")));
+                return Err(CniError::config(format!(
+                    "{br:?} already exists but is not a bridge"
+                )));
             }
             l.link.up = true;
             l.link.oper_up = true;
@@ -543,7 +746,13 @@ mod fake {
 
         fn link(&self, name: &str) -> CniResultOf<Option<HostLink>> {
             self.readable(name)?;
-            Ok(self.host.state.borrow().links.get(name).map(|l| l.link.clone()))
+            Ok(self
+                .host
+                .state
+                .borrow()
+                .links
+                .get(name)
+                .map(|l| l.link.clone()))
         }
 
         fn container_peer(&self) -> CniResultOf<Option<HostLink>> {
@@ -551,20 +760,45 @@ mod fake {
             if self.netns.link_state(&s.ifname).is_none() {
                 return Ok(None);
             }
-            Ok(s.links.values().find(|l| l.peer_of.as_deref() == Some(s.ifname.as_str())).map(|l| l.link.clone()))
+            Ok(s.links
+                .values()
+                .find(|l| l.peer_of.as_deref() == Some(s.ifname.as_str()))
+                .map(|l| l.link.clone()))
         }
 
         fn create_veth(&self, c: &VethConfig) -> CniResultOf<HostLink> {
             let ifname = self.host.state.borrow().ifname.clone();
-            self.record(format!("create-veth {} {ifname} mtu={:?} mac={:?}", c.host_name, c.mtu, c.container_mac));
-            if self.netns.link_state(&ifname).is_some() || self.host.state.borrow().links.contains_key(&c.host_name) {
-                return Err(CniError::internal(format!("cannot create veth {}/{ifname}: a link of that name exists", c.host_name)));
+            self.record(format!(
+                "create-veth {} {ifname} mtu={:?} mac={:?}",
+                c.host_name, c.mtu, c.container_mac
+            ));
+            if self.netns.link_state(&ifname).is_some()
+                || self.host.state.borrow().links.contains_key(&c.host_name)
+            {
+                return Err(CniError::internal(format!(
+                    "cannot create veth {}/{ifname}: a link of that name exists",
+                    c.host_name
+                )));
             }
             self.netns.add_link(&ifname, false);
             let mut s = self.host.state.borrow_mut();
             s.next_index += 1;
-            let link = HostLink { name: c.host_name.clone(), index: s.next_index, mac: "02:00:00:00:00:aa".into(), mtu: c.mtu.unwrap_or(1500), kind: "veth".into(), ..Default::default() };
-            s.links.insert(c.host_name.clone(), FakeHostLinkState { link: link.clone(), peer_of: Some(ifname), ..Default::default() });
+            let link = HostLink {
+                name: c.host_name.clone(),
+                index: s.next_index,
+                mac: "02:00:00:00:00:aa".into(),
+                mtu: c.mtu.unwrap_or(1500),
+                kind: "veth".into(),
+                ..Default::default()
+            };
+            s.links.insert(
+                c.host_name.clone(),
+                FakeHostLinkState {
+                    link: link.clone(),
+                    peer_of: Some(ifname),
+                    ..Default::default()
+                },
+            );
             s.created.insert(c.host_name.clone());
             Ok(link)
         }
@@ -577,7 +811,11 @@ mod fake {
             }
             let addrs = self.netns.link_addresses(&ifname);
             self.netns.remove_link(&ifname);
-            self.host.state.borrow_mut().links.retain(|_, l| l.peer_of.as_deref() != Some(ifname.as_str()));
+            self.host
+                .state
+                .borrow_mut()
+                .links
+                .retain(|_, l| l.peer_of.as_deref() != Some(ifname.as_str()));
             Ok(addrs)
         }
 
@@ -595,7 +833,14 @@ mod fake {
             self.mutable(name)?;
             self.record(format!("set-master {name}"));
             let br = self.bridge_name();
-            let idx = self.host.state.borrow().links.get(&br).map(|l| l.link.index).ok_or_else(|| CniError::internal(format!("bridge {br} does not exist")))?;
+            let idx = self
+                .host
+                .state
+                .borrow()
+                .links
+                .get(&br)
+                .map(|l| l.link.index)
+                .ok_or_else(|| CniError::internal(format!("bridge {br} does not exist")))?;
             self.with(name, |l| {
                 l.link.master = Some(idx);
                 Ok(())
@@ -604,7 +849,10 @@ mod fake {
 
         fn set_port(&self, name: &str, c: PortConfig) -> CniResultOf<()> {
             self.mutable(name)?;
-            self.record(format!("set-port {name} hairpin={} isolated={}", c.hairpin, c.isolated));
+            self.record(format!(
+                "set-port {name} hairpin={} isolated={}",
+                c.hairpin, c.isolated
+            ));
             self.with(name, |l| {
                 l.port = c;
                 Ok(())
@@ -636,7 +884,10 @@ mod fake {
 
         fn add_vlan(&self, name: &str, v: Vlan) -> CniResultOf<()> {
             self.mutable(name)?;
-            self.record(format!("add-vlan {name} {} pvid={} untagged={}", v.vid, v.pvid, v.untagged));
+            self.record(format!(
+                "add-vlan {name} {} pvid={} untagged={}",
+                v.vid, v.pvid, v.untagged
+            ));
             self.with(name, |l| {
                 l.vlans.retain(|x| x.vid != v.vid);
                 l.vlans.push(v);
@@ -663,7 +914,9 @@ mod fake {
             self.record(format!("add-address {name} {addr}"));
             self.with(name, |l| {
                 if l.addresses.contains(&addr) {
-                    return Err(CniError::internal(format!("address {addr} already on {name}")));
+                    return Err(CniError::internal(format!(
+                        "address {addr} already on {name}"
+                    )));
                 }
                 l.addresses.push(addr);
                 Ok(())
@@ -701,13 +954,24 @@ mod fake {
         }
 
         fn sysctl(&self, side: Side, key: &str) -> CniResultOf<String> {
-            Ok(self.host.state.borrow().sysctls.get(&(side == Side::Host, key.to_string())).cloned().unwrap_or_else(|| "0".into()))
+            Ok(self
+                .host
+                .state
+                .borrow()
+                .sysctls
+                .get(&(side == Side::Host, key.to_string()))
+                .cloned()
+                .unwrap_or_else(|| "0".into()))
         }
 
         fn set_sysctl(&self, side: Side, key: &str, value: &str) -> CniResultOf<String> {
             self.record(format!("sysctl {:?} {key}={value}", side));
             let old = self.sysctl(side, key)?;
-            self.host.state.borrow_mut().sysctls.insert((side == Side::Host, key.to_string()), value.to_string());
+            self.host
+                .state
+                .borrow_mut()
+                .sysctls
+                .insert((side == Side::Host, key.to_string()), value.to_string());
             Ok(old)
         }
     }
@@ -718,12 +982,22 @@ mod fake {
         fn host_net(&mut self) -> CniResultOf<FakeScope> {
             // A fresh scope: veths created by an earlier call are no longer in it.
             self.host_net.state.borrow_mut().created.clear();
-            Ok(FakeScope { host: self.host_net.clone(), netns: self.netns.clone() })
+            Ok(FakeScope {
+                host: self.host_net.clone(),
+                netns: self.netns.clone(),
+            })
         }
 
         fn masquerade_add(&mut self, addresses: &[IpNet]) -> CniResultOf<()> {
             let mut s = self.host_net.state.borrow_mut();
-            s.calls.push(format!("masquerade-add {}", addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")));
+            s.calls.push(format!(
+                "masquerade-add {}",
+                addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
             s.masq.extend(addresses.iter().copied());
             Ok(())
         }
@@ -740,5 +1014,4 @@ mod fake {
             Ok(addresses.iter().all(|a| s.masq.contains(a)))
         }
     }
-
 }

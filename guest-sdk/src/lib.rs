@@ -56,11 +56,14 @@ pub use types::*;
 /// Everything a module usually needs.
 pub mod prelude {
     pub use crate::config::{decode, get_ci, normalize_keys, runtime_config};
-    pub use crate::types::*;
     pub use crate::host_net::HostNetCaps;
     pub use crate::nat::NatCaps;
     pub use crate::tc::TcCaps;
-    pub use crate::{BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin};
+    pub use crate::types::*;
+    pub use crate::{
+        BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost,
+        IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin,
+    };
 }
 
 /// A link in the container's namespace.
@@ -132,7 +135,11 @@ pub trait InterfacePlugin {
         Ok(())
     }
 
-    fn gc<H: InterfaceHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+    fn gc<H: InterfaceHost>(
+        _host: &mut H,
+        _inv: &Invocation,
+        _valid: &[Attachment],
+    ) -> CniResultOf<()> {
         Ok(())
     }
 
@@ -188,7 +195,11 @@ pub trait PortmapPlugin {
         Ok(())
     }
 
-    fn gc<H: PortmapHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+    fn gc<H: PortmapHost>(
+        _host: &mut H,
+        _inv: &Invocation,
+        _valid: &[Attachment],
+    ) -> CniResultOf<()> {
         Ok(())
     }
 
@@ -211,7 +222,11 @@ pub trait BandwidthPlugin {
         Ok(())
     }
 
-    fn gc<H: BandwidthHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
+    fn gc<H: BandwidthHost>(
+        _host: &mut H,
+        _inv: &Invocation,
+        _valid: &[Attachment],
+    ) -> CniResultOf<()> {
         Ok(())
     }
 

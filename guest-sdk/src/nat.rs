@@ -80,7 +80,11 @@ mod real {
     use crate::__private::bindings::cni::plugin::types as wt;
 
     fn err(e: wt::CniError) -> CniError {
-        CniError { code: e.code, msg: e.msg, details: e.details }
+        CniError {
+            code: e.code,
+            msg: e.msg,
+            details: e.details,
+        }
     }
 
     fn backend(b: NatBackend) -> w::Backend {
@@ -202,7 +206,10 @@ impl NatCaps for crate::testing::FakeHost {
     }
 
     fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> CniResultOf<()> {
-        self.nat.call(format!("conntrack {port} {}", if ipv6 { "v6" } else { "v4" }))
+        self.nat.call(format!(
+            "conntrack {port} {}",
+            if ipv6 { "v6" } else { "v4" }
+        ))
     }
 
     fn enable_route_localnet(&mut self, ip: IpAddr) -> CniResultOf<()> {

@@ -82,11 +82,20 @@ mod real {
     use crate::types::CniError;
 
     fn err(e: wt::CniError) -> CniError {
-        CniError { code: e.code, msg: e.msg, details: e.details }
+        CniError {
+            code: e.code,
+            msg: e.msg,
+            details: e.details,
+        }
     }
 
     fn link(l: wit::TcLink) -> TcLink {
-        TcLink { name: l.name, index: l.index, mac: l.mac, mtu: l.mtu }
+        TcLink {
+            name: l.name,
+            index: l.index,
+            mac: l.mac,
+            mtu: l.mtu,
+        }
     }
 
     fn target(t: Target) -> wit::Target {
@@ -110,10 +119,28 @@ mod real {
             self.0.ifb().map(|l| l.map(link)).map_err(err)
         }
         fn add_tbf(&self, t: Target, tbf: Tbf) -> CniResultOf<()> {
-            self.0.add_tbf(target(t), wit::Tbf { rate: tbf.rate, burst: tbf.burst, limit: tbf.limit }).map_err(err)
+            self.0
+                .add_tbf(
+                    target(t),
+                    wit::Tbf {
+                        rate: tbf.rate,
+                        burst: tbf.burst,
+                        limit: tbf.limit,
+                    },
+                )
+                .map_err(err)
         }
         fn tbf(&self, t: Target) -> CniResultOf<Option<TbfState>> {
-            self.0.tbf(target(t)).map(|s| s.map(|s| TbfState { rate: s.rate, limit: s.limit, buffer_ticks: s.buffer_ticks })).map_err(err)
+            self.0
+                .tbf(target(t))
+                .map(|s| {
+                    s.map(|s| TbfState {
+                        rate: s.rate,
+                        limit: s.limit,
+                        buffer_ticks: s.buffer_ticks,
+                    })
+                })
+                .map_err(err)
         }
         fn add_redirect(&self) -> CniResultOf<()> {
             self.0.add_redirect().map_err(err)
@@ -188,7 +215,12 @@ mod fake {
         /// network and container the ifb name derives from.
         pub fn set_attachment(&self, host_link: &str, network: &str, container_id: &str) {
             let mut s = self.0.borrow_mut();
-            s.peer = Some(TcLink { name: host_link.into(), index: 7, mac: "0a:58:00:00:00:01".into(), mtu: 1500 });
+            s.peer = Some(TcLink {
+                name: host_link.into(),
+                index: 7,
+                mac: "0a:58:00:00:00:01".into(),
+                mtu: 1500,
+            });
             s.network = network.into();
             s.container_id = container_id.into();
         }
@@ -201,7 +233,15 @@ mod fake {
         }
         /// Adds an ifb of this network as if an earlier ADD made it.
         pub fn add_stale_ifb(&self, name: &str) {
-            self.0.borrow_mut().ifbs.insert(name.into(), TcLink { name: name.into(), index: 99, mac: String::new(), mtu: 1500 });
+            self.0.borrow_mut().ifbs.insert(
+                name.into(),
+                TcLink {
+                    name: name.into(),
+                    index: 99,
+                    mac: String::new(),
+                    mtu: 1500,
+                },
+            );
         }
         pub fn ifb_names(&self) -> Vec<String> {
             self.0.borrow().ifbs.keys().cloned().collect()
@@ -252,8 +292,13 @@ mod fake {
         fn link_name(&self, t: Target) -> CniResultOf<String> {
             match t {
                 Target::HostLink => Ok(self.host.name.clone()),
-                Target::Ifb if self.tc.0.borrow().ifbs.contains_key(&self.ifb) => Ok(self.ifb.clone()),
-                Target::Ifb => Err(CniError::internal(format!("ifb {} does not exist", self.ifb))),
+                Target::Ifb if self.tc.0.borrow().ifbs.contains_key(&self.ifb) => {
+                    Ok(self.ifb.clone())
+                }
+                Target::Ifb => Err(CniError::internal(format!(
+                    "ifb {} does not exist",
+                    self.ifb
+                ))),
             }
         }
     }
@@ -266,9 +311,17 @@ mod fake {
             self.tc.call(format!("add-ifb {}", self.ifb));
             let mut s = self.tc.0.borrow_mut();
             if s.ifbs.contains_key(&self.ifb) {
-                return Err(CniError::internal(format!("ifb {} already exists", self.ifb)));
+                return Err(CniError::internal(format!(
+                    "ifb {} already exists",
+                    self.ifb
+                )));
             }
-            let l = TcLink { name: self.ifb.clone(), index: 8, mac: "0a:58:00:00:00:02".into(), mtu: self.host.mtu };
+            let l = TcLink {
+                name: self.ifb.clone(),
+                index: 8,
+                mac: "0a:58:00:00:00:02".into(),
+                mtu: self.host.mtu,
+            };
             s.ifbs.insert(self.ifb.clone(), l.clone());
             Ok(l)
         }
@@ -277,21 +330,31 @@ mod fake {
         }
         fn add_tbf(&self, t: Target, tbf: Tbf) -> CniResultOf<()> {
             let name = self.link_name(t)?;
-            self.tc.call(format!("add-tbf {name} rate {} burst {} limit {}", tbf.rate, tbf.burst, tbf.limit));
+            self.tc.call(format!(
+                "add-tbf {name} rate {} burst {} limit {}",
+                tbf.rate, tbf.burst, tbf.limit
+            ));
             let mut s = self.tc.0.borrow_mut();
             if s.tbf.contains_key(&name) {
-                return Err(CniError::internal(format!("{name} already has a root qdisc")));
+                return Err(CniError::internal(format!(
+                    "{name} already has a root qdisc"
+                )));
             }
             s.tbf.insert(name, tbf);
             Ok(())
         }
         fn tbf(&self, t: Target) -> CniResultOf<Option<TbfState>> {
             let name = self.link_name(t)?;
-            Ok(self.tc.0.borrow().tbf.get(&name).map(|t| TbfState { rate: t.rate, limit: t.limit, buffer_ticks: fake_ticks(t.rate, t.burst) }))
+            Ok(self.tc.0.borrow().tbf.get(&name).map(|t| TbfState {
+                rate: t.rate,
+                limit: t.limit,
+                buffer_ticks: fake_ticks(t.rate, t.burst),
+            }))
         }
         fn add_redirect(&self) -> CniResultOf<()> {
             let ifb = self.link_name(Target::Ifb)?;
-            self.tc.call(format!("add-redirect {} -> {ifb}", self.host.name));
+            self.tc
+                .call(format!("add-redirect {} -> {ifb}", self.host.name));
             self.tc.0.borrow_mut().redirect.insert(ifb);
             Ok(())
         }
@@ -319,7 +382,10 @@ mod fake {
             tc.call(format!("open {host_link}"));
             let s = tc.0.borrow();
             if s.netns_gone {
-                return Err(CniError::new(code::UNKNOWN_CONTAINER, "container network namespace is gone"));
+                return Err(CniError::new(
+                    code::UNKNOWN_CONTAINER,
+                    "container network namespace is gone",
+                ));
             }
             match &s.peer {
                 Some(p) if p.name == host_link => {
@@ -329,7 +395,9 @@ mod fake {
                     let ifb = tc.derived(&cid);
                     Ok(FakeTcAttachment { tc, host, ifb })
                 }
-                _ => Err(CniError::config(format!("link {host_link} is not the host side of this attachment"))),
+                _ => Err(CniError::config(format!(
+                    "link {host_link} is not the host side of this attachment"
+                ))),
             }
         }
         fn ifb_name(&self, container_id: &str) -> String {
@@ -353,7 +421,10 @@ mod fake {
             if !s.command_gc {
                 return Err(CniError::config("gc-ifb is only allowed during GC"));
             }
-            s.ifbs.remove(name).map(drop).ok_or_else(|| CniError::config(format!("{name} is not an ifb of this network")))
+            s.ifbs
+                .remove(name)
+                .map(drop)
+                .ok_or_else(|| CniError::config(format!("{name} is not an ifb of this network")))
         }
         fn buffer_ticks(&self, rate: u64, burst: u32) -> u32 {
             fake_ticks(rate, burst)

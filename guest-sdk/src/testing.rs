@@ -31,7 +31,13 @@ impl FakeNetns {
     pub fn add_link(&self, name: &str, up: bool) {
         let mut s = self.state.borrow_mut();
         let index = s.links.len() as u32 + 1;
-        let link = Link { name: name.into(), index, mac: "00:00:00:00:00:00".into(), mtu: 65536, up };
+        let link = Link {
+            name: name.into(),
+            index,
+            mac: "00:00:00:00:00:00".into(),
+            mtu: 65536,
+            up,
+        };
         s.links.insert(name.into(), (link, Vec::new(), Vec::new()));
     }
 
@@ -41,7 +47,12 @@ impl FakeNetns {
     }
 
     pub fn link_addresses(&self, name: &str) -> Vec<IpNet> {
-        self.state.borrow().links.get(name).map(|l| l.1.clone()).unwrap_or_default()
+        self.state
+            .borrow()
+            .links
+            .get(name)
+            .map(|l| l.1.clone())
+            .unwrap_or_default()
     }
 
     /// Makes `container_netns` fail as if the namespace were deleted.
@@ -66,9 +77,16 @@ impl FakeNetns {
         self.state.borrow().calls.clone()
     }
 
-    fn with_link<T>(&self, name: &str, f: impl FnOnce(&mut (Link, Vec<IpNet>, Vec<Route>)) -> T) -> CniResultOf<T> {
+    fn with_link<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut (Link, Vec<IpNet>, Vec<Route>)) -> T,
+    ) -> CniResultOf<T> {
         let mut s = self.state.borrow_mut();
-        s.links.get_mut(name).map(f).ok_or_else(|| CniError::internal(format!("link {name:?} not found")))
+        s.links
+            .get_mut(name)
+            .map(f)
+            .ok_or_else(|| CniError::internal(format!("link {name:?} not found")))
     }
 
     fn record(&self, call: String) {
@@ -91,8 +109,14 @@ impl Netns for FakeNetns {
             l.0.up = up;
             // The kernel gives lo its loopback addresses when it comes up.
             if name == "lo" && up && l.1.is_empty() {
-                l.1.push(IpNet { addr: [127, 0, 0, 1].into(), prefix: 8 });
-                l.1.push(IpNet { addr: std::net::Ipv6Addr::LOCALHOST.into(), prefix: 128 });
+                l.1.push(IpNet {
+                    addr: [127, 0, 0, 1].into(),
+                    prefix: 8,
+                });
+                l.1.push(IpNet {
+                    addr: std::net::Ipv6Addr::LOCALHOST.into(),
+                    prefix: 128,
+                });
             }
         })
     }
@@ -105,7 +129,9 @@ impl Netns for FakeNetns {
         self.record(format!("add-address {link} {addr}"));
         self.with_link(link, |l| {
             if l.1.contains(&addr) {
-                Err(CniError::internal(format!("address {addr} already on {link}")))
+                Err(CniError::internal(format!(
+                    "address {addr} already on {link}"
+                )))
             } else {
                 l.1.push(addr);
                 Ok(())
@@ -152,9 +178,13 @@ impl FakeHost {
     pub fn new() -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let state_dir = std::env::temp_dir().join(format!("wasm-cni-fake-{}-{n}", std::process::id()));
+        let state_dir =
+            std::env::temp_dir().join(format!("wasm-cni-fake-{}-{n}", std::process::id()));
         FakeHost {
-            netns: FakeNetns { path: "/var/run/netns/fake".into(), state: Rc::default() },
+            netns: FakeNetns {
+                path: "/var/run/netns/fake".into(),
+                state: Rc::default(),
+            },
             ipam_answers: VecDeque::new(),
             ipam_calls: Vec::new(),
             logs: RefCell::new(Vec::new()),
@@ -192,14 +222,19 @@ impl InterfaceHost for FakeHost {
 
     fn container_netns(&mut self) -> CniResultOf<FakeNetns> {
         if self.netns.state.borrow().gone {
-            return Err(CniError::new(code::UNKNOWN_CONTAINER, "network namespace is gone"));
+            return Err(CniError::new(
+                code::UNKNOWN_CONTAINER,
+                "network namespace is gone",
+            ));
         }
         Ok(self.netns.clone())
     }
 
     fn ipam(&mut self, command: IpamCommand) -> CniResultOf<Option<CniResult>> {
         self.ipam_calls.push(command);
-        self.ipam_answers.pop_front().unwrap_or_else(|| Ok((command == IpamCommand::Add).then(CniResult::default)))
+        self.ipam_answers
+            .pop_front()
+            .unwrap_or_else(|| Ok((command == IpamCommand::Add).then(CniResult::default)))
     }
 
     fn log(&self, level: Level, message: &str) {

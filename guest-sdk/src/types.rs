@@ -30,7 +30,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        CniError { code, msg: msg.into(), details: String::new() }
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -87,11 +91,19 @@ impl IpNet {
     pub fn network(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 IpAddr::V4((u32::from(a) & mask).into())
             }
             IpAddr::V6(a) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 IpAddr::V6((u128::from(a) & mask).into())
             }
         }
@@ -101,7 +113,12 @@ impl IpNet {
         if ip.is_ipv4() != self.addr.is_ipv4() {
             return false;
         }
-        IpNet { addr: ip, prefix: self.prefix }.network() == self.network()
+        IpNet {
+            addr: ip,
+            prefix: self.prefix,
+        }
+        .network()
+            == self.network()
     }
 }
 
@@ -109,9 +126,15 @@ impl FromStr for IpNet {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not in CIDR notation (address/prefix)"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} in {s:?} is not an IP address"))?;
-        let prefix: u8 = p.parse().map_err(|_| format!("{p:?} in {s:?} is not a prefix length"))?;
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not in CIDR notation (address/prefix)"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} in {s:?} is not an IP address"))?;
+        let prefix: u8 = p
+            .parse()
+            .map_err(|_| format!("{p:?} in {s:?} is not a prefix length"))?;
         IpNet::new(addr, prefix)
     }
 }
@@ -156,7 +179,15 @@ pub struct Route {
 
 impl Route {
     pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Self {
-        Route { dst, gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
+        Route {
+            dst,
+            gw,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
     }
 }
 
@@ -213,25 +244,49 @@ pub struct Invocation {
 impl Invocation {
     /// A CNI_ARGS value by key (keys are case-sensitive, as in the reference).
     pub fn arg(&self, key: &str) -> Option<&str> {
-        self.args.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Refuses CNI_ARGS keys outside `known`, unless `IgnoreUnknown` is `1` or
     /// `true` — the reference plugins' rule (runtimes send IgnoreUnknown=1).
     pub fn check_args(&self, known: &[&str]) -> CniResultOf<()> {
-        let ignore = self.args.iter().any(|(k, v)| k == "IgnoreUnknown" && (v == "1" || v.eq_ignore_ascii_case("true")));
-        let unknown: Vec<&str> = self.args.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "IgnoreUnknown" && !known.contains(k)).collect();
+        let ignore = self
+            .args
+            .iter()
+            .any(|(k, v)| k == "IgnoreUnknown" && (v == "1" || v.eq_ignore_ascii_case("true")));
+        let unknown: Vec<&str> = self
+            .args
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "IgnoreUnknown" && !known.contains(k))
+            .collect();
         if ignore || unknown.is_empty() {
             return Ok(());
         }
-        Err(CniError::new(code::INVALID_ENVIRONMENT, format!("ARGS: unknown args {unknown:?}"))
-            .with_details(format!("CNI_ARGS keys this plugin knows: {known:?}; add IgnoreUnknown=1 to pass others")))
+        Err(CniError::new(
+            code::INVALID_ENVIRONMENT,
+            format!("ARGS: unknown args {unknown:?}"),
+        )
+        .with_details(format!(
+            "CNI_ARGS keys this plugin knows: {known:?}; add IgnoreUnknown=1 to pass others"
+        )))
     }
 
     /// A minimal invocation for tests and tools.
     pub fn new(container_id: &str, ifname: &str, config: serde_json::Value) -> Self {
-        let cni_version = config.get("cniVersion").and_then(|v| v.as_str()).unwrap_or("1.0.0").to_string();
-        let network_name = config.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let cni_version = config
+            .get("cniVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("1.0.0")
+            .to_string();
+        let network_name = config
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         Invocation {
             container_id: container_id.into(),
             netns: String::new(),
@@ -261,7 +316,10 @@ mod tests {
     #[test]
     fn cni_args_unknown_keys_need_ignore_unknown() {
         let mut inv = Invocation::new("c", "eth0", serde_json::json!({}));
-        inv.args = vec![("IP".into(), "10.0.0.1".into()), ("K8S_POD_NAME".into(), "p".into())];
+        inv.args = vec![
+            ("IP".into(), "10.0.0.1".into()),
+            ("K8S_POD_NAME".into(), "p".into()),
+        ];
         let e = inv.check_args(&["IP"]).expect_err("unknown key");
         assert!(e.msg.contains("K8S_POD_NAME"), "{e}");
         inv.args.push(("IgnoreUnknown".into(), "true".into()));

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use crate::__private::bindings::cni::plugin::{ipam, log, netns, resolv, types as wit};
 use crate::types::*;
-use crate::{BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost, IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin};
+use crate::{
+    BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost,
+    IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin,
+};
 
 pub use crate::__private::bindings::exports::cni::plugin::plugin::Guest;
 pub type WitDescriptor = wit::Descriptor;
@@ -24,16 +27,30 @@ pub fn descriptor(kind: PluginKind, version: &str) -> WitDescriptor {
         PluginKind::Portmap => wit::PluginKind::Portmap,
         PluginKind::Bandwidth => wit::PluginKind::Bandwidth,
     };
-    WitDescriptor { kind, version: version.to_string() }
+    WitDescriptor {
+        kind,
+        version: version.to_string(),
+    }
 }
 
 pub fn attachments(valid: Vec<WitAttachment>) -> Vec<Attachment> {
-    valid.into_iter().map(|a| Attachment { container_id: a.container_id, ifname: a.ifname }).collect()
+    valid
+        .into_iter()
+        .map(|a| Attachment {
+            container_id: a.container_id,
+            ifname: a.ifname,
+        })
+        .collect()
 }
 
 fn invocation(inv: WitInvocation) -> Result<Invocation, CniError> {
-    let config = serde_json::from_str(&inv.config)
-        .map_err(|e| CniError::new(code::DECODING_FAILURE, "network configuration is not valid JSON").with_details(e.to_string()))?;
+    let config = serde_json::from_str(&inv.config).map_err(|e| {
+        CniError::new(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+        )
+        .with_details(e.to_string())
+    })?;
     let prev_result = match inv.prev_result {
         Some(r) => Some(result_from_wit(r)?),
         None => None,
@@ -51,11 +68,19 @@ fn invocation(inv: WitInvocation) -> Result<Invocation, CniError> {
 }
 
 fn error_to_wit(e: CniError) -> WitError {
-    WitError { code: e.code, msg: e.msg, details: e.details }
+    WitError {
+        code: e.code,
+        msg: e.msg,
+        details: e.details,
+    }
 }
 
 fn error_from_wit(e: WitError) -> CniError {
-    CniError { code: e.code, msg: e.msg, details: e.details }
+    CniError {
+        code: e.code,
+        msg: e.msg,
+        details: e.details,
+    }
 }
 
 fn bad_host_value(what: &str, v: &str, e: String) -> CniError {
@@ -63,7 +88,8 @@ fn bad_host_value(what: &str, v: &str, e: String) -> CniError {
 }
 
 fn parse_ip(what: &str, s: &str) -> Result<std::net::IpAddr, CniError> {
-    s.parse().map_err(|_| bad_host_value(what, s, "not an IP address".into()))
+    s.parse()
+        .map_err(|_| bad_host_value(what, s, "not an IP address".into()))
 }
 
 fn parse_net(what: &str, s: &str) -> Result<IpNet, CniError> {
@@ -73,7 +99,11 @@ fn parse_net(what: &str, s: &str) -> Result<IpNet, CniError> {
 fn route_from_wit(r: wit::Route) -> Result<Route, CniError> {
     Ok(Route {
         dst: parse_net("route destination", &r.dst)?,
-        gw: r.gw.as_deref().map(|g| parse_ip("route gateway", g)).transpose()?,
+        gw: r
+            .gw
+            .as_deref()
+            .map(|g| parse_ip("route gateway", g))
+            .transpose()?,
         mtu: r.mtu,
         advmss: r.advmss,
         priority: r.priority,
@@ -99,7 +129,14 @@ pub fn result_from_wit(r: WitResult) -> Result<CniResult, CniError> {
         interfaces: r
             .interfaces
             .into_iter()
-            .map(|i| Interface { name: i.name, mac: i.mac, mtu: i.mtu, sandbox: i.sandbox, socket_path: i.socket_path, pci_id: i.pci_id })
+            .map(|i| Interface {
+                name: i.name,
+                mac: i.mac,
+                mtu: i.mtu,
+                sandbox: i.sandbox,
+                socket_path: i.socket_path,
+                pci_id: i.pci_id,
+            })
             .collect(),
         ips: r
             .ips
@@ -107,13 +144,26 @@ pub fn result_from_wit(r: WitResult) -> Result<CniResult, CniError> {
             .map(|ip| {
                 Ok(IpConfig {
                     address: parse_net("address", &ip.address)?,
-                    gateway: ip.gateway.as_deref().map(|g| parse_ip("gateway", g)).transpose()?,
+                    gateway: ip
+                        .gateway
+                        .as_deref()
+                        .map(|g| parse_ip("gateway", g))
+                        .transpose()?,
                     interface: ip.iface,
                 })
             })
             .collect::<Result<_, CniError>>()?,
-        routes: r.routes.into_iter().map(route_from_wit).collect::<Result<_, _>>()?,
-        dns: Dns { nameservers: r.dns.nameservers, domain: r.dns.domain, search: r.dns.search, options: r.dns.options },
+        routes: r
+            .routes
+            .into_iter()
+            .map(route_from_wit)
+            .collect::<Result<_, _>>()?,
+        dns: Dns {
+            nameservers: r.dns.nameservers,
+            domain: r.dns.domain,
+            search: r.dns.search,
+            options: r.dns.options,
+        },
     })
 }
 
@@ -122,15 +172,31 @@ pub fn result_to_wit(r: CniResult) -> WitResult {
         interfaces: r
             .interfaces
             .into_iter()
-            .map(|i| wit::Iface { name: i.name, mac: i.mac, mtu: i.mtu, sandbox: i.sandbox, socket_path: i.socket_path, pci_id: i.pci_id })
+            .map(|i| wit::Iface {
+                name: i.name,
+                mac: i.mac,
+                mtu: i.mtu,
+                sandbox: i.sandbox,
+                socket_path: i.socket_path,
+                pci_id: i.pci_id,
+            })
             .collect(),
         ips: r
             .ips
             .iter()
-            .map(|ip| wit::IpConfig { address: ip.address.to_string(), gateway: ip.gateway.map(|g| g.to_string()), iface: ip.interface })
+            .map(|ip| wit::IpConfig {
+                address: ip.address.to_string(),
+                gateway: ip.gateway.map(|g| g.to_string()),
+                iface: ip.interface,
+            })
             .collect(),
         routes: r.routes.iter().map(route_to_wit).collect(),
-        dns: wit::Dns { nameservers: r.dns.nameservers, domain: r.dns.domain, search: r.dns.search, options: r.dns.options },
+        dns: wit::Dns {
+            nameservers: r.dns.nameservers,
+            domain: r.dns.domain,
+            search: r.dns.search,
+            options: r.dns.options,
+        },
     }
 }
 
@@ -155,7 +221,13 @@ impl Netns for WasmNetns {
     }
 
     fn link(&self, name: &str) -> CniResultOf<Option<Link>> {
-        Ok(self.0.link(name).map_err(error_from_wit)?.map(|l| Link { name: l.name, index: l.index, mac: l.mac, mtu: l.mtu, up: l.up }))
+        Ok(self.0.link(name).map_err(error_from_wit)?.map(|l| Link {
+            name: l.name,
+            index: l.index,
+            mac: l.mac,
+            mtu: l.mtu,
+            up: l.up,
+        }))
     }
 
     fn set_link_up(&self, name: &str, up: bool) -> CniResultOf<()> {
@@ -163,23 +235,39 @@ impl Netns for WasmNetns {
     }
 
     fn addresses(&self, link: &str) -> CniResultOf<Vec<IpNet>> {
-        self.0.addresses(link).map_err(error_from_wit)?.iter().map(|a| parse_net("address", a)).collect()
+        self.0
+            .addresses(link)
+            .map_err(error_from_wit)?
+            .iter()
+            .map(|a| parse_net("address", a))
+            .collect()
     }
 
     fn add_address(&self, link: &str, addr: IpNet) -> CniResultOf<()> {
-        self.0.add_address(link, &addr.to_string()).map_err(error_from_wit)
+        self.0
+            .add_address(link, &addr.to_string())
+            .map_err(error_from_wit)
     }
 
     fn del_address(&self, link: &str, addr: IpNet) -> CniResultOf<()> {
-        self.0.del_address(link, &addr.to_string()).map_err(error_from_wit)
+        self.0
+            .del_address(link, &addr.to_string())
+            .map_err(error_from_wit)
     }
 
     fn routes(&self, link: &str) -> CniResultOf<Vec<Route>> {
-        self.0.routes(link).map_err(error_from_wit)?.into_iter().map(route_from_wit).collect()
+        self.0
+            .routes(link)
+            .map_err(error_from_wit)?
+            .into_iter()
+            .map(route_from_wit)
+            .collect()
     }
 
     fn add_route(&self, link: &str, route: &Route) -> CniResultOf<()> {
-        self.0.add_route(link, &route_to_wit(route)).map_err(error_from_wit)
+        self.0
+            .add_route(link, &route_to_wit(route))
+            .map_err(error_from_wit)
     }
 }
 
@@ -192,7 +280,10 @@ impl InterfaceHost for WasmHost {
 
     fn ipam(&mut self, command: IpamCommand) -> CniResultOf<Option<CniResult>> {
         match command {
-            IpamCommand::Add => ipam::add().map_err(error_from_wit).and_then(result_from_wit).map(Some),
+            IpamCommand::Add => ipam::add()
+                .map_err(error_from_wit)
+                .and_then(result_from_wit)
+                .map(Some),
             IpamCommand::Del => ipam::del().map_err(error_from_wit).map(|_| None),
             IpamCommand::Check => ipam::check().map_err(error_from_wit).map(|_| None),
             IpamCommand::Status => ipam::status().map_err(error_from_wit).map(|_| None),
@@ -220,20 +311,30 @@ impl IpamHost for WasmHost {
 
 pub fn interface_add<P: InterfacePlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+    P::add(&mut WasmHost, &inv)
+        .map(result_to_wit)
+        .map_err(error_to_wit)
 }
 
-pub fn interface_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+pub fn interface_run(
+    inv: WitInvocation,
+    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
+) -> Result<(), WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     f(&mut WasmHost, &inv).map_err(error_to_wit)
 }
 
 pub fn ipam_add<P: IpamPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+    P::add(&mut WasmHost, &inv)
+        .map(result_to_wit)
+        .map_err(error_to_wit)
 }
 
-pub fn ipam_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+pub fn ipam_run(
+    inv: WitInvocation,
+    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
+) -> Result<(), WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     f(&mut WasmHost, &inv).map_err(error_to_wit)
 }
@@ -252,20 +353,30 @@ impl BandwidthHost for WasmHost {
 
 pub fn portmap_add<P: PortmapPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+    P::add(&mut WasmHost, &inv)
+        .map(result_to_wit)
+        .map_err(error_to_wit)
 }
 
-pub fn portmap_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+pub fn portmap_run(
+    inv: WitInvocation,
+    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
+) -> Result<(), WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     f(&mut WasmHost, &inv).map_err(error_to_wit)
 }
 
 pub fn bandwidth_add<P: BandwidthPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv).map(result_to_wit).map_err(error_to_wit)
+    P::add(&mut WasmHost, &inv)
+        .map(result_to_wit)
+        .map_err(error_to_wit)
 }
 
-pub fn bandwidth_run(inv: WitInvocation, f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>) -> Result<(), WitError> {
+pub fn bandwidth_run(
+    inv: WitInvocation,
+    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
+) -> Result<(), WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     f(&mut WasmHost, &inv).map_err(error_to_wit)
 }

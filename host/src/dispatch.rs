@@ -16,9 +16,9 @@ use crate::protocol::env::{self, CniEnv, Command};
 use crate::protocol::error::{code, CniError};
 use crate::protocol::{result, version};
 use crate::runtime::cache::Cache;
+use crate::runtime::phases::{self, Phase};
 use crate::runtime::resolve::{self, SearchPath};
 use crate::runtime::sandbox::{self, Call};
-use crate::runtime::phases::{self, Phase};
 use crate::runtime::{engine, Limits, Runtime};
 use crate::{logging, statedir};
 
@@ -36,68 +36,132 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Settings {
         let mut limits = Limits::default();
-        if let Some(ms) = std::env::var("WASM_CNI_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
+        if let Some(ms) = std::env::var("WASM_CNI_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             limits.deadline = Duration::from_millis(ms);
         }
-        if let Some(mib) = std::env::var("WASM_CNI_MEMORY_MIB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(mib) = std::env::var("WASM_CNI_MEMORY_MIB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             limits.memory_bytes = mib << 20;
         }
         Settings {
-            cache_dir: std::env::var_os("WASM_CNI_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
-            log_file: Some(std::env::var_os("WASM_CNI_LOG_FILE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(logging::DEFAULT_LOG_FILE))),
+            cache_dir: std::env::var_os("WASM_CNI_CACHE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
+            log_file: Some(
+                std::env::var_os("WASM_CNI_LOG_FILE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(logging::DEFAULT_LOG_FILE)),
+            ),
             limits,
         }
     }
 
     /// Applies `wasmCni: {logFile, timeoutMs, memoryMiB}` from a plugin config.
     pub fn apply_config(&mut self, raw: &serde_json::Value) -> Result<(), CniError> {
-        let Some(w) = raw.get("wasmCni") else { return Ok(()) };
-        let bad = |k: &str, want: &str| CniError::new(code::INVALID_NETWORK_CONFIG, format!("invalid wasmCni.{k}")).with_details(format!("expected {want}"));
+        let Some(w) = raw.get("wasmCni") else {
+            return Ok(());
+        };
+        let bad = |k: &str, want: &str| {
+            CniError::new(code::INVALID_NETWORK_CONFIG, format!("invalid wasmCni.{k}"))
+                .with_details(format!("expected {want}"))
+        };
         if let Some(v) = w.get("logFile") {
-            self.log_file = Some(PathBuf::from(v.as_str().ok_or_else(|| bad("logFile", "a path string"))?));
+            self.log_file = Some(PathBuf::from(
+                v.as_str().ok_or_else(|| bad("logFile", "a path string"))?,
+            ));
         }
         if let Some(v) = w.get("timeoutMs") {
-            let ms = v.as_u64().filter(|ms| (1..=600_000).contains(ms)).ok_or_else(|| bad("timeoutMs", "milliseconds between 1 and 600000"))?;
+            let ms = v
+                .as_u64()
+                .filter(|ms| (1..=600_000).contains(ms))
+                .ok_or_else(|| bad("timeoutMs", "milliseconds between 1 and 600000"))?;
             self.limits.deadline = Duration::from_millis(ms);
         }
         if let Some(v) = w.get("memoryMiB") {
-            let mib = v.as_u64().filter(|m| (1..=4096).contains(m)).ok_or_else(|| bad("memoryMiB", "MiB between 1 and 4096"))?;
+            let mib = v
+                .as_u64()
+                .filter(|m| (1..=4096).contains(m))
+                .ok_or_else(|| bad("memoryMiB", "MiB between 1 and 4096"))?;
             self.limits.memory_bytes = (mib as usize) << 20;
         }
         Ok(())
     }
 }
 
-pub fn runtime(settings: &Settings, cni_path: &[PathBuf], kernels: Kernels) -> Result<Runtime, CniError> {
+pub fn runtime(
+    settings: &Settings,
+    cni_path: &[PathBuf],
+    kernels: Kernels,
+) -> Result<Runtime, CniError> {
     let t = Instant::now();
-    let engine = engine::engine(false).map_err(|e| CniError::internal("cannot create the wasm engine").with_details(format!("{e:#}")))?;
+    let engine = engine::engine(false).map_err(|e| {
+        CniError::internal("cannot create the wasm engine").with_details(format!("{e:#}"))
+    })?;
     let engine_key = engine::compatibility_key(&engine);
-    let cache = Cache::open(&settings.cache_dir).map_err(|e| CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))?;
+    let cache = Cache::open(&settings.cache_dir)
+        .map_err(|e| CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))?;
     phases::record(Phase::Engine, t);
-    Ok(Runtime { engine, engine_key, cache, search: SearchPath::new(cni_path, resolve::self_dir()), limits: settings.limits, kernels })
+    Ok(Runtime {
+        engine,
+        engine_key,
+        cache,
+        search: SearchPath::new(cni_path, resolve::self_dir()),
+        limits: settings.limits,
+        kernels,
+    })
 }
 
 /// Runs a module for one call; IPAM modules get their locked state dir.
-pub fn run_module(rt: &Arc<Runtime>, plugin_type: &str, call: CallContext, what: Call) -> Result<Option<wit::CniResult>, CniError> {
+pub fn run_module(
+    rt: &Arc<Runtime>,
+    plugin_type: &str,
+    call: CallContext,
+    what: Call,
+) -> Result<Option<wit::CniResult>, CniError> {
     let t = Instant::now();
     let loaded = rt.load(plugin_type)?;
     phases::record(Phase::Load, t);
     if loaded.compiled {
-        tracing::info!(module = plugin_type, "compiled module on first use (run `wasm-cni install` to precompile)");
+        tracing::info!(
+            module = plugin_type,
+            "compiled module on first use (run `wasm-cni install` to precompile)"
+        );
     }
     // GC and STATUS of an IPAM module also need its state, under the lock.
     let state = if loaded.meta.kind == wit::PluginKind::Ipam {
-        let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| CniError::decoding("network configuration is not valid JSON").with_details(e.to_string()))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&call.config_bytes).map_err(|e| {
+                CniError::decoding("network configuration is not valid JSON")
+                    .with_details(e.to_string())
+            })?;
         Some(statedir::open(&config, &call.invocation.network_name)?)
     } else {
         None
     };
-    sandbox::invoke(&rt.engine, &loaded, &rt.limits, Arc::new(call), state.as_ref().map(|s| s.path.as_path()), what)
+    sandbox::invoke(
+        &rt.engine,
+        &loaded,
+        &rt.limits,
+        Arc::new(call),
+        state.as_ref().map(|s| s.path.as_path()),
+        what,
+    )
 }
 
 fn read_stdin() -> Result<Vec<u8>, CniError> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).map_err(|e| CniError::new(code::IO_FAILURE, "cannot read the network configuration from stdin").with_details(e.to_string()))?;
+    std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+        CniError::new(
+            code::IO_FAILURE,
+            "cannot read the network configuration from stdin",
+        )
+        .with_details(e.to_string())
+    })?;
     Ok(buf)
 }
 
@@ -109,7 +173,12 @@ pub struct Outcome {
 
 /// Runs the CNI protocol for `plugin_type` with an explicit environment and
 /// stdin (so tests can drive it), returning what to print.
-pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kernels: Kernels) -> Outcome {
+pub fn cni_call(
+    plugin_type: &str,
+    vars: &[(String, String)],
+    stdin: &[u8],
+    kernels: Kernels,
+) -> Outcome {
     let lookup = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let started = Instant::now();
     let mut cni_version = "0.1.0".to_string();
@@ -145,19 +214,32 @@ pub fn cni_call(plugin_type: &str, vars: &[(String, String)], stdin: &[u8], kern
                 call_us = p.call_us,
                 "ok"
             );
-            Outcome { stdout: out.unwrap_or_default(), status: 0 }
+            Outcome {
+                stdout: out.unwrap_or_default(),
+                status: 0,
+            }
         }
         Err(e) => {
             logging::init(settings.log_file.as_deref());
             tracing::error!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, code = e.code, "{}", e);
             // Failures are also told on stderr, for humans and for runtimes that show it.
             eprintln!("wasm-cni {plugin_type}: {e}");
-            Outcome { stdout: e.to_json(&cni_version), status: 1 }
+            Outcome {
+                stdout: e.to_json(&cni_version),
+                status: 1,
+            }
         }
     }
 }
 
-fn execute(rt: &Arc<Runtime>, plugin_type: &str, env: &CniEnv, conf: &NetConf, stdin: &[u8], vars: &[(String, String)]) -> Result<Option<String>, CniError> {
+fn execute(
+    rt: &Arc<Runtime>,
+    plugin_type: &str,
+    env: &CniEnv,
+    conf: &NetConf,
+    stdin: &[u8],
+    vars: &[(String, String)],
+) -> Result<Option<String>, CniError> {
     let prev_result = match &conf.prev_result {
         Some(v) if !v.is_null() => Some(convert::to_wit(result::parse(v, &conf.cni_version)?)),
         _ => None,
@@ -178,7 +260,13 @@ fn execute(rt: &Arc<Runtime>, plugin_type: &str, env: &CniEnv, conf: &NetConf, s
         Command::Check => Call::Check,
         Command::Status => Call::Status,
         Command::Gc => Call::Gc(
-            config::valid_attachments(&conf.raw)?.into_iter().map(|(container_id, ifname)| wit::Attachment { container_id, ifname }).collect(),
+            config::valid_attachments(&conf.raw)?
+                .into_iter()
+                .map(|(container_id, ifname)| wit::Attachment {
+                    container_id,
+                    ifname,
+                })
+                .collect(),
         ),
         Command::Version => return Err(CniError::internal("VERSION reached module dispatch")),
     };
@@ -197,7 +285,9 @@ fn execute(rt: &Arc<Runtime>, plugin_type: &str, env: &CniEnv, conf: &NetConf, s
             let v = result::render(&convert::from_wit(r), &conf.cni_version)?;
             Ok(Some(v.to_string()))
         }
-        (Command::Add, None) => Err(CniError::internal("plugin module returned no result for ADD")),
+        (Command::Add, None) => Err(CniError::internal(
+            "plugin module returned no result for ADD",
+        )),
         _ => Ok(None),
     }
 }
@@ -207,7 +297,11 @@ pub fn cni_main(plugin_type: &str) -> i32 {
     let vars: Vec<(String, String)> = std::env::vars().collect();
     if !vars.iter().any(|(k, _)| k == "CNI_COMMAND") {
         // What the reference skel does without CNI_COMMAND: an about text on stderr.
-        eprintln!("CNI {plugin_type} plugin (wasm-cni {})\nCNI protocol versions supported: {}", env!("CARGO_PKG_VERSION"), version::SUPPORTED.join(", "));
+        eprintln!(
+            "CNI {plugin_type} plugin (wasm-cni {})\nCNI protocol versions supported: {}",
+            env!("CARGO_PKG_VERSION"),
+            version::SUPPORTED.join(", ")
+        );
         return 0;
     }
     let stdin = match read_stdin() {

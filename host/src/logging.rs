@@ -21,9 +21,16 @@ pub fn init(path: Option<&Path>) {
             if let Some(dir) = p.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
         });
-        let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_target(false);
+        let builder = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_target(false);
         let _ = match file {
             Some(f) => builder.with_writer(Mutex::new(f)).try_init(),
             None => builder.with_writer(std::io::stderr).try_init(),

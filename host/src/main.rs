@@ -7,7 +7,15 @@ use std::path::Path;
 
 fn main() {
     let argv0 = std::env::args_os().next().unwrap_or_default();
-    let name = Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("wasm-cni").to_string();
-    let status = if name == "wasm-cni" || name == wasm_cni::runtime::COMPILER_BINARY { wasm_cni::cli::main() } else { wasm_cni::dispatch::cni_main(&name) };
+    let name = Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("wasm-cni")
+        .to_string();
+    let status = if name == "wasm-cni" || name == wasm_cni::runtime::COMPILER_BINARY {
+        wasm_cni::cli::main()
+    } else {
+        wasm_cni::dispatch::cni_main(&name)
+    };
     std::process::exit(status);
 }

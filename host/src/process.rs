@@ -42,7 +42,12 @@ fn kill(child: &mut Child) {
 
 /// Runs `cmd` with `stdin` as its input, for at most `timeout`.
 pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<Output, RunError> {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(RunError::Spawn)?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(RunError::Spawn)?;
     let input = stdin.to_vec();
     let mut si = child.stdin.take();
     let writer = std::thread::spawn(move || {
@@ -73,9 +78,17 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
         }
     };
     let _ = writer.join();
-    let stdout = out.join().map_err(|_| RunError::Wait("stdout reader failed".into()))?;
-    let stderr = err.join().map_err(|_| RunError::Wait("stderr reader failed".into()))?;
-    Ok(Output { status, stdout, stderr })
+    let stdout = out
+        .join()
+        .map_err(|_| RunError::Wait("stdout reader failed".into()))?;
+    let stderr = err
+        .join()
+        .map_err(|_| RunError::Wait("stderr reader failed".into()))?;
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 #[cfg(test)]
@@ -106,12 +119,22 @@ mod tests {
         let mut c = Command::new("sleep");
         c.arg("30");
         let t = Instant::now();
-        assert!(matches!(run_bounded(c, b"", Duration::from_millis(200)), Err(RunError::Timeout)));
+        assert!(matches!(
+            run_bounded(c, b"", Duration::from_millis(200)),
+            Err(RunError::Timeout)
+        ));
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn a_missing_program_is_a_spawn_error() {
-        assert!(matches!(run_bounded(Command::new("/nonexistent/tool"), b"", Duration::from_secs(1)), Err(RunError::Spawn(_))));
+        assert!(matches!(
+            run_bounded(
+                Command::new("/nonexistent/tool"),
+                b"",
+                Duration::from_secs(1)
+            ),
+            Err(RunError::Spawn(_))
+        ));
     }
 }

@@ -22,24 +22,44 @@ pub struct StateDir {
 
 /// `ipam.dataDir`, matched case-insensitively as Go's decoder does.
 fn data_dir(config: &Value) -> Option<&str> {
-    let ipam = config.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case("ipam")).map(|(_, v)| v)?;
-    ipam.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case("dataDir")).and_then(|(_, v)| v.as_str())
+    let ipam = config
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("ipam"))
+        .map(|(_, v)| v)?;
+    ipam.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("dataDir"))
+        .and_then(|(_, v)| v.as_str())
 }
 
 pub fn open(config: &Value, network: &str) -> Result<StateDir, CniError> {
     let base = data_dir(config).unwrap_or(DEFAULT_DATA_DIR);
     if !Path::new(base).is_absolute() {
-        return Err(CniError::new(code::INVALID_NETWORK_CONFIG, format!("ipam dataDir {base:?} is not an absolute path")).with_details("set ipam.dataDir to an absolute directory"));
+        return Err(CniError::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!("ipam dataDir {base:?} is not an absolute path"),
+        )
+        .with_details("set ipam.dataDir to an absolute directory"));
     }
     if network.is_empty() || network.contains('/') || network == "." || network == ".." {
-        return Err(CniError::new(code::INVALID_NETWORK_CONFIG, format!("invalid network name {network:?}")));
+        return Err(CniError::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!("invalid network name {network:?}"),
+        ));
     }
     let path = Path::new(base).join(network);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(&path)
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot create IPAM state directory {}", path.display())).with_details(e.to_string()))?;
+        .map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("cannot create IPAM state directory {}", path.display()),
+            )
+            .with_details(e.to_string())
+        })?;
     let lock_path = path.join("lock");
     let file = fs::OpenOptions::new()
         .read(true)
@@ -48,8 +68,19 @@ pub fn open(config: &Value, network: &str) -> Result<StateDir, CniError> {
         .truncate(false)
         .mode(0o600)
         .open(&lock_path)
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("cannot open {}", lock_path.display())).with_details(e.to_string()))?;
-    let lock = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| CniError::new(code::IO_FAILURE, format!("cannot lock {}", lock_path.display())).with_details(e.to_string()))?;
+        .map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("cannot open {}", lock_path.display()),
+            )
+            .with_details(e.to_string())
+        })?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
+        CniError::new(
+            code::IO_FAILURE,
+            format!("cannot lock {}", lock_path.display()),
+        )
+        .with_details(e.to_string())
+    })?;
     Ok(StateDir { path, _lock: lock })
 }

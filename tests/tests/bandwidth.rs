@@ -28,10 +28,19 @@ impl Pod {
     fn in_host(host: Netns, tag: &str, n: u8) -> Pod {
         let pod = Netns::new(&format!("{tag}p"));
         let veth = format!("vbw{n}");
-        sh(&format!("ip -n {h} link add {veth} type veth peer name eth0 netns {p}", h = host.name, p = pod.name));
+        sh(&format!(
+            "ip -n {h} link add {veth} type veth peer name eth0 netns {p}",
+            h = host.name,
+            p = pod.name
+        ));
         sh(&format!("ip -n {h} addr add 10.77.{n}.1/24 dev {veth} && ip -n {h} link set {veth} up && ip -n {h} link set lo up", h = host.name));
         sh(&format!("ip -n {p} addr add 10.77.{n}.2/24 dev eth0 && ip -n {p} link set eth0 up && ip -n {p} link set lo up", p = pod.name));
-        Pod { host, pod, veth, pod_ip: format!("10.77.{n}.2") }
+        Pod {
+            host,
+            pod,
+            veth,
+            pod_ip: format!("10.77.{n}.2"),
+        }
     }
 
     fn prev_result(&self) -> Value {
@@ -46,39 +55,83 @@ impl Pod {
     }
 
     /// Runs a plugin binary inside the host netns, as a runtime on that host would.
-    fn run(&self, plugin: &std::path::Path, i: &Install, cmd: &str, cid: &str, netns: &str, stdin: &str) -> PluginRun {
+    fn run(
+        &self,
+        plugin: &std::path::Path,
+        i: &Install,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        stdin: &str,
+    ) -> PluginRun {
         run_in(&self.host, plugin, i, cmd, cid, netns, stdin)
     }
 
     fn ours(&self, i: &Install, cmd: &str, cid: &str, stdin: &str) -> PluginRun {
-        self.run(&i.bin_dir().join("bandwidth"), i, cmd, cid, &self.pod.path(), stdin)
+        self.run(
+            &i.bin_dir().join("bandwidth"),
+            i,
+            cmd,
+            cid,
+            &self.pod.path(),
+            stdin,
+        )
     }
 
     fn reference(&self, i: &Install, cmd: &str, cid: &str, stdin: &str) -> PluginRun {
-        self.run(&reference_plugin("bandwidth"), i, cmd, cid, &self.pod.path(), stdin)
+        self.run(
+            &reference_plugin("bandwidth"),
+            i,
+            cmd,
+            cid,
+            &self.pod.path(),
+            stdin,
+        )
     }
 
     /// `tc -j qdisc show` of the host netns, minus the loopback.
     fn qdiscs(&self) -> Vec<Value> {
         let out = self.host.exec("tc -j qdisc show");
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("tc -j: {e}: {out}"));
-        v.as_array().cloned().unwrap_or_default().into_iter().filter(|q| q["dev"] != "lo" && q["kind"] != "noqueue").collect()
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|q| q["dev"] != "lo" && q["kind"] != "noqueue")
+            .collect()
     }
 
     fn ifbs(&self) -> Vec<String> {
-        self.host.exec("ip -o link show type ifb").lines().filter_map(|l| l.split(": ").nth(1).map(|s| s.split('@').next().unwrap_or(s).to_string())).collect()
+        self.host
+            .exec("ip -o link show type ifb")
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|s| s.split('@').next().unwrap_or(s).to_string())
+            })
+            .collect()
     }
 }
 
 fn conf_with(limits: Value, prev: Value) -> String {
-    let mut c = json!({"cniVersion": "1.0.0", "name": "bwnet", "type": "bandwidth", "prevResult": prev});
+    let mut c =
+        json!({"cniVersion": "1.0.0", "name": "bwnet", "type": "bandwidth", "prevResult": prev});
     if let (Some(o), Some(l)) = (c.as_object_mut(), limits.as_object()) {
         o.extend(l.clone());
     }
     c.to_string()
 }
 
-fn run_in(host: &Netns, plugin: &std::path::Path, i: &Install, cmd: &str, cid: &str, netns: &str, stdin: &str) -> PluginRun {
+fn run_in(
+    host: &Netns,
+    plugin: &std::path::Path,
+    i: &Install,
+    cmd: &str,
+    cid: &str,
+    netns: &str,
+    stdin: &str,
+) -> PluginRun {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &host.name]).arg(plugin);
     c.env_clear()
@@ -90,14 +143,20 @@ fn run_in(host: &Netns, plugin: &std::path::Path, i: &Install, cmd: &str, cid: &
         .env("CNI_IFNAME", "eth0")
         .env("WASM_CNI_CACHE_DIR", i.cache_dir())
         .env("WASM_CNI_LOG_FILE", i.log_file());
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn plugin");
     if let Some(mut si) = child.stdin.take() {
         use std::io::Write;
         let _ = si.write_all(stdin.as_bytes());
     }
     let out = child.wait_with_output().expect("wait plugin");
-    PluginRun { stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), code: out.status.code().unwrap_or(-1) }
+    PluginRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+    }
 }
 
 fn ifb_name(network: &str, cid: &str) -> String {
@@ -118,8 +177,17 @@ fn tbf_by_role(p: &Pod, ifb: &str) -> Vec<(String, Value)> {
         .qdiscs()
         .into_iter()
         .map(|q| {
-            let role = if q["dev"] == p.veth.as_str() { "veth" } else if q["dev"] == ifb { "ifb" } else { "other" };
-            (format!("{role} {} {}", q["kind"], q["handle"]), q["options"].clone())
+            let role = if q["dev"] == p.veth.as_str() {
+                "veth"
+            } else if q["dev"] == ifb {
+                "ifb"
+            } else {
+                "other"
+            };
+            (
+                format!("{role} {} {}", q["kind"], q["handle"]),
+                q["options"].clone(),
+            )
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -147,26 +215,47 @@ fn tbf_parameters_match_the_reference_exactly() {
         let o = ours.ours(&i, "ADD", &cid, &ours.conf(limits.clone()));
         o.ok();
         let (want, got) = (tbf_by_role(&theirs, &ifb), tbf_by_role(&ours, &ifb));
-        assert_eq!(got, want, "case {n}: kernel state differs from the reference's");
-        assert_eq!(want.len(), 3, "case {n}: veth tbf, veth ingress, ifb tbf: {want:?}");
+        assert_eq!(
+            got, want,
+            "case {n}: kernel state differs from the reference's"
+        );
+        assert_eq!(
+            want.len(),
+            3,
+            "case {n}: veth tbf, veth ingress, ifb tbf: {want:?}"
+        );
         // Same result shape: prevResult plus the ifb.
         let (rj, oj) = (r.json(), o.json());
         assert_eq!(oj["interfaces"].as_array().map(Vec::len), Some(3), "{oj}");
         assert_eq!(oj["interfaces"][2]["name"], ifb.as_str(), "{oj}");
         assert_eq!(rj["interfaces"][2]["name"], ifb.as_str(), "{rj}");
-        assert!(oj["interfaces"][2]["mac"].as_str().is_some_and(|m| m.len() == 17), "{oj}");
+        assert!(
+            oj["interfaces"][2]["mac"]
+                .as_str()
+                .is_some_and(|m| m.len() == 17),
+            "{oj}"
+        );
         assert!(oj["interfaces"][2].get("sandbox").is_none(), "{oj}");
         // Each CHECKs the other's state.
-        ours.reference(&i, "CHECK", &cid, &ours.conf(limits.clone())).ok();
-        theirs.ours(&i, "CHECK", &cid, &theirs.conf(limits.clone())).ok();
+        ours.reference(&i, "CHECK", &cid, &ours.conf(limits.clone()))
+            .ok();
+        theirs
+            .ours(&i, "CHECK", &cid, &theirs.conf(limits.clone()))
+            .ok();
     }
 }
 
 /// Receiver throughput of one iperf3 run, Mbit/s.
 fn iperf(client: &Netns, server_ip: &str, reverse: bool) -> f64 {
-    let out = client.exec(&format!("timeout 20 iperf3 -c {server_ip} -t 4 -O 1 -J{}", if reverse { " -R" } else { "" }));
+    let out = client.exec(&format!(
+        "timeout 20 iperf3 -c {server_ip} -t 4 -O 1 -J{}",
+        if reverse { " -R" } else { "" }
+    ));
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 JSON: {e}: {out}"));
-    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("no throughput in {out}")) / 1e6
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no throughput in {out}"))
+        / 1e6
 }
 
 /// Measures twice at most: the machine is small and busy.
@@ -187,7 +276,12 @@ struct Server(std::process::Child);
 
 impl Server {
     fn start(ns: &Netns) -> Server {
-        let child = Command::new("ip").args(["netns", "exec", &ns.name, "iperf3", "-s"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("iperf3 -s");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "iperf3", "-s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 -s");
         // Wait until it listens.
         for _ in 0..50 {
             if ns.exec("ss -ltnH").contains(":5201") {
@@ -216,8 +310,12 @@ fn real_traffic_is_shaped_to_the_configured_rates() {
     p.ours(&i, "ADD", "iperf1", &p.conf(limits.clone())).ok();
     let _server = Server::start(&p.pod);
     // host -> pod is the pod's ingress; -R (pod -> host) its egress.
-    within("ingress (host -> pod)", 20.0, || iperf(&p.host, &p.pod_ip, false));
-    within("egress (pod -> host)", 12.0, || iperf(&p.host, &p.pod_ip, true));
+    within("ingress (host -> pod)", 20.0, || {
+        iperf(&p.host, &p.pod_ip, false)
+    });
+    within("egress (pod -> host)", 12.0, || {
+        iperf(&p.host, &p.pod_ip, true)
+    });
     p.ours(&i, "DEL", "iperf1", &p.conf(limits)).ok();
     assert!(p.qdiscs().is_empty(), "{:?}", p.qdiscs());
     assert!(p.ifbs().is_empty());
@@ -229,12 +327,19 @@ fn no_limits_means_no_shaping() {
     let p = Pod::new("bwno");
     let r = p.ours(&i, "ADD", "none1", &p.conf(json!({})));
     r.ok();
-    assert_eq!(r.json()["interfaces"], p.prev_result()["interfaces"], "prevResult passes through");
+    assert_eq!(
+        r.json()["interfaces"],
+        p.prev_result()["interfaces"],
+        "prevResult passes through"
+    );
     assert!(p.qdiscs().is_empty(), "{:?}", p.qdiscs());
     assert!(p.ifbs().is_empty());
     let _server = Server::start(&p.pod);
     let mbit = iperf(&p.host, &p.pod_ip, false);
-    assert!(mbit > 100.0, "unshaped veth should be far above any test limit: {mbit} Mbit/s");
+    assert!(
+        mbit > 100.0,
+        "unshaped veth should be far above any test limit: {mbit} Mbit/s"
+    );
 }
 
 #[test]
@@ -244,7 +349,10 @@ fn check_fails_when_shaping_is_changed_or_removed() {
     let cid = "check1";
     let ifb = ifb_name("bwnet", cid);
     let tamper: [(&str, &str); 4] = [
-        ("ingress", "tc qdisc change dev vbw0 root handle 1: tbf rate 30mbit burst 512mb latency 25ms"),
+        (
+            "ingress",
+            "tc qdisc change dev vbw0 root handle 1: tbf rate 30mbit burst 512mb latency 25ms",
+        ),
         ("ingress", "tc qdisc del dev vbw0 root"),
         ("redirect", "tc filter del dev vbw0 parent ffff: prio 1"),
         ("ifb", &format!("ip link del {ifb}")),
@@ -256,13 +364,25 @@ fn check_fails_when_shaping_is_changed_or_removed() {
         p.ours(&i, "CHECK", cid, &c).ok();
         p.host.exec(cmd);
         let e = p.ours(&i, "CHECK", cid, &c).err(999);
-        assert!(e["msg"].as_str().unwrap_or("").contains(if what == "ingress" { "ingress" } else { "egress" }), "{cmd}: {e}");
+        assert!(
+            e["msg"]
+                .as_str()
+                .unwrap_or("")
+                .contains(if what == "ingress" {
+                    "ingress"
+                } else {
+                    "egress"
+                }),
+            "{cmd}: {e}"
+        );
     }
     // The egress tbf on the ifb, changed.
     let p = Pod::new("bwck");
     let c = p.conf(limits);
     p.ours(&i, "ADD", cid, &c).ok();
-    p.host.exec(&format!("tc qdisc change dev {ifb} root handle 1: tbf rate 10mbit burst 1mb latency 25ms"));
+    p.host.exec(&format!(
+        "tc qdisc change dev {ifb} root handle 1: tbf rate 10mbit burst 1mb latency 25ms"
+    ));
     let e = p.ours(&i, "CHECK", cid, &c).err(999);
     assert!(e["msg"].as_str().unwrap_or("").contains("egress"), "{e}");
 }
@@ -276,7 +396,11 @@ fn del_twice_and_with_the_netns_gone() {
     assert_eq!(p.ifbs(), vec![ifb_name("bwnet", "del1")]);
     p.ours(&i, "DEL", "del1", &c).ok();
     assert!(p.ifbs().is_empty());
-    assert!(p.qdiscs().is_empty(), "DEL clears the host veth too: {:?}", p.qdiscs());
+    assert!(
+        p.qdiscs().is_empty(),
+        "DEL clears the host veth too: {:?}",
+        p.qdiscs()
+    );
     p.ours(&i, "DEL", "del1", &c).ok();
 
     // The pod's netns is gone (its veth with it): the ifb still goes, by name.
@@ -284,10 +408,26 @@ fn del_twice_and_with_the_netns_gone() {
     let Pod { host, pod, .. } = p;
     let path = pod.path();
     drop(pod);
-    let gone = Pod { host, pod: Netns { name: "wcni-bw-gone".into() }, veth: "vbw0".into(), pod_ip: String::new() };
-    gone.run(&i.bin_dir().join("bandwidth"), &i, "DEL", "del1", &path, &c).ok();
+    let gone = Pod {
+        host,
+        pod: Netns {
+            name: "wcni-bw-gone".into(),
+        },
+        veth: "vbw0".into(),
+        pod_ip: String::new(),
+    };
+    gone.run(&i.bin_dir().join("bandwidth"), &i, "DEL", "del1", &path, &c)
+        .ok();
     assert!(gone.ifbs().is_empty());
-    gone.run(&i.bin_dir().join("bandwidth"), &i, "DEL", "del1", "", &conf_with(json!({}), Value::Null)).ok();
+    gone.run(
+        &i.bin_dir().join("bandwidth"),
+        &i,
+        "DEL",
+        "del1",
+        "",
+        &conf_with(json!({}), Value::Null),
+    )
+    .ok();
 }
 
 #[test]
@@ -306,11 +446,18 @@ fn interop_with_the_reference_add_by_one_del_by_the_other() {
             // Ours also clears the veth's qdiscs while the veth exists.
             assert!(p.qdiscs().is_empty(), "{:?}", p.qdiscs());
         }
-        assert!(p.ifbs().is_empty(), "ours_first={ours_first}: ifb left: {:?}", p.ifbs());
+        assert!(
+            p.ifbs().is_empty(),
+            "ours_first={ours_first}: ifb left: {:?}",
+            p.ifbs()
+        );
         // The main plugin's DEL removes the veth.
         p.host.exec("ip link del vbw0");
         let left = p.qdiscs();
-        assert!(left.is_empty(), "ours_first={ours_first}: qdiscs left: {left:?}");
+        assert!(
+            left.is_empty(),
+            "ours_first={ours_first}: qdiscs left: {left:?}"
+        );
     }
 }
 
@@ -320,14 +467,35 @@ fn gc_removes_only_ifbs_of_stale_attachments() {
     let a = Pod::new("bwgc");
     let limits = json!({"egressRate": 8_000_000, "egressBurst": 800_000});
     a.ours(&i, "ADD", "live", &a.conf(limits.clone())).ok();
-    let b = Pod::in_host(Netns { name: a.host.name.clone() }, "bwgc", 1);
+    let b = Pod::in_host(
+        Netns {
+            name: a.host.name.clone(),
+        },
+        "bwgc",
+        1,
+    );
     b.ours(&i, "ADD", "stale", &b.conf(limits.clone())).ok();
     // An ifb of another network in the same host must survive this network's GC.
     let other = conf_with(limits, b.prev_result()).replace("\"bwnet\"", "\"othernet\"");
-    let c = Pod::in_host(Netns { name: a.host.name.clone() }, "bwgc", 2);
-    c.ours(&i, "ADD", "stale", &other.replace("vbw1", "vbw2").replace(&b.pod.path(), &c.pod.path())).ok();
+    let c = Pod::in_host(
+        Netns {
+            name: a.host.name.clone(),
+        },
+        "bwgc",
+        2,
+    );
+    c.ours(
+        &i,
+        "ADD",
+        "stale",
+        &other
+            .replace("vbw1", "vbw2")
+            .replace(&b.pod.path(), &c.pod.path()),
+    )
+    .ok();
     let gc = json!({"cniVersion": "1.1.0", "name": "bwnet", "type": "bandwidth", "cni.dev/valid-attachments": [{"containerID": "live", "ifname": "eth0"}]}).to_string();
-    a.run(&i.bin_dir().join("bandwidth"), &i, "GC", "", "", &gc).ok();
+    a.run(&i.bin_dir().join("bandwidth"), &i, "GC", "", "", &gc)
+        .ok();
     let mut left = a.ifbs();
     left.sort();
     let mut want = vec![ifb_name("bwnet", "live"), ifb_name("othernet", "stale")];
@@ -343,10 +511,36 @@ fn refuses_clearly_without_a_host_side_interface() {
     let i = Install::new("bw-noveth", &[]);
     let p = Pod::new("bwnv");
     let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": p.pod.path()}], "ips": [], "dns": {}});
-    let e = p.ours(&i, "ADD", "nv1", &conf_with(json!({"ingressRate": 8000, "ingressBurst": 8000}), prev)).err(7);
-    assert!(e["msg"].as_str().unwrap_or("").contains("no host-side interface"), "{e}");
-    let e = p.ours(&i, "ADD", "nv1", &conf_with(json!({"ingressRate": 8000}), p.prev_result())).err(7);
-    assert!(e["details"].as_str().unwrap_or("").contains("burst must also be set"), "{e}");
+    let e = p
+        .ours(
+            &i,
+            "ADD",
+            "nv1",
+            &conf_with(json!({"ingressRate": 8000, "ingressBurst": 8000}), prev),
+        )
+        .err(7);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no host-side interface"),
+        "{e}"
+    );
+    let e = p
+        .ours(
+            &i,
+            "ADD",
+            "nv1",
+            &conf_with(json!({"ingressRate": 8000}), p.prev_result()),
+        )
+        .err(7);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("burst must also be set"),
+        "{e}"
+    );
     assert!(p.qdiscs().is_empty() && p.ifbs().is_empty());
 }
 
@@ -365,23 +559,66 @@ fn abuse_conf(mode: &str, link: &str, prev: Value) -> String {
 fn a_hostile_module_cannot_touch_other_links() {
     let i = with_abuse("bw-abuse");
     let a = Pod::new("bwab");
-    let victim = Pod::in_host(Netns { name: a.host.name.clone() }, "bwab", 1);
+    let victim = Pod::in_host(
+        Netns {
+            name: a.host.name.clone(),
+        },
+        "bwab",
+        1,
+    );
     let plugin = i.bin_dir().join("tc-abuse");
     // Another pod's veth, the host's lo, a made-up name: all refused.
     for link in ["vbw1", "lo", "nope0"] {
-        let e = a.run(&plugin, &i, "ADD", "ab1", &a.pod.path(), &abuse_conf("other-link", link, a.prev_result())).err(7);
-        assert!(e["msg"].as_str().unwrap_or("").contains(link), "{link}: {e}");
+        let e = a
+            .run(
+                &plugin,
+                &i,
+                "ADD",
+                "ab1",
+                &a.pod.path(),
+                &abuse_conf("other-link", link, a.prev_result()),
+            )
+            .err(7);
+        assert!(
+            e["msg"].as_str().unwrap_or("").contains(link),
+            "{link}: {e}"
+        );
     }
     assert!(a.qdiscs().is_empty(), "{:?}", a.qdiscs());
 
     // Another attachment's ifb: not outside GC, not when it is in the valid list.
-    victim.ours(&i, "ADD", "victim", &victim.conf(json!({"egressRate": 8000, "egressBurst": 8000}))).ok();
+    victim
+        .ours(
+            &i,
+            "ADD",
+            "victim",
+            &victim.conf(json!({"egressRate": 8000, "egressBurst": 8000})),
+        )
+        .ok();
     let vifb = ifb_name("bwnet", "victim");
-    let e = a.run(&plugin, &i, "ADD", "ab1", &a.pod.path(), &abuse_conf("gc-outside-gc", &vifb, a.prev_result())).err(7);
-    assert!(e["msg"].as_str().unwrap_or("").contains("only allowed during GC"), "{e}");
+    let e = a
+        .run(
+            &plugin,
+            &i,
+            "ADD",
+            "ab1",
+            &a.pod.path(),
+            &abuse_conf("gc-outside-gc", &vifb, a.prev_result()),
+        )
+        .err(7);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only allowed during GC"),
+        "{e}"
+    );
     let gc = json!({"cniVersion": "1.1.0", "name": "bwnet", "type": "tc-abuse", "link": vifb, "cni.dev/valid-attachments": [{"containerID": "victim", "ifname": "eth0"}]}).to_string();
     let e = a.run(&plugin, &i, "GC", "", "", &gc).err(7);
-    assert!(e["msg"].as_str().unwrap_or("").contains("valid attachment"), "{e}");
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("valid attachment"),
+        "{e}"
+    );
     // Nor a non-ifb link, even during GC.
     let gc_lo = gc.replace(&vifb, "vbw1");
     a.run(&plugin, &i, "GC", "", "", &gc_lo).err(7);
@@ -389,11 +626,34 @@ fn a_hostile_module_cannot_touch_other_links() {
     assert!(sh_ok(&format!("ip -n {} link show vbw1", a.host.name)));
 
     // A legitimate sequence, then failure: the host undoes every step.
-    let e = a.run(&plugin, &i, "ADD", "ab2", &a.pod.path(), &abuse_conf("fail-after", "vbw0", a.prev_result())).err(100);
-    assert!(e["msg"].as_str().unwrap_or("").contains("on purpose"), "{e}");
-    assert_eq!(a.ifbs(), vec![ifb_name("bwnet", "victim")], "the failed ADD's ifb must be gone");
-    let on_a: Vec<Value> = a.qdiscs().into_iter().filter(|q| q["dev"] == "vbw0").collect();
-    assert!(on_a.is_empty(), "the failed ADD's qdiscs must be gone: {on_a:?}");
+    let e = a
+        .run(
+            &plugin,
+            &i,
+            "ADD",
+            "ab2",
+            &a.pod.path(),
+            &abuse_conf("fail-after", "vbw0", a.prev_result()),
+        )
+        .err(100);
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("on purpose"),
+        "{e}"
+    );
+    assert_eq!(
+        a.ifbs(),
+        vec![ifb_name("bwnet", "victim")],
+        "the failed ADD's ifb must be gone"
+    );
+    let on_a: Vec<Value> = a
+        .qdiscs()
+        .into_iter()
+        .filter(|q| q["dev"] == "vbw0")
+        .collect();
+    assert!(
+        on_a.is_empty(),
+        "the failed ADD's qdiscs must be gone: {on_a:?}"
+    );
     std::mem::forget(victim.host);
 }
 
@@ -422,16 +682,32 @@ mod against_the_fake_kernel {
 
     fn call(tc: &FakeTc, cmd: &str, prev_host: &str) -> (i32, serde_json::Value) {
         setup();
-        let vars: Vec<(String, String)> = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "fk1"), ("CNI_NETNS", NS), ("CNI_IFNAME", "eth0")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("CNI_PATH".to_string(), modules_dir().display().to_string())])
-            .collect();
+        let vars: Vec<(String, String)> = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "fk1"),
+            ("CNI_NETNS", NS),
+            ("CNI_IFNAME", "eth0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("CNI_PATH".to_string(), modules_dir().display().to_string())])
+        .collect();
         let conf = json!({"cniVersion": "1.0.0", "name": "bwnet", "type": "bandwidth",
             "ingressRate": 8000, "ingressBurst": 8000, "egressRate": 8000, "egressBurst": 8000,
             "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": prev_host}, {"name": "eth0", "sandbox": NS}], "ips": [], "dns": {}}});
-        let out = cni_call("bandwidth", &vars, conf.to_string().as_bytes(), Kernels { tc: Arc::new(tc.clone()), ..Kernels::fake() });
-        (out.status, serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null))
+        let out = cni_call(
+            "bandwidth",
+            &vars,
+            conf.to_string().as_bytes(),
+            Kernels {
+                tc: Arc::new(tc.clone()),
+                ..Kernels::fake()
+            },
+        );
+        (
+            out.status,
+            serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[test]
@@ -447,11 +723,17 @@ mod against_the_fake_kernel {
         let (status, r) = call(&tc, "ADD", "vbw0");
         assert_eq!(status, 0, "{r}");
         let veth = tc.host_link("vbw0").map(|l| l.index).unwrap_or_default();
-        assert!(tc.qdisc_list(veth).iter().any(|q| q.parent == ROOT && q.kind == "tbf"));
+        assert!(tc
+            .qdisc_list(veth)
+            .iter()
+            .any(|q| q.parent == ROOT && q.kind == "tbf"));
         assert_eq!(call(&tc, "CHECK", "vbw0").0, 0);
         assert_eq!(call(&tc, "DEL", "vbw0").0, 0);
         assert!(tc.qdisc_list(veth).is_empty());
-        assert!(tc.links().map(|l| l.iter().all(|l| l.kind != "ifb")).unwrap_or(false));
+        assert!(tc
+            .links()
+            .map(|l| l.iter().all(|l| l.kind != "ifb"))
+            .unwrap_or(false));
     }
 
     #[test]
@@ -464,7 +746,10 @@ mod against_the_fake_kernel {
         tc.add_ifb(&ifb, 1500, "").map(drop).unwrap_or_default();
         let (status, e) = call(&tc, "ADD", "vbw0");
         assert_eq!(status, 1, "{e}");
-        assert!(e["msg"].as_str().unwrap_or("").contains("already exists"), "{e}");
+        assert!(
+            e["msg"].as_str().unwrap_or("").contains("already exists"),
+            "{e}"
+        );
         let veth = tc.host_link("vbw0").map(|l| l.index).unwrap_or_default();
         assert!(tc.qdisc_list(veth).is_empty(), "{:?}", tc.calls());
     }

@@ -30,14 +30,23 @@ impl Host {
         ns.exec("ip link set lo up");
         let native = TempDir::new(&format!("{tag}-native"));
         for t in ["host-local", "static"] {
-            std::os::unix::fs::symlink(reference_plugin(t), native.path().join(format!("ref-{t}"))).expect("link reference IPAM");
+            std::os::unix::fs::symlink(reference_plugin(t), native.path().join(format!("ref-{t}")))
+                .expect("link reference IPAM");
         }
-        Host { ns, install, native }
+        Host {
+            ns,
+            install,
+            native,
+        }
     }
 
     fn with_fixture(tag: &str) -> Host {
         let h = Host::new(tag);
-        std::fs::copy(module("hostnet_abuse"), h.install.bin_dir().join("hostnet-abuse.wasm")).expect("copy fixture");
+        std::fs::copy(
+            module("hostnet_abuse"),
+            h.install.bin_dir().join("hostnet-abuse.wasm"),
+        )
+        .expect("copy fixture");
         let _ = std::os::unix::fs::symlink("wasm-cni", h.install.bin_dir().join("hostnet-abuse"));
         h
     }
@@ -47,7 +56,15 @@ impl Host {
     }
 
     /// Runs `bin` for `cmd` inside the host netns as a runtime would.
-    fn run(&self, bin: &Path, cni_path: &str, cmd: &str, cid: &str, netns: &str, conf: &str) -> PluginRun {
+    fn run(
+        &self,
+        bin: &Path,
+        cni_path: &str,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        conf: &str,
+    ) -> PluginRun {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns.name]).arg(bin);
         c.env_clear()
@@ -59,22 +76,49 @@ impl Host {
             .env("CNI_IFNAME", "eth0")
             .env("WASM_CNI_CACHE_DIR", self.install.cache_dir())
             .env("WASM_CNI_LOG_FILE", self.install.log_file());
-        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plugin");
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn plugin");
         if let Some(mut si) = child.stdin.take() {
             use std::io::Write;
             let _ = si.write_all(conf.as_bytes());
         }
         let out = child.wait_with_output().expect("wait plugin");
-        PluginRun { stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), code: out.status.code().unwrap_or(-1) }
+        PluginRun {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        }
     }
 
     fn ours(&self, plugin: &str, cmd: &str, cid: &str, netns: &str, conf: &str) -> PluginRun {
-        let cni_path = format!("{}:{}", self.install.bin_dir().display(), self.native.path().display());
-        self.run(&self.install.bin_dir().join(plugin), &cni_path, cmd, cid, netns, conf)
+        let cni_path = format!(
+            "{}:{}",
+            self.install.bin_dir().display(),
+            self.native.path().display()
+        );
+        self.run(
+            &self.install.bin_dir().join(plugin),
+            &cni_path,
+            cmd,
+            cid,
+            netns,
+            conf,
+        )
     }
 
     fn reference(&self, plugin: &str, cmd: &str, cid: &str, netns: &str, conf: &str) -> PluginRun {
-        self.run(&reference_plugin(plugin), "/usr/lib/cni", cmd, cid, netns, conf)
+        self.run(
+            &reference_plugin(plugin),
+            "/usr/lib/cni",
+            cmd,
+            cid,
+            netns,
+            conf,
+        )
     }
 
     fn nat(&self) -> String {
@@ -88,7 +132,11 @@ impl Host {
         self.ns
             .exec("ip -o link show type veth")
             .lines()
-            .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
             .collect()
     }
 
@@ -106,7 +154,12 @@ impl Host {
     fn allocations(&self, net: &str) -> Vec<String> {
         let dir = self.data_dir().join(net);
         std::fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.parse::<std::net::IpAddr>().is_ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -122,7 +175,10 @@ fn bridge_conf(version: &str, net: &str, data: &Path, extra: Value) -> String {
     if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
             if k == "ipam" {
-                if let (Some(i), Some(ev)) = (o.get_mut("ipam").and_then(Value::as_object_mut), v.as_object()) {
+                if let (Some(i), Some(ev)) = (
+                    o.get_mut("ipam").and_then(Value::as_object_mut),
+                    v.as_object(),
+                ) {
                     i.extend(ev.clone());
                 }
             } else {
@@ -174,11 +230,18 @@ sys.exit(1)
 fn ping(ns: &str, dst: &str, secs: u64) {
     let start = Instant::now();
     loop {
-        let ok = Command::new("ip").args(["netns", "exec", ns, "python3", "-c", PING, dst]).output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", PING, dst])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if ok {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "{ns} cannot ping {dst}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{ns} cannot ping {dst}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -186,11 +249,19 @@ fn ping(ns: &str, dst: &str, secs: u64) {
 fn addr_of(result: &Value, v4: bool) -> String {
     result["ips"]
         .as_array()
-        .and_then(|a| a.iter().find(|i| i["address"].as_str().is_some_and(|s| s.contains('.') == v4)))
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i["address"].as_str().is_some_and(|s| s.contains('.') == v4))
+        })
         .and_then(|i| i["address"].as_str())
         .and_then(|s| s.split('/').next())
         .map(String::from)
-        .unwrap_or_else(|| panic!("no {} address in {result}", if v4 { "IPv4" } else { "IPv6" }))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} address in {result}",
+                if v4 { "IPv4" } else { "IPv6" }
+            )
+        })
 }
 
 /// An HTTP server in `ns`, killed on drop.
@@ -201,7 +272,18 @@ impl Http {
         std::fs::write(dir.join("hello.txt"), "hello from the pod\n").expect("write page");
         let child = Command::new("ip")
             // `ip netns exec` execs python3 itself, so killing the child kills the server.
-            .args(["netns", "exec", &ns.name, "python3", "-m", "http.server", "8080", "--bind", "::", "--directory"])
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                "::",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -222,11 +304,29 @@ impl Drop for Http {
 fn curl(ns: &Netns, url: &str) -> String {
     let start = Instant::now();
     loop {
-        let out = Command::new("ip").args(["netns", "exec", &ns.name, "curl", "-sS", "-g", "--max-time", "2", url]).output().expect("curl");
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                "curl",
+                "-sS",
+                "-g",
+                "--max-time",
+                "2",
+                url,
+            ])
+            .output()
+            .expect("curl");
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "curl {url} from {} failed: {}", ns.name, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "curl {url} from {} failed: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -248,17 +348,35 @@ fn bridge_two_pods_talk_over_v4_and_v6_and_del_cleans_everything() {
     assert_eq!(ifs.len(), 3, "{ra}");
     assert_eq!(ifs[0]["name"], "cni0");
     let veth = ifs[1]["name"].as_str().expect("veth name");
-    assert!(veth.starts_with("veth") && veth.len() == 12, "host veth named like the reference: {veth}");
+    assert!(
+        veth.starts_with("veth") && veth.len() == 12,
+        "host veth named like the reference: {veth}"
+    );
     assert_eq!(ifs[2]["name"], "eth0");
     assert_eq!(ifs[2]["sandbox"], a.path().as_str());
-    assert!(ra["ips"].as_array().expect("ips").iter().all(|i| i["interface"] == 2), "{ra}");
+    assert!(
+        ra["ips"]
+            .as_array()
+            .expect("ips")
+            .iter()
+            .all(|i| i["interface"] == 2),
+        "{ra}"
+    );
     assert_eq!(ra["ips"][0]["gateway"], "10.77.0.1");
-    assert!(h.ns.exec(&format!("ip -d link show {veth}")).contains("master cni0"));
+    assert!(h
+        .ns
+        .exec(&format!("ip -d link show {veth}"))
+        .contains("master cni0"));
     assert_eq!(h.ns.exec("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     let mac = h.ns.exec("cat /sys/class/net/cni0/address");
     assert_eq!(ifs[0]["mac"], mac.trim());
 
-    let (a4, a6, b4, b6) = (addr_of(&ra, true), addr_of(&ra, false), addr_of(&rb, true), addr_of(&rb, false));
+    let (a4, a6, b4, b6) = (
+        addr_of(&ra, true),
+        addr_of(&ra, false),
+        addr_of(&rb, true),
+        addr_of(&rb, false),
+    );
     ping(&a.name, &b4, 10);
     ping(&a.name, &b6, 10);
     ping(&b.name, &a4, 10);
@@ -269,24 +387,45 @@ fn bridge_two_pods_talk_over_v4_and_v6_and_del_cleans_everything() {
 
     let www = TempDir::new("br-www");
     let _srv = Http::start(&b, www.path());
-    assert_eq!(curl(&a, &format!("http://{b4}:8080/hello.txt")), "hello from the pod\n");
-    assert_eq!(curl(&a, &format!("http://[{b6}]:8080/hello.txt")), "hello from the pod\n");
+    assert_eq!(
+        curl(&a, &format!("http://{b4}:8080/hello.txt")),
+        "hello from the pod\n"
+    );
+    assert_eq!(
+        curl(&a, &format!("http://[{b6}]:8080/hello.txt")),
+        "hello from the pod\n"
+    );
 
     // Masquerade with the reference's chain name and comment.
     let nat = h.nat();
     let chain = chain_name("brnet", "pod-a");
     assert!(nat.contains(&format!(":{chain} ")), "{nat}");
     assert!(nat.contains(&format!("-A POSTROUTING -s {a4}/32 -m comment --comment \"name: \\\"brnet\\\" id: \\\"pod-a\\\"\" -j {chain}")), "{nat}");
-    assert!(nat.contains(&format!("-A {chain} -d 10.77.0.0/24 -m comment --comment \"{}\" -j ACCEPT", comment("brnet", "pod-a").replace('"', "\\\""))), "{nat}");
-    assert!(nat.contains(&format!("-A {chain} ! -d 224.0.0.0/4 -m comment")), "{nat}");
-    assert!(nat.contains(&format!("-A POSTROUTING -s {a6}/128")), "{nat}");
+    assert!(
+        nat.contains(&format!(
+            "-A {chain} -d 10.77.0.0/24 -m comment --comment \"{}\" -j ACCEPT",
+            comment("brnet", "pod-a").replace('"', "\\\"")
+        )),
+        "{nat}"
+    );
+    assert!(
+        nat.contains(&format!("-A {chain} ! -d 224.0.0.0/4 -m comment")),
+        "{nat}"
+    );
+    assert!(
+        nat.contains(&format!("-A POSTROUTING -s {a6}/128")),
+        "{nat}"
+    );
 
     // CHECK passes with the ADD result, fails once an address is gone.
     let mut chk: Value = serde_json::from_str(&conf).expect("conf");
     chk["prevResult"] = ra.clone();
-    h.ours("bridge", "CHECK", "pod-a", &a.path(), &chk.to_string()).ok();
+    h.ours("bridge", "CHECK", "pod-a", &a.path(), &chk.to_string())
+        .ok();
     a.exec(&format!("ip addr del {a4}/24 dev eth0"));
-    let e = h.ours("bridge", "CHECK", "pod-a", &a.path(), &chk.to_string()).err(999);
+    let e = h
+        .ours("bridge", "CHECK", "pod-a", &a.path(), &chk.to_string())
+        .err(999);
     assert!(e["msg"].as_str().unwrap_or("").contains("not found"), "{e}");
 
     for (cid, ns) in [("pod-a", &a), ("pod-b", &b)] {
@@ -295,7 +434,11 @@ fn bridge_two_pods_talk_over_v4_and_v6_and_del_cleans_everything() {
     }
     assert!(h.veths().is_empty(), "veths left: {:?}", h.veths());
     assert!(!h.nat().contains("CNI-"), "rules left: {}", h.nat());
-    assert!(h.allocations("brnet").is_empty(), "allocations left: {:?}", h.allocations("brnet"));
+    assert!(
+        h.allocations("brnet").is_empty(),
+        "allocations left: {:?}",
+        h.allocations("brnet")
+    );
 }
 
 #[test]
@@ -334,7 +477,8 @@ fn failed_add_is_rolled_back() {
     let conf = json!({"cniVersion": "1.0.0", "name": "failnet", "type": "hostnet-abuse", "abuse": "fail-after-setup", "target": "vethfail0",
         "ipam": {"type": "host-local", "dataDir": h.data_dir().display().to_string(), "subnet": "10.66.0.0/24"}})
     .to_string();
-    h.ours("hostnet-abuse", "ADD", "fail-1", &a.path(), &conf).err(999);
+    h.ours("hostnet-abuse", "ADD", "fail-1", &a.path(), &conf)
+        .err(999);
     assert!(h.veths().is_empty(), "veth left: {:?}", h.veths());
     assert!(!a.exec("ip -o link").contains("eth0"));
     assert!(!h.nat().contains("CNI-"), "{}", h.nat());
@@ -345,7 +489,13 @@ fn failed_add_is_rolled_back() {
     h.ns.exec("ip addr add 10.99.0.1/24 dev cni0");
     let conf = bridge_conf("1.0.0", "failnet2", &h.data_dir(), json!({}));
     let e = h.ours("bridge", "ADD", "fail-2", &a.path(), &conf).err(999);
-    assert!(e["msg"].as_str().unwrap_or("").contains("already has an IP address different"), "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already has an IP address different"),
+        "{e}"
+    );
     assert!(h.veths().is_empty(), "veth left: {:?}", h.veths());
     assert!(h.allocations("failnet2").is_empty());
     assert!(!h.nat().contains("CNI-"));
@@ -370,11 +520,19 @@ fn host_links_outside_the_scope_are_refused() {
         ("veth-named-bridge", ""),
     ] {
         let conf = json!({"cniVersion": "1.0.0", "name": "scope", "type": "hostnet-abuse", "abuse": abuse, "target": target}).to_string();
-        let e = h.ours("hostnet-abuse", "ADD", "abuser", &a.path(), &conf).err(7);
+        let e = h
+            .ours("hostnet-abuse", "ADD", "abuser", &a.path(), &conf)
+            .err(7);
         let text = format!("{} {}", e["msg"], e["details"]);
-        assert!(text.contains("scope") || text.contains("outside"), "{abuse} {target}: {e}");
+        assert!(
+            text.contains("scope") || text.contains("outside"),
+            "{abuse} {target}: {e}"
+        );
     }
-    assert!(h.ns.exec("ip -o link show lo").contains("UP"), "lo must still be up");
+    assert!(
+        h.ns.exec("ip -o link show lo").contains("UP"),
+        "lo must still be up"
+    );
     assert!(h.ns.exec("ip -o link show vethforeign").contains("UP"));
     assert!(!h.ns.exec("ip -o addr show dev lo").contains("192.0.2.1"));
 }
@@ -392,10 +550,21 @@ fn ptp_pods_reach_the_host_and_each_other_through_it() {
     let rb = rb.json();
     assert_eq!(ra["interfaces"].as_array().map(Vec::len), Some(2), "{ra}");
     assert_eq!(ra["interfaces"][1]["sandbox"], a.path().as_str());
-    assert!(ra["ips"].as_array().expect("ips").iter().all(|i| i["interface"] == 1));
+    assert!(ra["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .all(|i| i["interface"] == 1));
     let veth = ra["interfaces"][0]["name"].as_str().expect("veth");
-    assert!(h.ns.exec(&format!("ip -o addr show dev {veth}")).contains("10.88.0.1/32"));
-    assert!(a.exec("ip route").contains("10.88.0.0/24 via 10.88.0.1"), "{}", a.exec("ip route"));
+    assert!(h
+        .ns
+        .exec(&format!("ip -o addr show dev {veth}"))
+        .contains("10.88.0.1/32"));
+    assert!(
+        a.exec("ip route").contains("10.88.0.0/24 via 10.88.0.1"),
+        "{}",
+        a.exec("ip route")
+    );
     assert!(a.exec("cat /sys/class/net/eth0/mtu").trim() == "1400");
 
     let (a4, b4, b6) = (addr_of(&ra, true), addr_of(&rb, true), addr_of(&rb, false));
@@ -406,19 +575,25 @@ fn ptp_pods_reach_the_host_and_each_other_through_it() {
     ping(&a.name, &b6, 10);
     let www = TempDir::new("ptp-www");
     let srv = Http::start(&b, www.path());
-    assert_eq!(curl(&a, &format!("http://{b4}:8080/hello.txt")), "hello from the pod\n");
+    assert_eq!(
+        curl(&a, &format!("http://{b4}:8080/hello.txt")),
+        "hello from the pod\n"
+    );
     drop(srv);
     assert!(h.nat().contains(&chain_name("ptpnet", "ptp-a")));
 
     let mut chk: Value = serde_json::from_str(&conf).expect("conf");
     chk["prevResult"] = ra.clone();
-    h.ours("ptp", "CHECK", "ptp-a", &a.path(), &chk.to_string()).ok();
+    h.ours("ptp", "CHECK", "ptp-a", &a.path(), &chk.to_string())
+        .ok();
     a.exec("ip route del default");
-    h.ours("ptp", "CHECK", "ptp-a", &a.path(), &chk.to_string()).err(999);
+    h.ours("ptp", "CHECK", "ptp-a", &a.path(), &chk.to_string())
+        .err(999);
 
     h.ours("ptp", "DEL", "ptp-a", &a.path(), &conf).ok();
     drop(b);
-    h.ours("ptp", "DEL", "ptp-b", "/var/run/netns/wcni-none", &conf).ok();
+    h.ours("ptp", "DEL", "ptp-b", "/var/run/netns/wcni-none", &conf)
+        .ok();
     h.ours("ptp", "DEL", "ptp-b", "", &conf).ok();
     h.wait_no_veths();
     assert!(!h.nat().contains("CNI-"), "{}", h.nat());
@@ -429,7 +604,12 @@ fn ptp_pods_reach_the_host_and_each_other_through_it() {
 fn native_ipam_binaries_are_exec_delegated() {
     let h = Host::new("native");
     let a = Netns::new("nat1");
-    let conf = bridge_conf("1.0.0", "nativenet", &h.data_dir(), json!({"ipam": {"type": "ref-host-local"}}));
+    let conf = bridge_conf(
+        "1.0.0",
+        "nativenet",
+        &h.data_dir(),
+        json!({"ipam": {"type": "ref-host-local"}}),
+    );
     let r = h.ours("bridge", "ADD", "native-1", &a.path(), &conf);
     r.ok();
     assert_eq!(h.allocations("nativenet").len(), 2);
@@ -462,16 +642,38 @@ fn interop_with_the_reference_bridge_and_ptp() {
             };
             let ns = Netns::new("iop");
             let cid = format!("{plugin}-{adder}-cid");
-            let run = |who: &str, cmd: &str| if who == "ours" { h.ours(plugin, cmd, &cid, &ns.path(), &conf) } else { h.reference(plugin, cmd, &cid, &ns.path(), &conf) };
+            let run = |who: &str, cmd: &str| {
+                if who == "ours" {
+                    h.ours(plugin, cmd, &cid, &ns.path(), &conf)
+                } else {
+                    h.reference(plugin, cmd, &cid, &ns.path(), &conf)
+                }
+            };
             let r = run(adder, "ADD");
             r.ok();
             let ip = addr_of(&r.json(), true);
             ping(&h.ns.name, &ip, 10);
-            assert!(h.nat().contains(&format!(":{} ", chain_name(&net, &cid))), "{adder} {plugin}: chain named as the reference names it\n{}", h.nat());
+            assert!(
+                h.nat().contains(&format!(":{} ", chain_name(&net, &cid))),
+                "{adder} {plugin}: chain named as the reference names it\n{}",
+                h.nat()
+            );
             run(deleter, "DEL").ok();
-            assert!(h.veths().is_empty(), "{plugin} {adder}->{deleter}: {:?}", h.veths());
-            assert!(!h.nat().contains("CNI-"), "{plugin} {adder}->{deleter}: {}", h.nat());
-            assert!(h.allocations(&net).is_empty(), "{plugin} {adder}->{deleter}: {:?}", h.allocations(&net));
+            assert!(
+                h.veths().is_empty(),
+                "{plugin} {adder}->{deleter}: {:?}",
+                h.veths()
+            );
+            assert!(
+                !h.nat().contains("CNI-"),
+                "{plugin} {adder}->{deleter}: {}",
+                h.nat()
+            );
+            assert!(
+                h.allocations(&net).is_empty(),
+                "{plugin} {adder}->{deleter}: {:?}",
+                h.allocations(&net)
+            );
         }
     }
 }

@@ -4,7 +4,12 @@
 use wasm_cni_tests::*;
 
 fn env<'a>(cmd: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr1"), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")]
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", "ctr1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+    ]
 }
 
 const LO_CONF: &str = r#"{"cniVersion":"1.0.0","name":"lo-net","type":"loopback"}"#;
@@ -13,11 +18,18 @@ const LO_CONF: &str = r#"{"cniVersion":"1.0.0","name":"lo-net","type":"loopback"
 fn version_answers_with_input_version_and_supported_list() {
     let i = Install::new("version", &[]);
     for v in ["0.1.0", "0.3.1", "1.1.0"] {
-        let r = i.plugin("loopback", &[("CNI_COMMAND", "VERSION")], &format!(r#"{{"cniVersion":"{v}"}}"#));
+        let r = i.plugin(
+            "loopback",
+            &[("CNI_COMMAND", "VERSION")],
+            &format!(r#"{{"cniVersion":"{v}"}}"#),
+        );
         r.ok();
         let j = r.json();
         assert_eq!(j["cniVersion"], v);
-        assert_eq!(j["supportedVersions"], serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+        assert_eq!(
+            j["supportedVersions"],
+            serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
     }
 }
 
@@ -26,8 +38,16 @@ fn without_cni_command_prints_about_on_stderr_only() {
     let i = Install::new("about", &[]);
     let r = i.plugin("loopback", &[], "");
     assert_eq!(r.code, 0);
-    assert!(r.stdout.is_empty(), "stdout must stay empty: {:?}", r.stdout);
-    assert!(r.stderr.contains("CNI protocol versions supported: 0.1.0"), "{}", r.stderr);
+    assert!(
+        r.stdout.is_empty(),
+        "stdout must stay empty: {:?}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("CNI protocol versions supported: 0.1.0"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -35,16 +55,49 @@ fn environment_errors_have_code_4_and_name_the_variable() {
     let i = Install::new("env", &[]);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("CNI_COMMAND", "FROB")], "FROB"),
-        (vec![("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "bad id!"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")], "CNI_CONTAINERID"),
-        (vec![("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")], "CNI_NETNS"),
-        (vec![("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "averyveryverylongname")], "CNI_IFNAME"),
-        (vec![("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/x")], "CNI_IFNAME"),
+        (
+            vec![
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "bad id!"),
+                ("CNI_NETNS", "/x"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            "CNI_CONTAINERID",
+        ),
+        (
+            vec![
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            "CNI_NETNS",
+        ),
+        (
+            vec![
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", "/x"),
+                ("CNI_IFNAME", "averyveryverylongname"),
+            ],
+            "CNI_IFNAME",
+        ),
+        (
+            vec![
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_NETNS", "/x"),
+            ],
+            "CNI_IFNAME",
+        ),
     ];
     for (env, needle) in cases {
         let r = i.plugin("loopback", &env, LO_CONF);
         let e = r.err(4);
         let text = format!("{} {}", e["msg"], e["details"]);
-        assert!(text.contains(needle), "error for {env:?} should name {needle}: {e}");
+        assert!(
+            text.contains(needle),
+            "error for {env:?} should name {needle}: {e}"
+        );
     }
 }
 
@@ -53,20 +106,51 @@ fn config_errors_have_the_specs_codes() {
     let i = Install::new("conf", &[]);
     let e = env("ADD", "/var/run/netns/none");
     i.plugin("loopback", &e, "not json").err(6);
-    i.plugin("loopback", &e, r#"{"cniVersion":"1.0.0","type":"loopback"}"#).err(7);
-    let v = i.plugin("loopback", &e, r#"{"cniVersion":"9.9.9","name":"n","type":"loopback"}"#).err(1);
+    i.plugin(
+        "loopback",
+        &e,
+        r#"{"cniVersion":"1.0.0","type":"loopback"}"#,
+    )
+    .err(7);
+    let v = i
+        .plugin(
+            "loopback",
+            &e,
+            r#"{"cniVersion":"9.9.9","name":"n","type":"loopback"}"#,
+        )
+        .err(1);
     assert!(v["details"].as_str().unwrap_or("").contains("9.9.9"), "{v}");
-    i.plugin("loopback", &env("CHECK", "/var/run/netns/none"), r#"{"cniVersion":"0.3.1","name":"n","type":"loopback"}"#).err(1);
-    i.plugin("loopback", &[("CNI_COMMAND", "STATUS")], r#"{"cniVersion":"1.0.0","name":"n","type":"loopback"}"#).err(1);
+    i.plugin(
+        "loopback",
+        &env("CHECK", "/var/run/netns/none"),
+        r#"{"cniVersion":"0.3.1","name":"n","type":"loopback"}"#,
+    )
+    .err(1);
+    i.plugin(
+        "loopback",
+        &[("CNI_COMMAND", "STATUS")],
+        r#"{"cniVersion":"1.0.0","name":"n","type":"loopback"}"#,
+    )
+    .err(1);
 }
 
 #[test]
 fn missing_module_names_the_places_searched() {
     let i = Install::new("missing", &[]);
     std::os::unix::fs::symlink("wasm-cni", i.bin_dir().join("nosuch")).expect("link");
-    let r = i.plugin("nosuch", &env("ADD", "/var/run/netns/none"), r#"{"cniVersion":"1.0.0","name":"n","type":"nosuch"}"#);
+    let r = i.plugin(
+        "nosuch",
+        &env("ADD", "/var/run/netns/none"),
+        r#"{"cniVersion":"1.0.0","name":"n","type":"nosuch"}"#,
+    );
     let e = r.err(7);
-    assert!(e["details"].as_str().unwrap_or("").contains(&i.bin_dir().join("nosuch.wasm").display().to_string()), "{e}");
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&i.bin_dir().join("nosuch.wasm").display().to_string()),
+        "{e}"
+    );
     // Errors are also told on stderr, and stdout holds exactly one JSON document.
     assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
 }
@@ -74,7 +158,11 @@ fn missing_module_names_the_places_searched() {
 #[test]
 fn add_with_a_missing_netns_is_a_clean_error() {
     let i = Install::new("nonetns", &[]);
-    let r = i.plugin("loopback", &env("ADD", "/var/run/netns/wcni-does-not-exist"), LO_CONF);
+    let r = i.plugin(
+        "loopback",
+        &env("ADD", "/var/run/netns/wcni-does-not-exist"),
+        LO_CONF,
+    );
     let e = r.err(3);
     assert!(e["msg"].as_str().unwrap_or("").contains("namespace"), "{e}");
 }
@@ -82,7 +170,8 @@ fn add_with_a_missing_netns_is_a_clean_error() {
 #[test]
 fn status_and_gc_succeed_silently_for_loopback() {
     let i = Install::new("statusgc", &[]);
-    let conf = r#"{"cniVersion":"1.1.0","name":"n","type":"loopback","cni.dev/valid-attachments":[]}"#;
+    let conf =
+        r#"{"cniVersion":"1.1.0","name":"n","type":"loopback","cni.dev/valid-attachments":[]}"#;
     let r = i.plugin("loopback", &[("CNI_COMMAND", "STATUS")], conf);
     r.ok();
     assert!(r.stdout.is_empty());
@@ -94,9 +183,17 @@ fn status_and_gc_succeed_silently_for_loopback() {
 #[test]
 fn log_lines_carry_container_command_module_and_duration() {
     let i = Install::new("log", &[]);
-    i.plugin("loopback", &env("ADD", "/var/run/netns/wcni-does-not-exist"), LO_CONF).err(3);
+    i.plugin(
+        "loopback",
+        &env("ADD", "/var/run/netns/wcni-does-not-exist"),
+        LO_CONF,
+    )
+    .err(3);
     let log = std::fs::read_to_string(i.log_file()).expect("log file written");
-    let line = log.lines().find(|l| l.contains("container_id=ctr1")).unwrap_or_else(|| panic!("no line for ctr1 in {log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("container_id=ctr1"))
+        .unwrap_or_else(|| panic!("no line for ctr1 in {log}"));
     for field in ["command=ADD", "module=loopback", "duration_ms="] {
         assert!(line.contains(field), "{field} missing from {line}");
     }

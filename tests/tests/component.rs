@@ -24,15 +24,23 @@ fn setup() -> std::path::PathBuf {
 }
 
 fn kernels(k: &FakeKernel) -> Kernels {
-    Kernels { netns: Arc::new(k.clone()), ..Kernels::fake() }
+    Kernels {
+        netns: Arc::new(k.clone()),
+        ..Kernels::fake()
+    }
 }
 
 fn vars(cmd: &str, netns: &str) -> Vec<(String, String)> {
-    [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "comp1"), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain([("CNI_PATH".to_string(), modules_dir().display().to_string())])
-        .collect()
+    [
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", "comp1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([("CNI_PATH".to_string(), modules_dir().display().to_string())])
+    .collect()
 }
 
 #[test]
@@ -41,17 +49,33 @@ fn loopback_add_del_against_the_fake_kernel() {
     let k = FakeKernel::new();
     k.add_netns("/run/netns/fake1");
     let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("ADD", "/run/netns/fake1"), conf.as_bytes(), kernels(&k));
+    let out = cni_call(
+        "loopback",
+        &vars("ADD", "/run/netns/fake1"),
+        conf.as_bytes(),
+        kernels(&k),
+    );
     assert_eq!(out.status, 0, "{}", out.stdout);
     let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(j["interfaces"][0]["sandbox"], "/run/netns/fake1");
     assert_eq!(j["ips"][0]["address"], "127.0.0.1/8");
-    assert_eq!(k.calls(), vec!["ns=/run/netns/fake1 set-link-up lo true".to_string()]);
+    assert_eq!(
+        k.calls(),
+        vec!["ns=/run/netns/fake1 set-link-up lo true".to_string()]
+    );
 
-    let out = cni_call("loopback", &vars("DEL", "/run/netns/fake1"), conf.as_bytes(), kernels(&k));
+    let out = cni_call(
+        "loopback",
+        &vars("DEL", "/run/netns/fake1"),
+        conf.as_bytes(),
+        kernels(&k),
+    );
     assert_eq!(out.status, 0, "{}", out.stdout);
     assert!(out.stdout.is_empty());
-    assert_eq!(k.calls().last().map(String::as_str), Some("ns=/run/netns/fake1 set-link-up lo false"));
+    assert_eq!(
+        k.calls().last().map(String::as_str),
+        Some("ns=/run/netns/fake1 set-link-up lo false")
+    );
     assert!(!k.link("/run/netns/fake1", "lo").expect("lo").info.up);
 }
 
@@ -60,7 +84,12 @@ fn loopback_del_succeeds_when_the_netns_is_gone() {
     setup();
     let k = FakeKernel::new();
     let conf = json!({"cniVersion": "0.4.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("DEL", "/run/netns/never-existed"), conf.as_bytes(), kernels(&k));
+    let out = cni_call(
+        "loopback",
+        &vars("DEL", "/run/netns/never-existed"),
+        conf.as_bytes(),
+        kernels(&k),
+    );
     assert_eq!(out.status, 0, "{}", out.stdout);
     assert!(k.calls().is_empty());
 }
@@ -72,7 +101,12 @@ fn kernel_timeouts_become_try_again_later() {
     k.add_netns("/run/netns/slow");
     k.fail_next(wasm_cni::kernel::KernelError::Timeout("set link".into()));
     let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "loopback"}).to_string();
-    let out = cni_call("loopback", &vars("ADD", "/run/netns/slow"), conf.as_bytes(), kernels(&k));
+    let out = cni_call(
+        "loopback",
+        &vars("ADD", "/run/netns/slow"),
+        conf.as_bytes(),
+        kernels(&k),
+    );
     assert_ne!(out.status, 0);
     let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(j["code"], 11, "{j}");
@@ -81,11 +115,18 @@ fn kernel_timeouts_become_try_again_later() {
 #[test]
 fn every_cni_version_renders_from_one_module_result() {
     setup();
-    for v in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
+    for v in [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+    ] {
         let k = FakeKernel::new();
         k.add_netns("/run/netns/v");
         let conf = json!({"cniVersion": v, "name": "n", "type": "loopback"}).to_string();
-        let out = cni_call("loopback", &vars("ADD", "/run/netns/v"), conf.as_bytes(), kernels(&k));
+        let out = cni_call(
+            "loopback",
+            &vars("ADD", "/run/netns/v"),
+            conf.as_bytes(),
+            kernels(&k),
+        );
         assert_eq!(out.status, 0, "{v}: {}", out.stdout);
         let j: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
         assert_eq!(j["cniVersion"], v);

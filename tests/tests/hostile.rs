@@ -11,11 +11,17 @@ fn link(i: &Install, t: &str) {
 }
 
 fn add_env(netns: &str) -> Vec<(&str, &str)> {
-    vec![("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "hostile1"), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")]
+    vec![
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "hostile1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+    ]
 }
 
 fn hostile_conf(mode: &str, extra: serde_json::Value) -> String {
-    let mut c = json!({"cniVersion": "1.0.0", "name": "hostile-net", "type": "hostile", "hostile": mode});
+    let mut c =
+        json!({"cniVersion": "1.0.0", "name": "hostile-net", "type": "hostile", "hostile": mode});
     if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
@@ -33,35 +39,73 @@ fn with_hostile(tag: &str) -> Install {
 fn endless_loop_is_stopped_by_the_deadline() {
     let i = with_hostile("loop");
     let t = Instant::now();
-    let r = i.plugin("hostile", &add_env("/var/run/netns/x"), &hostile_conf("loop", json!({"wasmCni": {"timeoutMs": 300}})));
+    let r = i.plugin(
+        "hostile",
+        &add_env("/var/run/netns/x"),
+        &hostile_conf("loop", json!({"wasmCni": {"timeoutMs": 300}})),
+    );
     let e = r.err(999);
     assert!(e["msg"].as_str().unwrap_or("").contains("deadline"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn memory_bomb_is_stopped_by_the_cap() {
     let i = with_hostile("oom");
-    let r = i.plugin("hostile", &add_env("/var/run/netns/x"), &hostile_conf("oom", json!({"wasmCni": {"memoryMiB": 16}})));
+    let r = i.plugin(
+        "hostile",
+        &add_env("/var/run/netns/x"),
+        &hostile_conf("oom", json!({"wasmCni": {"memoryMiB": 16}})),
+    );
     let e = r.err(999);
-    assert!(e["msg"].as_str().unwrap_or("").contains("memory limit"), "{e}");
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("memory limit"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_panic_message_reaches_the_error_details() {
     let i = with_hostile("panic");
-    let e = i.plugin("hostile", &add_env("/var/run/netns/x"), &hostile_conf("panic", json!({}))).err(999);
-    assert!(e["details"].as_str().unwrap_or("").contains("panicked on purpose"), "{e}");
+    let e = i
+        .plugin(
+            "hostile",
+            &add_env("/var/run/netns/x"),
+            &hostile_conf("panic", json!({})),
+        )
+        .err(999);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("panicked on purpose"),
+        "{e}"
+    );
 }
 
 #[test]
 fn module_stdout_never_reaches_the_runtime() {
     let i = with_hostile("stdout");
-    let r = i.plugin("hostile", &add_env("/var/run/netns/x"), &hostile_conf("stdout", json!({})));
+    let r = i.plugin(
+        "hostile",
+        &add_env("/var/run/netns/x"),
+        &hostile_conf("stdout", json!({})),
+    );
     r.err(999);
-    assert!(!r.stdout.contains("hijacked"), "guest stdout leaked: {}", r.stdout);
+    assert!(
+        !r.stdout.contains("hijacked"),
+        "guest stdout leaked: {}",
+        r.stdout
+    );
     let log = std::fs::read_to_string(i.log_file()).expect("log");
-    assert!(log.contains("hijacked"), "guest stdout should be logged: {log}");
+    assert!(
+        log.contains("hijacked"),
+        "guest stdout should be logged: {log}"
+    );
 }
 
 #[test]
@@ -69,13 +113,29 @@ fn a_capability_outside_the_modules_kind_is_refused_at_load() {
     let i = Install::new("overreach", &[]);
     std::fs::copy(module("overreach"), i.bin_dir().join("overreach.wasm")).expect("copy");
     link(&i, "overreach");
-    let e = i.plugin("overreach", &add_env("/var/run/netns/x"), r#"{"cniVersion":"1.0.0","name":"n","type":"overreach"}"#).err(7);
+    let e = i
+        .plugin(
+            "overreach",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"overreach"}"#,
+        )
+        .err(7);
     let d = e["details"].as_str().unwrap_or("");
     assert!(d.contains("cni:plugin/netns") && d.contains("ipam"), "{e}");
     // install refuses it too, and says why.
-    let out = i.wasm_cni(&["install", "--bin-dir", &i.bin_dir().display().to_string(), "--modules-dir", &i.bin_dir().display().to_string()]);
+    let out = i.wasm_cni(&[
+        "install",
+        "--bin-dir",
+        &i.bin_dir().display().to_string(),
+        "--modules-dir",
+        &i.bin_dir().display().to_string(),
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not granted"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not granted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -86,10 +146,34 @@ fn a_core_module_and_garbage_are_refused() {
     std::fs::write(i.bin_dir().join("junk.wasm"), b"#!/bin/sh\necho hi\n").expect("junk");
     link(&i, "core");
     link(&i, "junk");
-    let e = i.plugin("core", &add_env("/var/run/netns/x"), r#"{"cniVersion":"1.0.0","name":"n","type":"core"}"#).err(7);
-    assert!(e["details"].as_str().unwrap_or("").contains("core wasm module"), "{e}");
-    let e = i.plugin("junk", &add_env("/var/run/netns/x"), r#"{"cniVersion":"1.0.0","name":"n","type":"junk"}"#).err(7);
-    assert!(e["details"].as_str().unwrap_or("").contains("not a WebAssembly file"), "{e}");
+    let e = i
+        .plugin(
+            "core",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"core"}"#,
+        )
+        .err(7);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("core wasm module"),
+        "{e}"
+    );
+    let e = i
+        .plugin(
+            "junk",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"junk"}"#,
+        )
+        .err(7);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a WebAssembly file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -97,14 +181,30 @@ fn an_unknown_wit_major_version_is_refused() {
     let i = Install::new("witv2", &[]);
     std::fs::copy(module("wit_v2"), i.bin_dir().join("v2.wasm")).expect("copy");
     link(&i, "v2");
-    let e = i.plugin("v2", &add_env("/var/run/netns/x"), r#"{"cniVersion":"1.0.0","name":"n","type":"v2"}"#).err(7);
-    assert!(e["details"].as_str().unwrap_or("").contains("cni:plugin@2.0.0"), "{e}");
+    let e = i
+        .plugin(
+            "v2",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"v2"}"#,
+        )
+        .err(7);
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cni:plugin@2.0.0"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_corrupted_cache_entry_is_recompiled() {
     let i = Install::new("corrupt", &[]);
-    let entries: Vec<_> = std::fs::read_dir(i.cache_dir()).expect("cache").flatten().map(|e| e.path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(i.cache_dir())
+        .expect("cache")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(!entries.is_empty(), "install must precompile");
     for p in &entries {
         let mut b = std::fs::read(p).expect("read");
@@ -113,19 +213,44 @@ fn a_corrupted_cache_entry_is_recompiled() {
         b[n - 1] ^= 0x5a;
         std::fs::write(p, b).expect("corrupt");
     }
-    let r = i.plugin("loopback", &[("CNI_COMMAND", "STATUS")], r#"{"cniVersion":"1.1.0","name":"n","type":"loopback"}"#);
+    let r = i.plugin(
+        "loopback",
+        &[("CNI_COMMAND", "STATUS")],
+        r#"{"cniVersion":"1.1.0","name":"n","type":"loopback"}"#,
+    );
     r.ok();
-    let inspect = i.wasm_cni(&["inspect", "loopback", "--bin-dir", &i.bin_dir().display().to_string()]);
+    let inspect = i.wasm_cni(&[
+        "inspect",
+        "loopback",
+        "--bin-dir",
+        &i.bin_dir().display().to_string(),
+    ]);
     let text = String::from_utf8_lossy(&inspect.stdout);
-    assert!(text.contains("cache:        precompiled"), "the entry must have been rewritten: {text}");
+    assert!(
+        text.contains("cache:        precompiled"),
+        "the entry must have been rewritten: {text}"
+    );
 }
 
 #[test]
 fn a_cache_dir_others_can_write_is_refused() {
     let i = Install::new("cacheperm", &[]);
-    std::fs::set_permissions(i.cache_dir(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
-    let e = i.plugin("loopback", &[("CNI_COMMAND", "STATUS")], r#"{"cniVersion":"1.1.0","name":"n","type":"loopback"}"#).err(5);
-    assert!(e["details"].as_str().unwrap_or("").contains("chmod 700"), "{e}");
+    std::fs::set_permissions(
+        i.cache_dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let e = i
+        .plugin(
+            "loopback",
+            &[("CNI_COMMAND", "STATUS")],
+            r#"{"cniVersion":"1.1.0","name":"n","type":"loopback"}"#,
+        )
+        .err(5);
+    assert!(
+        e["details"].as_str().unwrap_or("").contains("chmod 700"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,16 +258,43 @@ fn a_cwasm_in_the_bin_dir_is_never_loaded() {
     let i = Install::new("cwasm", &[]);
     std::fs::write(i.bin_dir().join("evil.cwasm"), b"\x7fELF not really").expect("cwasm");
     link(&i, "evil");
-    let e = i.plugin("evil", &add_env("/var/run/netns/x"), r#"{"cniVersion":"1.0.0","name":"n","type":"evil"}"#).err(7);
-    assert!(e["msg"].as_str().unwrap_or("").contains("no wasm-cni module"), "{e}");
+    let e = i
+        .plugin(
+            "evil",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"evil"}"#,
+        )
+        .err(7);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no wasm-cni module"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_failed_add_undoes_what_the_module_did() {
     let i = with_hostile("undo");
     let ns = Netns::new("undo");
-    let e = i.plugin("hostile", &add_env(&ns.path()), &hostile_conf("lo-then-fail", json!({}))).err(100);
-    assert!(e["msg"].as_str().unwrap_or("").contains("after touching lo"), "{e}");
+    let e = i
+        .plugin(
+            "hostile",
+            &add_env(&ns.path()),
+            &hostile_conf("lo-then-fail", json!({})),
+        )
+        .err(100);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("after touching lo"),
+        "{e}"
+    );
     let flags = ns.exec("ip -o link show lo");
-    assert!(!flags.contains(",UP") && !flags.contains("<UP"), "lo must be back down: {flags}");
+    assert!(
+        !flags.contains(",UP") && !flags.contains("<UP"),
+        "lo must be back down: {flags}"
+    );
 }

@@ -48,8 +48,15 @@ impl Pod {
             self.servers.push(c);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !sh_ok(&format!("ip netns exec {} curl -s -m 1 -o /dev/null http://127.0.0.1:80/", self.ns.name)) {
-            assert!(Instant::now() < deadline, "http server in {} did not start", self.ns.name);
+        while !sh_ok(&format!(
+            "ip netns exec {} curl -s -m 1 -o /dev/null http://127.0.0.1:80/",
+            self.ns.name
+        )) {
+            assert!(
+                Instant::now() < deadline,
+                "http server in {} did not start",
+                self.ns.name
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -78,7 +85,10 @@ impl Node {
             "ip -n {h} link set lo up && ip -n {h} addr add {NODE4}/32 dev lo && ip -n {h} addr add {NODE6}/128 dev lo nodad && \
              ip netns exec {h} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
         ));
-        let mut node = Node { host, pods: Vec::new() };
+        let mut node = Node {
+            host,
+            pods: Vec::new(),
+        };
         for n in 1..=pods {
             let ns = Netns::new(&format!("{tag}p"));
             let (h, p) = (&node.host.name, &ns.name);
@@ -88,7 +98,11 @@ impl Node {
                  ip -n {p} link set lo up && ip -n {p} link set eth0 up && ip -n {p} addr add 10.250.{n}.2/24 dev eth0 && ip -n {p} addr add fd00:250:{n}::2/64 dev eth0 nodad && \
                  ip -n {p} route add default via 10.250.{n}.1 && ip -n {p} -6 route add default via fd00:250:{n}::1"
             ));
-            node.pods.push(Pod { ns, n, servers: Vec::new() });
+            node.pods.push(Pod {
+                ns,
+                n,
+                servers: Vec::new(),
+            });
         }
         node
     }
@@ -108,32 +122,85 @@ fn conf(pod: &Pod, extra: Value, mappings: Value) -> String {
 }
 
 /// Runs `plugin` (a path) inside the node's netns as a runtime would.
-fn run_in(node: &Node, i: &Install, plugin: &std::path::Path, cmd: &str, cid: &str, netns: &str, stdin: &str) -> PluginRun {
-    let ip = Command::new("sh").arg("-c").arg("command -v ip").output().expect("ip");
+fn run_in(
+    node: &Node,
+    i: &Install,
+    plugin: &std::path::Path,
+    cmd: &str,
+    cid: &str,
+    netns: &str,
+    stdin: &str,
+) -> PluginRun {
+    let ip = Command::new("sh")
+        .arg("-c")
+        .arg("command -v ip")
+        .output()
+        .expect("ip");
     let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
-    let env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", cid), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0")];
+    let env = [
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+    ];
     let (host, plugin) = (node.host.name.clone(), plugin.display().to_string());
     let (cache, log) = (i.cache_dir(), i.log_file());
-    run_plugin(std::path::Path::new(&ip), &i.bin_dir(), &env, stdin, move |c| {
-        c.args(["netns", "exec", &host, &plugin]).env("WASM_CNI_CACHE_DIR", cache).env("WASM_CNI_LOG_FILE", log);
-    })
+    run_plugin(
+        std::path::Path::new(&ip),
+        &i.bin_dir(),
+        &env,
+        stdin,
+        move |c| {
+            c.args(["netns", "exec", &host, &plugin])
+                .env("WASM_CNI_CACHE_DIR", cache)
+                .env("WASM_CNI_LOG_FILE", log);
+        },
+    )
 }
 
 fn ours(node: &Node, i: &Install, cmd: &str, cid: &str, pod: &Pod, stdin: &str) -> PluginRun {
-    run_in(node, i, &i.bin_dir().join("portmap"), cmd, cid, &pod.ns.path(), stdin)
+    run_in(
+        node,
+        i,
+        &i.bin_dir().join("portmap"),
+        cmd,
+        cid,
+        &pod.ns.path(),
+        stdin,
+    )
 }
 
 fn http_ok(from: &Netns, url: &str) -> bool {
-    let out = Command::new("ip").args(["netns", "exec", &from.name, "curl", "-g", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", url]).output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout) == "200").unwrap_or(false)
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &from.name,
+            "curl",
+            "-g",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout) == "200")
+        .unwrap_or(false)
 }
 
 fn udp_echo(from: &Netns, host: &str, port: u16) -> bool {
     let py = format!(
         "import socket\ns=socket.socket(socket.AF_INET6 if ':' in '{host}' else socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\ns.sendto(b'hi',('{host}',{port}))\nprint(s.recvfrom(99)[0].decode())"
     );
-    let out = Command::new("ip").args(["netns", "exec", &from.name, "python3", "-c", &py]).output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim() == "echo:hi").unwrap_or(false)
+    let out = Command::new("ip")
+        .args(["netns", "exec", &from.name, "python3", "-c", &py])
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim() == "echo:hi")
+        .unwrap_or(false)
 }
 
 fn mappings() -> Value {
@@ -146,18 +213,42 @@ fn iptables_state(node: &Node) -> String {
 
 fn traffic(node: &Node, what: &str) {
     let (a, b) = (&node.pods[0], &node.pods[1]);
-    assert!(http_ok(&node.host, &format!("http://{NODE4}:8080/")), "{what}: node -> nodeIP:hostPort");
-    assert!(http_ok(&b.ns, &format!("http://{NODE4}:8080/")), "{what}: other pod -> nodeIP:hostPort");
-    assert!(http_ok(&a.ns, &format!("http://{NODE4}:8080/")), "{what}: hairpin (pod -> its own hostPort)");
-    assert!(http_ok(&node.host, "http://127.0.0.1:8080/"), "{what}: localhost hostPort");
-    assert!(http_ok(&node.host, &format!("http://[{NODE6}]:8080/")), "{what}: IPv6 hostPort");
-    assert!(http_ok(&b.ns, &format!("http://[{NODE6}]:8080/")), "{what}: IPv6 from other pod");
+    assert!(
+        http_ok(&node.host, &format!("http://{NODE4}:8080/")),
+        "{what}: node -> nodeIP:hostPort"
+    );
+    assert!(
+        http_ok(&b.ns, &format!("http://{NODE4}:8080/")),
+        "{what}: other pod -> nodeIP:hostPort"
+    );
+    assert!(
+        http_ok(&a.ns, &format!("http://{NODE4}:8080/")),
+        "{what}: hairpin (pod -> its own hostPort)"
+    );
+    assert!(
+        http_ok(&node.host, "http://127.0.0.1:8080/"),
+        "{what}: localhost hostPort"
+    );
+    assert!(
+        http_ok(&node.host, &format!("http://[{NODE6}]:8080/")),
+        "{what}: IPv6 hostPort"
+    );
+    assert!(
+        http_ok(&b.ns, &format!("http://[{NODE6}]:8080/")),
+        "{what}: IPv6 from other pod"
+    );
     assert!(udp_echo(&b.ns, NODE4, 5353), "{what}: UDP mapping");
 }
 
 fn no_traffic(node: &Node, what: &str) {
-    assert!(!http_ok(&node.host, &format!("http://{NODE4}:8080/")), "{what}: mapping must be gone");
-    assert!(!http_ok(&node.pods[1].ns, &format!("http://{NODE4}:8080/")), "{what}: mapping must be gone");
+    assert!(
+        !http_ok(&node.host, &format!("http://{NODE4}:8080/")),
+        "{what}: mapping must be gone"
+    );
+    assert!(
+        !http_ok(&node.pods[1].ns, &format!("http://{NODE4}:8080/")),
+        "{what}: mapping must be gone"
+    );
 }
 
 #[test]
@@ -169,18 +260,41 @@ fn iptables_backend_end_to_end() {
     let c = conf(pod, json!({}), mappings());
     let r = ours(&node, &i, "ADD", "pod-a", pod, &c);
     r.ok();
-    assert_eq!(r.json()["ips"][0]["address"], "10.250.1.2/24", "prevResult passes through");
+    assert_eq!(
+        r.json()["ips"][0]["address"],
+        "10.250.1.2/24",
+        "prevResult passes through"
+    );
     let st = iptables_state(&node);
-    for want in ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-DN-", "dnat name: \\\"pmnet\\\" id: \\\"pod-a\\\"", "CNI portfwd masquerade mark", "CNI portfwd requiring masquerade"] {
+    for want in [
+        "CNI-HOSTPORT-DNAT",
+        "CNI-HOSTPORT-SETMARK",
+        "CNI-HOSTPORT-MASQ",
+        "CNI-DN-",
+        "dnat name: \\\"pmnet\\\" id: \\\"pod-a\\\"",
+        "CNI portfwd masquerade mark",
+        "CNI portfwd requiring masquerade",
+    ] {
         assert!(st.contains(want), "missing {want}:\n{st}");
     }
-    assert_eq!(node.exec("cat /proc/sys/net/ipv4/conf/vh1/route_localnet").trim(), "1");
+    assert_eq!(
+        node.exec("cat /proc/sys/net/ipv4/conf/vh1/route_localnet")
+            .trim(),
+        "1"
+    );
     traffic(&node, "iptables");
     ours(&node, &i, "CHECK", "pod-a", pod, &c).ok();
 
     // CHECK notices a removed rule.
-    let chain = st.lines().find_map(|l| l.strip_prefix(":CNI-DN-")).and_then(|l| l.split_whitespace().next()).map(|h| format!("CNI-DN-{h}")).expect("chain");
-    node.exec(&format!("iptables -t nat -D {chain} -p tcp --dport 8080 -j DNAT --to-destination 10.250.1.2:80"));
+    let chain = st
+        .lines()
+        .find_map(|l| l.strip_prefix(":CNI-DN-"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|h| format!("CNI-DN-{h}"))
+        .expect("chain");
+    node.exec(&format!(
+        "iptables -t nat -D {chain} -p tcp --dport 8080 -j DNAT --to-destination 10.250.1.2:80"
+    ));
     ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
 
     // DEL without runtimeConfig still removes everything of the attachment; twice is fine.
@@ -188,7 +302,10 @@ fn iptables_backend_end_to_end() {
     ours(&node, &i, "DEL", "pod-a", pod, &bare).ok();
     ours(&node, &i, "DEL", "pod-a", pod, &bare).ok();
     let st = iptables_state(&node);
-    assert!(!st.contains("CNI-DN-") && !st.contains("pod-a"), "rules left after DEL:\n{st}");
+    assert!(
+        !st.contains("CNI-DN-") && !st.contains("pod-a"),
+        "rules left after DEL:\n{st}"
+    );
     no_traffic(&node, "after DEL");
 }
 
@@ -201,7 +318,10 @@ fn nftables_backend_end_to_end() {
     let c = conf(pod, json!({"backend": "nftables"}), mappings());
     ours(&node, &i, "ADD", "pod-a", pod, &c).ok();
     let rules = node.exec("nft list table ip cni_hostport");
-    assert!(rules.contains("tcp . 8080 comment \"pmnet:pod-a\" : 10.250.1.2 . 80"), "{rules}");
+    assert!(
+        rules.contains("tcp . 8080 comment \"pmnet:pod-a\" : 10.250.1.2 . 80"),
+        "{rules}"
+    );
     traffic(&node, "nftables");
     ours(&node, &i, "CHECK", "pod-a", pod, &c).ok();
     // Re-ADD (e.g. a runtime retry) replaces, it does not fail.
@@ -209,7 +329,9 @@ fn nftables_backend_end_to_end() {
     node.exec("nft delete element ip cni_hostport wasm_hostports '{ tcp . 8080 }'");
     ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
 
-    let bare = json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "backend": "nftables"}).to_string();
+    let bare =
+        json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "backend": "nftables"})
+            .to_string();
     ours(&node, &i, "DEL", "pod-a", pod, &bare).ok();
     ours(&node, &i, "DEL", "pod-a", pod, &bare).ok();
     let st = node.exec("nft list ruleset");
@@ -223,24 +345,66 @@ fn interop_with_the_reference_plugin() {
     let node = Node::new("pmref", 1);
     let pod = &node.pods[0];
     let reference = reference_plugin("portmap");
-    let c = conf(pod, json!({}), json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]));
+    let c = conf(
+        pod,
+        json!({}),
+        json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]),
+    );
     // Ours ADD, reference DEL.
     ours(&node, &i, "ADD", "interop-one", pod, &c).ok();
-    run_in(&node, &i, &reference, "DEL", "interop-one", &pod.ns.path(), &c).ok();
+    run_in(
+        &node,
+        &i,
+        &reference,
+        "DEL",
+        "interop-one",
+        &pod.ns.path(),
+        &c,
+    )
+    .ok();
     let st = iptables_state(&node);
-    assert!(!st.contains("CNI-DN-") && !st.contains("interop-one"), "reference DEL left ours:\n{st}");
+    assert!(
+        !st.contains("CNI-DN-") && !st.contains("interop-one"),
+        "reference DEL left ours:\n{st}"
+    );
     // Reference ADD, ours CHECK then DEL (without runtimeConfig).
-    run_in(&node, &i, &reference, "ADD", "interop-two", &pod.ns.path(), &c).ok();
+    run_in(
+        &node,
+        &i,
+        &reference,
+        "ADD",
+        "interop-two",
+        &pod.ns.path(),
+        &c,
+    )
+    .ok();
     ours(&node, &i, "CHECK", "interop-two", pod, &c).ok();
     let bare = json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap"}).to_string();
     ours(&node, &i, "DEL", "interop-two", pod, &bare).ok();
     let st = iptables_state(&node);
-    assert!(!st.contains("CNI-DN-") && !st.contains("interop-two"), "our DEL left the reference's:\n{st}");
+    assert!(
+        !st.contains("CNI-DN-") && !st.contains("interop-two"),
+        "our DEL left the reference's:\n{st}"
+    );
     // Both ADD the same skeleton without duplicating it.
     ours(&node, &i, "ADD", "interop-three", pod, &c).ok();
-    run_in(&node, &i, &reference, "ADD", "interop-four", &pod.ns.path(), &c).ok();
+    run_in(
+        &node,
+        &i,
+        &reference,
+        "ADD",
+        "interop-four",
+        &pod.ns.path(),
+        &c,
+    )
+    .ok();
     let st = node.exec("iptables-save -t nat");
-    assert_eq!(st.matches("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT").count(), 1, "{st}");
+    assert_eq!(
+        st.matches("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT")
+            .count(),
+        1,
+        "{st}"
+    );
     assert_eq!(st.matches("-j MASQUERADE").count(), 1, "{st}");
 }
 
@@ -250,16 +414,28 @@ fn gc_removes_attachments_not_valid() {
     let node = Node::new("pmgc", 2);
     let (pod, other) = (&node.pods[0], &node.pods[1]);
     for backend in ["iptables", "nftables"] {
-        let c = conf(pod, json!({"backend": backend}), json!([{"hostPort": 8080, "containerPort": 80}]));
+        let c = conf(
+            pod,
+            json!({"backend": backend}),
+            json!([{"hostPort": 8080, "containerPort": 80}]),
+        );
         ours(&node, &i, "ADD", "keep", pod, &c).ok();
-        let c2 = conf(other, json!({"backend": backend}), json!([{"hostPort": 8081, "containerPort": 80}]));
+        let c2 = conf(
+            other,
+            json!({"backend": backend}),
+            json!([{"hostPort": 8081, "containerPort": 80}]),
+        );
         ours(&node, &i, "ADD", "stale", other, &c2).ok();
-        let gc = json!({"cniVersion": "1.1.0", "name": "pmnet", "type": "portmap", "backend": backend,
+        let gc =
+            json!({"cniVersion": "1.1.0", "name": "pmnet", "type": "portmap", "backend": backend,
             "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]})
-        .to_string();
+            .to_string();
         run_in(&node, &i, &i.bin_dir().join("portmap"), "GC", "", "", &gc).ok();
         let st = iptables_state(&node) + &node.exec("nft list ruleset");
-        assert!(st.contains("keep") && !st.contains("stale"), "{backend}: {st}");
+        assert!(
+            st.contains("keep") && !st.contains("stale"),
+            "{backend}: {st}"
+        );
         ours(&node, &i, "CHECK", "keep", pod, &c).ok();
     }
 }
@@ -275,13 +451,44 @@ fn a_module_cannot_reach_beyond_its_attachment() {
     node.exec("iptables -t nat -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp --dport 443 -j RETURN");
     let before = node.exec("iptables-save -t nat") + &node.exec("nft list ruleset");
     let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/none"}], "ips": [{"address": "10.250.0.2/24", "interface": 0}], "dns": {}});
-    for mode in ["foreign-ip", "inject-newline", "inject-flush", "inject-jump", "inject-abbrev", "hijack-chain", "hijack-hook", "nft-inject", "nft-verdict", "localnet"] {
+    for mode in [
+        "foreign-ip",
+        "inject-newline",
+        "inject-flush",
+        "inject-jump",
+        "inject-abbrev",
+        "hijack-chain",
+        "hijack-hook",
+        "nft-inject",
+        "nft-verdict",
+        "localnet",
+    ] {
         let c = json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "nat-abuse", "abuse": mode, "prevResult": prev}).to_string();
-        let r = run_in(&node, &i, &i.bin_dir().join("nat-abuse"), "ADD", "evil", "/var/run/netns/none", &c);
+        let r = run_in(
+            &node,
+            &i,
+            &i.bin_dir().join("nat-abuse"),
+            "ADD",
+            "evil",
+            "/var/run/netns/none",
+            &c,
+        );
         let e = r.err(7);
-        assert!(e["details"].as_str().is_some_and(|d| !d.is_empty()), "{mode}: {e}");
+        assert!(
+            e["details"].as_str().is_some_and(|d| !d.is_empty()),
+            "{mode}: {e}"
+        );
     }
     let after = node.exec("iptables-save -t nat") + &node.exec("nft list ruleset");
-    let strip = |s: &str| s.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
-    assert_eq!(strip(&before), strip(&after), "a refused module changed the firewall");
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&before),
+        strip(&after),
+        "a refused module changed the firewall"
+    );
 }

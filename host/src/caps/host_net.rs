@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
-use super::bindings::cni::plugin::host_net::{BridgeConfig, Host, HostLink, HostScope, PortConfig, Side, VethConfig, Vlan};
+use super::bindings::cni::plugin::host_net::{
+    BridgeConfig, Host, HostLink, HostScope, PortConfig, Side, VethConfig, Vlan,
+};
 use super::bindings::wit::{CniError, Route};
 use super::netns::{check_link_name, kernel_error, parse_cidr, route_from_wit, route_to_wit};
 use super::undo::Undo;
@@ -40,15 +42,32 @@ pub struct ScopeHandle {
 /// `bridge` of the invocation's config (Go's decoder matches keys
 /// case-insensitively), default cni0.
 pub fn bridge_of(call: &CallContext) -> Result<String, CniError> {
-    let config: serde_json::Value = serde_json::from_str(&call.invocation.config)
-        .map_err(|e| cap_error(code::DECODING_FAILURE, "network configuration is not valid JSON", e.to_string()))?;
+    let config: serde_json::Value = serde_json::from_str(&call.invocation.config).map_err(|e| {
+        cap_error(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+            e.to_string(),
+        )
+    })?;
     let obj = config.as_object();
-    let v = obj.and_then(|o| o.get("bridge").or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("bridge")).map(|(_, v)| v)));
+    let v = obj.and_then(|o| {
+        o.get("bridge").or_else(|| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("bridge"))
+                .map(|(_, v)| v)
+        })
+    });
     let name = match v {
         None | Some(serde_json::Value::Null) => DEFAULT_BRIDGE.to_string(),
         Some(serde_json::Value::String(s)) if s.is_empty() => DEFAULT_BRIDGE.to_string(),
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid bridge name {other}"), "`bridge` must be a link name string")),
+        Some(other) => {
+            return Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("invalid bridge name {other}"),
+                "`bridge` must be a link name string",
+            ))
+        }
     };
     check_link_name(&name)?;
     Ok(name)
@@ -63,11 +82,27 @@ fn out_of_scope(name: &str, bridge: &str, what: &str) -> CniError {
 }
 
 fn host_link(d: LinkDetails) -> HostLink {
-    HostLink { name: d.info.name, index: d.info.index, mac: d.info.mac, mtu: d.info.mtu, up: d.info.up, oper_up: d.oper_up, kind: d.kind, master: d.master, promisc: d.promisc }
+    HostLink {
+        name: d.info.name,
+        index: d.info.index,
+        mac: d.info.mac,
+        mtu: d.info.mtu,
+        up: d.info.up,
+        oper_up: d.oper_up,
+        kind: d.kind,
+        master: d.master,
+        promisc: d.promisc,
+    }
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], CniError> {
-    let bad = || cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid MAC address {s:?}"), "expected six hex octets such as 02:42:ac:11:00:02");
+    let bad = || {
+        cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            format!("invalid MAC address {s:?}"),
+            "expected six hex octets such as 02:42:ac:11:00:02",
+        )
+    };
     let mut out = [0u8; 6];
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
@@ -83,7 +118,9 @@ fn parse_mac(s: &str) -> Result<[u8; 6], CniError> {
 }
 
 fn valid_key_component(c: &str) -> bool {
-    !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    !c.is_empty()
+        && c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }
 
 /// The link a per-interface sysctl key names, or None for the global
@@ -96,12 +133,19 @@ fn sysctl_link(key: &str) -> Result<Option<&str>, CniError> {
             "allowed: net/ipv4/ip_forward, net/ipv6/conf/all/forwarding, net/ipv4/conf/all/forwarding and net/ipv{4,6}/{conf,neigh}/<link>/<key> of links in scope",
         )
     };
-    if matches!(key, "net/ipv4/ip_forward" | "net/ipv6/conf/all/forwarding" | "net/ipv4/conf/all/forwarding") {
+    if matches!(
+        key,
+        "net/ipv4/ip_forward" | "net/ipv6/conf/all/forwarding" | "net/ipv4/conf/all/forwarding"
+    ) {
         return Ok(None);
     }
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
-        ["net", "ipv4" | "ipv6", "conf" | "neigh", link, leaf] if check_link_name(link).is_ok() && valid_key_component(leaf) => Ok(Some(link)),
+        ["net", "ipv4" | "ipv6", "conf" | "neigh", link, leaf]
+            if check_link_name(link).is_ok() && valid_key_component(leaf) =>
+        {
+            Ok(Some(link))
+        }
         _ => Err(refuse()),
     }
 }
@@ -127,18 +171,34 @@ impl ScopeHandle {
         if self.container.is_none() {
             let path = &self.call.invocation.netns;
             if path.is_empty() {
-                return Err(cap_error(code::INVALID_ENVIRONMENT, "this invocation has no network namespace", "CNI_NETNS is empty"));
+                return Err(cap_error(
+                    code::INVALID_ENVIRONMENT,
+                    "this invocation has no network namespace",
+                    "CNI_NETNS is empty",
+                ));
             }
-            let ops = self.call.runtime.kernels.netns.open_netns(path).map_err(|e| kernel_error("opening the container network namespace", e))?;
+            let ops = self
+                .call
+                .runtime
+                .kernels
+                .netns
+                .open_netns(path)
+                .map_err(|e| kernel_error("opening the container network namespace", e))?;
             self.container = Some(ops);
         }
-        self.container.as_mut().ok_or_else(|| cap_error(code::INTERNAL, "container namespace unavailable", ""))
+        self.container
+            .as_mut()
+            .ok_or_else(|| cap_error(code::INTERNAL, "container namespace unavailable", ""))
     }
 
     fn details(&mut self, name: &str) -> Result<HostLink, CniError> {
         match self.host.link_details(name) {
             Ok(Some(d)) => Ok(host_link(d)),
-            Ok(None) => Err(cap_error(code::INTERNAL, format!("host link {name:?} vanished"), "it was just created or configured; another agent removed it")),
+            Ok(None) => Err(cap_error(
+                code::INTERNAL,
+                format!("host link {name:?} vanished"),
+                "it was just created or configured; another agent removed it",
+            )),
             Err(e) => Err(kernel_error("reading host link", e)),
         }
     }
@@ -148,16 +208,25 @@ impl ScopeHandle {
         check_link_name(&ifname)?;
         let c = match self.container() {
             Ok(c) => c,
-            Err(e) if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_ENVIRONMENT => return Ok(None),
+            Err(e) if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_ENVIRONMENT => {
+                return Ok(None)
+            }
             Err(e) => return Err(e),
         };
-        let Some(cl) = c.link_details(&ifname).map_err(|e| kernel_error("reading the container interface", e))? else {
+        let Some(cl) = c
+            .link_details(&ifname)
+            .map_err(|e| kernel_error("reading the container interface", e))?
+        else {
             return Ok(None);
         };
         let Some(peer_index) = cl.peer.filter(|_| cl.kind == "veth") else {
             return Ok(None);
         };
-        let Some(h) = self.host.link_by_index(peer_index).map_err(|e| kernel_error("reading the host peer", e))? else {
+        let Some(h) = self
+            .host
+            .link_by_index(peer_index)
+            .map_err(|e| kernel_error("reading the host peer", e))?
+        else {
             return Ok(None);
         };
         // Both ends must point at each other, or this is not CNI_IFNAME's peer.
@@ -176,21 +245,38 @@ impl ScopeHandle {
             Err(KernelError::Failed(m)) if m.contains("File exists") => {}
             Err(e) => return Err(kernel_error(&format!("creating bridge {br}"), e)),
         }
-        let d = self.host.link_details(&br).map_err(|e| kernel_error("reading the bridge", e))?;
+        let d = self
+            .host
+            .link_details(&br)
+            .map_err(|e| kernel_error("reading the bridge", e))?;
         let Some(d) = d else {
-            return Err(cap_error(code::INTERNAL, format!("bridge {br:?} vanished after creation"), "another agent removed it; retry"));
+            return Err(cap_error(
+                code::INTERNAL,
+                format!("bridge {br:?} vanished after creation"),
+                "another agent removed it; retry",
+            ));
         };
         if d.kind != "bridge" {
-            return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("{br:?} already exists but is not a bridge"), "choose another `bridge` name or remove that link"));
+            return Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("{br:?} already exists but is not a bridge"),
+                "choose another `bridge` name or remove that link",
+            ));
         }
         if config.vlan_filtering {
-            self.host.set_bridge_vlan_filtering(&br, true).map_err(|e| kernel_error("enabling vlan filtering", e))?;
+            self.host
+                .set_bridge_vlan_filtering(&br, true)
+                .map_err(|e| kernel_error("enabling vlan filtering", e))?;
         }
         if config.promisc && !d.promisc {
-            self.host.set_promisc(&br, true).map_err(|e| kernel_error("setting promiscuous mode", e))?;
+            self.host
+                .set_promisc(&br, true)
+                .map_err(|e| kernel_error("setting promiscuous mode", e))?;
         }
         if !d.info.up {
-            self.host.set_link_up(&br, true).map_err(|e| kernel_error("bringing the bridge up", e))?;
+            self.host
+                .set_link_up(&br, true)
+                .map_err(|e| kernel_error("bringing the bridge up", e))?;
         }
         self.details(&br)
     }
@@ -201,12 +287,22 @@ impl ScopeHandle {
         let ifname = self.call.invocation.ifname.clone();
         check_link_name(&ifname)?;
         if name == self.bridge {
-            return Err(out_of_scope(&name, &self.bridge, "a veth may not take the bridge's name"));
+            return Err(out_of_scope(
+                &name,
+                &self.bridge,
+                "a veth may not take the bridge's name",
+            ));
         }
         let mac = config.container_mac.as_deref().map(parse_mac).transpose()?;
         // Opened first so a gone netns is reported as such (code 3).
         self.container()?;
-        let spec = VethSpec { name: name.clone(), peer_name: ifname.clone(), peer_netns: Some(self.call.invocation.netns.clone()), mtu: config.mtu, peer_mac: mac };
+        let spec = VethSpec {
+            name: name.clone(),
+            peer_name: ifname.clone(),
+            peer_netns: Some(self.call.invocation.netns.clone()),
+            mtu: config.mtu,
+            peer_mac: mac,
+        };
         self.host.add_veth(&spec).map_err(|e| match e {
             KernelError::Failed(m) if m.contains("File exists") => cap_error(
                 code::INTERNAL,
@@ -225,25 +321,39 @@ impl ScopeHandle {
         check_link_name(&ifname)?;
         let c = match self.container() {
             Ok(c) => c,
-            Err(e) if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_ENVIRONMENT => return Ok(Vec::new()),
+            Err(e) if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_ENVIRONMENT => {
+                return Ok(Vec::new())
+            }
             Err(e) => return Err(e),
         };
-        if c.link(&ifname).map_err(|e| kernel_error("reading the container interface", e))?.is_none() {
+        if c.link(&ifname)
+            .map_err(|e| kernel_error("reading the container interface", e))?
+            .is_none()
+        {
             return Ok(Vec::new());
         }
-        let addrs = c.addresses(&ifname).map_err(|e| kernel_error("listing addresses", e))?;
+        let addrs = c
+            .addresses(&ifname)
+            .map_err(|e| kernel_error("listing addresses", e))?;
         match c.del_link(&ifname) {
             Ok(()) | Err(KernelError::NoSuchLink(_)) => {}
             Err(e) => return Err(kernel_error("deleting the container interface", e)),
         }
-        Ok(addrs.into_iter().map(|a| format!("{}/{}", a.ip, a.prefix)).collect())
+        Ok(addrs
+            .into_iter()
+            .map(|a| format!("{}/{}", a.ip, a.prefix))
+            .collect())
     }
 
     fn sysctl(&mut self, side: Side, key: &str, value: Option<&str>) -> Result<String, CniError> {
         let link = sysctl_link(key)?;
         if let Some(v) = value {
             if v.len() > 64 || v.contains(['\n', '\0']) {
-                return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid sysctl value {v:?}"), "one line of at most 64 bytes"));
+                return Err(cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("invalid sysctl value {v:?}"),
+                    "one line of at most 64 bytes",
+                ));
             }
         }
         let ops = match side {
@@ -273,26 +383,42 @@ impl ScopeHandle {
                 self.container()?
             }
         };
-        ops.sysctl(key, value).map_err(|e| kernel_error(&format!("sysctl {key}"), e))
+        ops.sysctl(key, value)
+            .map_err(|e| kernel_error(&format!("sysctl {key}"), e))
     }
 }
 
 fn parse_vlan(v: &Vlan) -> Result<PortVlan, CniError> {
     if v.vid == 0 || v.vid > 4094 {
-        return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid vlan id {}", v.vid), "a vlan id is 1-4094"));
+        return Err(cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            format!("invalid vlan id {}", v.vid),
+            "a vlan id is 1-4094",
+        ));
     }
-    Ok(PortVlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged })
+    Ok(PortVlan {
+        vid: v.vid,
+        pvid: v.pvid,
+        untagged: v.untagged,
+    })
 }
 
 fn masq_ids(call: &CallContext) -> (String, String) {
     let inv = &call.invocation;
-    (masq::chain_name(&inv.network_name, &inv.container_id), masq::comment(&inv.network_name, &inv.container_id))
+    (
+        masq::chain_name(&inv.network_name, &inv.container_id),
+        masq::comment(&inv.network_name, &inv.container_id),
+    )
 }
 
 impl Host for StoreData {
     fn open(&mut self) -> wasmtime::Result<Result<Resource<ScopeHandle>, CniError>> {
         let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "capabilities are not available while describing a module")));
+            return Ok(Err(cap_error(
+                code::INTERNAL,
+                "no invocation",
+                "capabilities are not available while describing a module",
+            )));
         };
         let bridge = match bridge_of(&call) {
             Ok(b) => b,
@@ -302,7 +428,14 @@ impl Host for StoreData {
             Ok(h) => h,
             Err(e) => return Ok(Err(kernel_error("opening the host network namespace", e))),
         };
-        let handle = ScopeHandle { call, bridge, host, container: None, created: Vec::new(), peer: None };
+        let handle = ScopeHandle {
+            call,
+            bridge,
+            host,
+            container: None,
+            created: Vec::new(),
+            peer: None,
+        };
         Ok(Ok(self.table().push(handle)?))
     }
 
@@ -313,12 +446,20 @@ impl Host for StoreData {
         let mut entries = Vec::new();
         for a in &addresses {
             match parse_cidr(a) {
-                Ok(subnet) => entries.push(MasqEntry { ip: subnet.ip, subnet }),
+                Ok(subnet) => entries.push(MasqEntry {
+                    ip: subnet.ip,
+                    subnet,
+                }),
                 Err(e) => return Ok(Err(e)),
             }
         }
         let (chain, comment) = masq_ids(&call);
-        let r = call.runtime.kernels.masq.setup(&chain, &comment, &entries).map_err(|e| kernel_error("setting up masquerade", e));
+        let r = call
+            .runtime
+            .kernels
+            .masq
+            .setup(&chain, &comment, &entries)
+            .map_err(|e| kernel_error("setting up masquerade", e));
         // Journaled even on failure: a half-applied batch is still ours to remove.
         call.journal(Undo::Unmasquerade { chain });
         Ok(r)
@@ -329,10 +470,18 @@ impl Host for StoreData {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
         let (chain, _) = masq_ids(&call);
-        Ok(call.runtime.kernels.masq.teardown(&chain).map_err(|e| kernel_error("removing masquerade", e)))
+        Ok(call
+            .runtime
+            .kernels
+            .masq
+            .teardown(&chain)
+            .map_err(|e| kernel_error("removing masquerade", e)))
     }
 
-    fn masquerade_check(&mut self, addresses: Vec<String>) -> wasmtime::Result<Result<bool, CniError>> {
+    fn masquerade_check(
+        &mut self,
+        addresses: Vec<String>,
+    ) -> wasmtime::Result<Result<bool, CniError>> {
         let Some(call) = self.call.clone() else {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
@@ -340,7 +489,13 @@ impl Host for StoreData {
         for a in &addresses {
             let ip = match a.split_once('/') {
                 Some(_) => parse_cidr(a).map(|x| x.ip),
-                None => a.parse::<IpAddr>().map_err(|_| cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid address {a:?}"), "expected an IP address or CIDR")),
+                None => a.parse::<IpAddr>().map_err(|_| {
+                    cap_error(
+                        code::INVALID_NETWORK_CONFIG,
+                        format!("invalid address {a:?}"),
+                        "expected an IP address or CIDR",
+                    )
+                }),
             };
             match ip {
                 Ok(ip) => ips.push(ip),
@@ -348,7 +503,12 @@ impl Host for StoreData {
             }
         }
         let (chain, _) = masq_ids(&call);
-        Ok(call.runtime.kernels.masq.check(&chain, &ips).map_err(|e| kernel_error("checking masquerade", e)))
+        Ok(call
+            .runtime
+            .kernels
+            .masq
+            .check(&chain, &ips)
+            .map_err(|e| kernel_error("checking masquerade", e)))
     }
 }
 
@@ -373,166 +533,313 @@ impl HostScope for StoreData {
         Ok(self.scope(&r)?.bridge.clone())
     }
 
-    fn ensure_bridge(&mut self, r: Resource<ScopeHandle>, config: BridgeConfig) -> wasmtime::Result<Result<HostLink, CniError>> {
+    fn ensure_bridge(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        config: BridgeConfig,
+    ) -> wasmtime::Result<Result<HostLink, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.ensure_bridge(config))
     }
 
-    fn link(&mut self, r: Resource<ScopeHandle>, name: String) -> wasmtime::Result<Result<Option<HostLink>, CniError>> {
+    fn link(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<HostLink>, CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.readable(&name, "reading a link")?;
-            s.host.link_details(&name).map(|d| d.map(host_link)).map_err(|e| kernel_error("reading host link", e))
+            s.host
+                .link_details(&name)
+                .map(|d| d.map(host_link))
+                .map_err(|e| kernel_error("reading host link", e))
         })
     }
 
-    fn container_peer(&mut self, r: Resource<ScopeHandle>) -> wasmtime::Result<Result<Option<HostLink>, CniError>> {
+    fn container_peer(
+        &mut self,
+        r: Resource<ScopeHandle>,
+    ) -> wasmtime::Result<Result<Option<HostLink>, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.container_peer())
     }
 
-    fn create_veth(&mut self, r: Resource<ScopeHandle>, config: VethConfig) -> wasmtime::Result<Result<HostLink, CniError>> {
+    fn create_veth(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        config: VethConfig,
+    ) -> wasmtime::Result<Result<HostLink, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.create_veth(config))
     }
 
-    fn delete_container_link(&mut self, r: Resource<ScopeHandle>) -> wasmtime::Result<Result<Vec<String>, CniError>> {
+    fn delete_container_link(
+        &mut self,
+        r: Resource<ScopeHandle>,
+    ) -> wasmtime::Result<Result<Vec<String>, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.delete_container_link())
     }
 
-    fn set_link_up(&mut self, r: Resource<ScopeHandle>, name: String, up: bool) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_link_up(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        up: bool,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting link state")?;
-            s.host.set_link_up(&name, up).map_err(|e| kernel_error("setting link state", e))
+            s.host
+                .set_link_up(&name, up)
+                .map_err(|e| kernel_error("setting link state", e))
         })
     }
 
-    fn set_master(&mut self, r: Resource<ScopeHandle>, name: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_master(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "attaching to the bridge")?;
             if name == s.bridge {
-                return Err(cap_error(code::INVALID_NETWORK_CONFIG, "cannot enslave the bridge to itself", "pass the host veth name"));
+                return Err(cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    "cannot enslave the bridge to itself",
+                    "pass the host veth name",
+                ));
             }
             let br = s.bridge.clone();
-            s.host.set_master(&name, Some(&br)).map_err(|e| kernel_error(&format!("attaching {name} to bridge {br}"), e))
+            s.host
+                .set_master(&name, Some(&br))
+                .map_err(|e| kernel_error(&format!("attaching {name} to bridge {br}"), e))
         })
     }
 
-    fn set_port(&mut self, r: Resource<ScopeHandle>, name: String, config: PortConfig) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_port(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        config: PortConfig,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting bridge port flags")?;
-            s.host.set_bridge_port(&name, PortFlags { hairpin: config.hairpin, isolated: config.isolated }).map_err(|e| kernel_error("setting bridge port flags", e))
+            s.host
+                .set_bridge_port(
+                    &name,
+                    PortFlags {
+                        hairpin: config.hairpin,
+                        isolated: config.isolated,
+                    },
+                )
+                .map_err(|e| kernel_error("setting bridge port flags", e))
         })
     }
 
-    fn set_promisc(&mut self, r: Resource<ScopeHandle>, name: String, on: bool) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_promisc(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        on: bool,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting promiscuous mode")?;
-            s.host.set_promisc(&name, on).map_err(|e| kernel_error("setting promiscuous mode", e))
+            s.host
+                .set_promisc(&name, on)
+                .map_err(|e| kernel_error("setting promiscuous mode", e))
         })
     }
 
-    fn set_mac(&mut self, r: Resource<ScopeHandle>, name: String, mac: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_mac(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        mac: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting a MAC address")?;
             let m = parse_mac(&mac)?;
-            s.host.set_mac(&name, m).map_err(|e| kernel_error("setting a MAC address", e))
+            s.host
+                .set_mac(&name, m)
+                .map_err(|e| kernel_error("setting a MAC address", e))
         })
     }
 
-    fn vlans(&mut self, r: Resource<ScopeHandle>, name: String) -> wasmtime::Result<Result<Vec<Vlan>, CniError>> {
+    fn vlans(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<Vlan>, CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.readable(&name, "reading vlans")?;
             s.host
                 .port_vlans(&name)
-                .map(|v| v.into_iter().map(|v| Vlan { vid: v.vid, pvid: v.pvid, untagged: v.untagged }).collect())
+                .map(|v| {
+                    v.into_iter()
+                        .map(|v| Vlan {
+                            vid: v.vid,
+                            pvid: v.pvid,
+                            untagged: v.untagged,
+                        })
+                        .collect()
+                })
                 .map_err(|e| kernel_error("reading vlans", e))
         })
     }
 
-    fn add_vlan(&mut self, r: Resource<ScopeHandle>, name: String, vlan: Vlan) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_vlan(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        vlan: Vlan,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "adding a vlan")?;
             let v = parse_vlan(&vlan)?;
-            s.host.add_port_vlan(&name, v).map_err(|e| kernel_error("adding a vlan", e))
+            s.host
+                .add_port_vlan(&name, v)
+                .map_err(|e| kernel_error("adding a vlan", e))
         })
     }
 
-    fn del_vlan(&mut self, r: Resource<ScopeHandle>, name: String, vid: u16) -> wasmtime::Result<Result<(), CniError>> {
+    fn del_vlan(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        vid: u16,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "removing a vlan")?;
-            s.host.del_port_vlan(&name, vid).map_err(|e| kernel_error("removing a vlan", e))
+            s.host
+                .del_port_vlan(&name, vid)
+                .map_err(|e| kernel_error("removing a vlan", e))
         })
     }
 
-    fn addresses(&mut self, r: Resource<ScopeHandle>, name: String) -> wasmtime::Result<Result<Vec<String>, CniError>> {
+    fn addresses(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<String>, CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.readable(&name, "listing addresses")?;
-            s.host.addresses(&name).map(|v| v.into_iter().map(|a| format!("{}/{}", a.ip, a.prefix)).collect()).map_err(|e| kernel_error("listing addresses", e))
+            s.host
+                .addresses(&name)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|a| format!("{}/{}", a.ip, a.prefix))
+                        .collect()
+                })
+                .map_err(|e| kernel_error("listing addresses", e))
         })
     }
 
-    fn add_address(&mut self, r: Resource<ScopeHandle>, name: String, cidr: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_address(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        cidr: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "adding an address")?;
             let a = parse_cidr(&cidr)?;
-            s.host.add_address(&name, a).map_err(|e| kernel_error("adding an address", e))
+            s.host
+                .add_address(&name, a)
+                .map_err(|e| kernel_error("adding an address", e))
         })
     }
 
-    fn del_address(&mut self, r: Resource<ScopeHandle>, name: String, cidr: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn del_address(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        cidr: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "deleting an address")?;
             let a = parse_cidr(&cidr)?;
-            s.host.del_address(&name, a).map_err(|e| kernel_error("deleting an address", e))
+            s.host
+                .del_address(&name, a)
+                .map_err(|e| kernel_error("deleting an address", e))
         })
     }
 
-    fn routes(&mut self, r: Resource<ScopeHandle>, name: String) -> wasmtime::Result<Result<Vec<Route>, CniError>> {
+    fn routes(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<Route>, CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.readable(&name, "listing routes")?;
-            s.host.routes(&name).map(|v| v.into_iter().map(route_to_wit).collect()).map_err(|e| kernel_error("listing routes", e))
+            s.host
+                .routes(&name)
+                .map(|v| v.into_iter().map(route_to_wit).collect())
+                .map_err(|e| kernel_error("listing routes", e))
         })
     }
 
-    fn add_route(&mut self, r: Resource<ScopeHandle>, name: String, route: Route) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_route(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        name: String,
+        route: Route,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "adding a route")?;
             let rt = route_from_wit(&route)?;
-            s.host.add_route(&name, &rt).map_err(|e| kernel_error("adding a route", e))
+            s.host
+                .add_route(&name, &rt)
+                .map_err(|e| kernel_error("adding a route", e))
         })
     }
 
-    fn del_container_route(&mut self, r: Resource<ScopeHandle>, route: Route) -> wasmtime::Result<Result<(), CniError>> {
+    fn del_container_route(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        route: Route,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let s = self.scope(&r)?;
         cap!({
             let rt = route_from_wit(&route)?;
             let ifname = s.call.invocation.ifname.clone();
             check_link_name(&ifname)?;
-            s.container()?.del_route(&ifname, &rt).map_err(|e| kernel_error("deleting a container route", e))
+            s.container()?
+                .del_route(&ifname, &rt)
+                .map_err(|e| kernel_error("deleting a container route", e))
         })
     }
 
-    fn sysctl(&mut self, r: Resource<ScopeHandle>, side: Side, key: String) -> wasmtime::Result<Result<String, CniError>> {
+    fn sysctl(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        side: Side,
+        key: String,
+    ) -> wasmtime::Result<Result<String, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.sysctl(side, &key, None))
     }
 
-    fn set_sysctl(&mut self, r: Resource<ScopeHandle>, side: Side, key: String, value: String) -> wasmtime::Result<Result<String, CniError>> {
+    fn set_sysctl(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        side: Side,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<String, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.sysctl(side, &key, Some(&value)))
     }
@@ -550,16 +857,32 @@ mod tests {
     #[test]
     fn sysctl_keys_are_restricted() {
         assert_eq!(sysctl_link("net/ipv4/ip_forward").ok(), Some(None));
-        assert_eq!(sysctl_link("net/ipv6/conf/veth1/accept_ra").ok(), Some(Some("veth1")));
-        assert_eq!(sysctl_link("net/ipv4/conf/cni0.100/forwarding").ok(), Some(Some("cni0.100")));
-        for bad in ["kernel/panic", "net/core/somaxconn", "net/ipv4/conf/../x", "net/ipv4/conf/eth0/../../y", "net/ipv4/conf/eth0", "net/ipv4/tcp_syncookies"] {
+        assert_eq!(
+            sysctl_link("net/ipv6/conf/veth1/accept_ra").ok(),
+            Some(Some("veth1"))
+        );
+        assert_eq!(
+            sysctl_link("net/ipv4/conf/cni0.100/forwarding").ok(),
+            Some(Some("cni0.100"))
+        );
+        for bad in [
+            "kernel/panic",
+            "net/core/somaxconn",
+            "net/ipv4/conf/../x",
+            "net/ipv4/conf/eth0/../../y",
+            "net/ipv4/conf/eth0",
+            "net/ipv4/tcp_syncookies",
+        ] {
             assert!(sysctl_link(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn macs_parse() {
-        assert_eq!(parse_mac("02:42:AC:11:00:02").ok(), Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02").ok(),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
         assert!(parse_mac("02:42:ac:11:00").is_err());
         assert!(parse_mac("zz:42:ac:11:00:02").is_err());
     }

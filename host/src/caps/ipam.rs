@@ -11,13 +11,29 @@ use crate::protocol::error::code;
 use crate::runtime::sandbox::{Call, StoreData};
 
 fn ipam_type(call: &CallContext) -> Result<String, CniError> {
-    let config: serde_json::Value = serde_json::from_slice(&call.config_bytes)
-        .map_err(|e| cap_error(code::DECODING_FAILURE, "network configuration is not valid JSON", e.to_string()))?;
-    let ipam = config.as_object().and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("ipam")).map(|(_, v)| v));
-    let t = ipam.and_then(|i| i.as_object()).and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("type"))).and_then(|(_, v)| v.as_str());
+    let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
+        cap_error(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+            e.to_string(),
+        )
+    })?;
+    let ipam = config.as_object().and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("ipam"))
+            .map(|(_, v)| v)
+    });
+    let t = ipam
+        .and_then(|i| i.as_object())
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("type")))
+        .and_then(|(_, v)| v.as_str());
     match t {
         Some(t) if !t.is_empty() => Ok(t.to_string()),
-        _ => Err(cap_error(code::INVALID_NETWORK_CONFIG, "no IPAM plugin configured", "set ipam.type in the network configuration")),
+        _ => Err(cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            "no IPAM plugin configured",
+            "set ipam.type in the network configuration",
+        )),
     }
 }
 
@@ -45,15 +61,32 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
         return crate::dispatch::run_module(rt, &t, nested, what).map_err(to_wit);
     }
     let bin = rt.search.find_binary(&t).map_err(|searched| {
-        cap_error(code::INVALID_NETWORK_CONFIG, format!("IPAM plugin {t:?} not found"), format!("no {t}.wasm module and no {t} binary; {searched}"))
+        cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            format!("IPAM plugin {t:?} not found"),
+            format!("no {t}.wasm module and no {t} binary; {searched}"),
+        )
     })?;
-    let out = crate::delegate_exec::exec(&bin, &call.env, command, &call.config_bytes, rt.limits.deadline).map_err(to_wit)?;
+    let out = crate::delegate_exec::exec(
+        &bin,
+        &call.env,
+        command,
+        &call.config_bytes,
+        rt.limits.deadline,
+    )
+    .map_err(to_wit)?;
     if command != Command::Add {
         return Ok(None);
     }
-    let value: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| cap_error(code::DECODING_FAILURE, format!("IPAM plugin {t} printed an invalid result"), e.to_string()))?;
-    let result = crate::protocol::result::parse(&value, &call.invocation.cni_version).map_err(to_wit)?;
+    let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+        cap_error(
+            code::DECODING_FAILURE,
+            format!("IPAM plugin {t} printed an invalid result"),
+            e.to_string(),
+        )
+    })?;
+    let result =
+        crate::protocol::result::parse(&value, &call.invocation.cni_version).map_err(to_wit)?;
     Ok(Some(convert::to_wit(result)))
 }
 
@@ -65,7 +98,9 @@ impl Host for StoreData {
                 c.journal(super::undo::Undo::IpamDel);
             }
         }
-        Ok(r.and_then(|r| r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))))
+        Ok(r.and_then(|r| {
+            r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))
+        }))
     }
 
     fn del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
@@ -85,7 +120,11 @@ impl StoreData {
     fn delegate(&mut self, command: Command) -> Result<Option<CniResult>, CniError> {
         match self.call.clone() {
             Some(call) => delegate(&call, command),
-            None => Err(cap_error(code::INTERNAL, "no invocation", "capabilities are not available while describing a module")),
+            None => Err(cap_error(
+                code::INTERNAL,
+                "no invocation",
+                "capabilities are not available while describing a module",
+            )),
         }
     }
 }

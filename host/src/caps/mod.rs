@@ -35,5 +35,9 @@ pub struct CallContext {
 
 /// A capability error as the guest sees it.
 pub fn cap_error(code: u32, msg: impl Into<String>, details: impl Into<String>) -> wit::CniError {
-    wit::CniError { code, msg: msg.into(), details: details.into() }
+    wit::CniError {
+        code,
+        msg: msg.into(),
+        details: details.into(),
+    }
 }

@@ -35,7 +35,13 @@ pub fn backend(b: Backend) -> firewall::Backend {
 }
 
 fn call(d: &StoreData) -> Result<&CallContext, CniError> {
-    d.call.as_deref().ok_or_else(|| cap_error(code::INTERNAL, "no invocation", "capabilities are not available while describing a module"))
+    d.call.as_deref().ok_or_else(|| {
+        cap_error(
+            code::INTERNAL,
+            "no invocation",
+            "capabilities are not available while describing a module",
+        )
+    })
 }
 
 /// The attachment that owns everything this call touches. Both names end up
@@ -43,22 +49,42 @@ fn call(d: &StoreData) -> Result<&CallContext, CniError> {
 pub fn owner(c: &CallContext, need_container: bool) -> Result<Owner, CniError> {
     let inv = &c.invocation;
     if !is_valid_identifier(&inv.network_name) {
-        return Err(bad(format!("invalid network name {:?}", inv.network_name), "a network name may only hold letters, digits, '_', '.' and '-'"));
+        return Err(bad(
+            format!("invalid network name {:?}", inv.network_name),
+            "a network name may only hold letters, digits, '_', '.' and '-'",
+        ));
     }
     if need_container && !is_valid_identifier(&inv.container_id) {
-        return Err(cap_error(code::INVALID_ENVIRONMENT, format!("invalid container id {:?}", inv.container_id), "CNI_CONTAINERID must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"));
+        return Err(cap_error(
+            code::INVALID_ENVIRONMENT,
+            format!("invalid container id {:?}", inv.container_id),
+            "CNI_CONTAINERID must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$",
+        ));
     }
-    Ok(Owner { network: inv.network_name.clone(), container_id: inv.container_id.clone() })
+    Ok(Owner {
+        network: inv.network_name.clone(),
+        container_id: inv.container_id.clone(),
+    })
 }
 
 /// The IPs of this attachment (prevResult), the only DNAT targets allowed.
 fn attachment_ips(c: &CallContext) -> Vec<IpAddr> {
-    let Some(prev) = &c.invocation.prev_result else { return Vec::new() };
-    prev.ips.iter().filter_map(|ip| ip.address.split('/').next().and_then(|a| a.parse().ok())).collect()
+    let Some(prev) = &c.invocation.prev_result else {
+        return Vec::new();
+    };
+    prev.ips
+        .iter()
+        .filter_map(|ip| ip.address.split('/').next().and_then(|a| a.parse().ok()))
+        .collect()
 }
 
 fn parse_cidr(s: &str) -> Result<Addr, CniError> {
-    let e = || bad(format!("invalid container address {s:?}"), "pass the prevResult address in CIDR notation, e.g. 10.1.2.3/24");
+    let e = || {
+        bad(
+            format!("invalid container address {s:?}"),
+            "pass the prevResult address in CIDR notation, e.g. 10.1.2.3/24",
+        )
+    };
     let (a, p) = s.split_once('/').ok_or_else(e)?;
     let ip: IpAddr = a.parse().map_err(|_| e())?;
     let prefix: u8 = p.parse().map_err(|_| e())?;
@@ -72,7 +98,23 @@ fn parse_cidr(s: &str) -> Result<Addr, CniError> {
 /// only match, never act (getopt accepts unambiguous abbreviations of long
 /// options, so any prefix counts).
 const IPT_LONG_FORBIDDEN: [&str; 17] = [
-    "append", "check", "delete", "insert", "replace", "list", "list-rules", "flush", "zero", "new-chain", "delete-chain", "policy", "rename-chain", "table", "jump", "goto", "wait",
+    "append",
+    "check",
+    "delete",
+    "insert",
+    "replace",
+    "list",
+    "list-rules",
+    "flush",
+    "zero",
+    "new-chain",
+    "delete-chain",
+    "policy",
+    "rename-chain",
+    "table",
+    "jump",
+    "goto",
+    "wait",
 ];
 
 fn check_iptables_token(t: &str) -> Result<(), String> {
@@ -82,7 +124,10 @@ fn check_iptables_token(t: &str) -> Result<(), String> {
             return Err(format!("{t:?} is a command, table or jump option"));
         }
     } else if let Some(short) = t.strip_prefix('-') {
-        if short.starts_with(['A', 'C', 'D', 'I', 'R', 'L', 'S', 'F', 'Z', 'N', 'X', 'P', 'E', 'j', 'g', 't', 'w', 'W']) {
+        if short.starts_with([
+            'A', 'C', 'D', 'I', 'R', 'L', 'S', 'F', 'Z', 'N', 'X', 'P', 'E', 'j', 'g', 't', 'w',
+            'W',
+        ]) {
             return Err(format!("{t:?} is a command, table or jump option"));
         }
     }
@@ -91,16 +136,39 @@ fn check_iptables_token(t: &str) -> Result<(), String> {
 
 /// nft keywords that end a match and act on the packet.
 const NFT_FORBIDDEN: [&str; 20] = [
-    "accept", "drop", "reject", "queue", "continue", "return", "jump", "goto", "dnat", "snat", "masquerade", "redirect", "set", "notrack", "dup", "fwd", "tproxy", "synproxy", "counter", "log",
+    "accept",
+    "drop",
+    "reject",
+    "queue",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "dnat",
+    "snat",
+    "masquerade",
+    "redirect",
+    "set",
+    "notrack",
+    "dup",
+    "fwd",
+    "tproxy",
+    "synproxy",
+    "counter",
+    "log",
 ];
 
 fn check_conditions(tokens: &[String], b: firewall::Backend) -> Result<(), CniError> {
     for t in tokens {
         let why = if t.is_empty() || t.len() > 256 || t.chars().any(|c| c.is_control()) {
-            Err(format!("{t:?} is empty, too long or holds control characters"))
+            Err(format!(
+                "{t:?} is empty, too long or holds control characters"
+            ))
         } else if b == firewall::Backend::Iptables {
             check_iptables_token(t)
-        } else if t.contains([';', '#', '"', '\\']) || t.split_whitespace().any(|w| NFT_FORBIDDEN.contains(&w)) {
+        } else if t.contains([';', '#', '"', '\\'])
+            || t.split_whitespace().any(|w| NFT_FORBIDDEN.contains(&w))
+        {
             Err(format!("{t:?} is a statement or verdict, not a match"))
         } else {
             Ok(())
@@ -115,15 +183,36 @@ fn check_conditions(tokens: &[String], b: firewall::Backend) -> Result<(), CniEr
 fn check_external_chain(name: &str) -> Result<(), CniError> {
     let ok = !name.is_empty()
         && name.len() <= 28
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && !["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD", "ACCEPT", "DROP", "RETURN", "QUEUE", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "MARK"].contains(&name)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && ![
+            "PREROUTING",
+            "INPUT",
+            "OUTPUT",
+            "POSTROUTING",
+            "FORWARD",
+            "ACCEPT",
+            "DROP",
+            "RETURN",
+            "QUEUE",
+            "DNAT",
+            "SNAT",
+            "MASQUERADE",
+            "REDIRECT",
+            "MARK",
+        ]
+        .contains(&name)
         && !name.starts_with("CNI-DN-")
         && !name.starts_with("CNI-SN-")
         && !name.starts_with("CNI-HOSTPORT-");
     if ok {
         Ok(())
     } else {
-        Err(bad(format!("invalid externalSetMarkChain {name:?}"), "name an existing nat chain that sets the masquerade mark, such as KUBE-MARK-MASQ"))
+        Err(bad(
+            format!("invalid externalSetMarkChain {name:?}"),
+            "name an existing nat chain that sets the masquerade mark, such as KUBE-MARK-MASQ",
+        ))
     }
 }
 
@@ -132,39 +221,68 @@ pub fn spec_from_wit(c: &CallContext, s: &AttachmentNat) -> Result<PortmapSpec, 
     let b = backend(s.options.backend);
     let o = &s.options;
     if o.mark_masq_bit > 31 {
-        return Err(bad(format!("markMasqBit {} is out of range", o.mark_masq_bit), "markMasqBit must be 0-31"));
+        return Err(bad(
+            format!("markMasqBit {} is out of range", o.mark_masq_bit),
+            "markMasqBit must be 0-31",
+        ));
     }
     if let Some(ext) = &o.external_set_mark_chain {
         if b == firewall::Backend::Nftables {
-            return Err(bad("externalSetMarkChain is an iptables option", "drop it or use the iptables backend"));
+            return Err(bad(
+                "externalSetMarkChain is an iptables option",
+                "drop it or use the iptables backend",
+            ));
         }
         check_external_chain(ext)?;
     }
     if s.families.len() > 2 {
-        return Err(bad("more than two container addresses", "pass at most one IPv4 and one IPv6 address"));
+        return Err(bad(
+            "more than two container addresses",
+            "pass at most one IPv4 and one IPv6 address",
+        ));
     }
     let ips = attachment_ips(c);
     let mut families = Vec::new();
     for f in &s.families {
         let container = parse_cidr(&f.container_ip)?;
         if !ips.contains(&container.ip) {
-            return Err(bad(format!("{} is not an address of this attachment", container.ip), "DNAT targets must be addresses from prevResult"));
+            return Err(bad(
+                format!("{} is not an address of this attachment", container.ip),
+                "DNAT targets must be addresses from prevResult",
+            ));
         }
-        if families.iter().any(|x: &FamilySpec| x.container.ip.is_ipv4() == container.ip.is_ipv4()) {
-            return Err(bad("two container addresses of the same family", "pass at most one IPv4 and one IPv6 address"));
+        if families
+            .iter()
+            .any(|x: &FamilySpec| x.container.ip.is_ipv4() == container.ip.is_ipv4())
+        {
+            return Err(bad(
+                "two container addresses of the same family",
+                "pass at most one IPv4 and one IPv6 address",
+            ));
         }
         check_conditions(&f.conditions, b)?;
         if b == firewall::Backend::Nftables && !f.conditions.is_empty() {
-            return Err(bad("conditionsV4/conditionsV6 are not supported with the nftables backend of wasm-cni", "drop them or use the iptables backend"));
+            return Err(bad(
+                "conditionsV4/conditionsV6 are not supported with the nftables backend of wasm-cni",
+                "drop them or use the iptables backend",
+            ));
         }
         let mut mappings = Vec::new();
         for m in &f.mappings {
             if m.host_port == 0 || m.container_port == 0 {
-                return Err(bad(format!("invalid port mapping {}->{}", m.host_port, m.container_port), "hostPort and containerPort must be 1-65535"));
+                return Err(bad(
+                    format!("invalid port mapping {}->{}", m.host_port, m.container_port),
+                    "hostPort and containerPort must be 1-65535",
+                ));
             }
             let host_ip = match m.host_ip.as_deref().filter(|h| !h.is_empty()) {
                 None => None,
-                Some(h) => Some(h.parse::<IpAddr>().map_err(|_| bad(format!("invalid hostIP {h:?}"), "hostIP must be an IP address or empty"))?),
+                Some(h) => Some(h.parse::<IpAddr>().map_err(|_| {
+                    bad(
+                        format!("invalid hostIP {h:?}"),
+                        "hostIP must be an IP address or empty",
+                    )
+                })?),
             };
             let other_family = host_ip.is_some_and(|h| h.is_ipv4() != container.ip.is_ipv4());
             mappings.push(Mapping {
@@ -179,11 +297,20 @@ pub fn spec_from_wit(c: &CallContext, s: &AttachmentNat) -> Result<PortmapSpec, 
                 other_family,
             });
         }
-        families.push(FamilySpec { container, mappings, conditions: f.conditions.clone() });
+        families.push(FamilySpec {
+            container,
+            mappings,
+            conditions: f.conditions.clone(),
+        });
     }
     Ok(PortmapSpec {
         backend: b,
-        options: Options { snat: o.snat, masq_all: o.masq_all, mark_bit: o.mark_masq_bit, external_mark_chain: o.external_set_mark_chain.clone() },
+        options: Options {
+            snat: o.snat,
+            masq_all: o.masq_all,
+            mark_bit: o.mark_masq_bit,
+            external_mark_chain: o.external_set_mark_chain.clone(),
+        },
         families,
     })
 }
@@ -194,8 +321,14 @@ impl Host for StoreData {
             let c = call(self)?;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
-            c.runtime.kernels.firewall.portmap_apply(&owner, &spec).map_err(|e| kernel_error("installing port mappings", e))?;
-            c.journal(Undo::NatRemove { backend: spec.backend });
+            c.runtime
+                .kernels
+                .firewall
+                .portmap_apply(&owner, &spec)
+                .map_err(|e| kernel_error("installing port mappings", e))?;
+            c.journal(Undo::NatRemove {
+                backend: spec.backend,
+            });
             Ok(())
         })();
         Ok(r)
@@ -205,7 +338,11 @@ impl Host for StoreData {
         let r = (|| {
             let c = call(self)?;
             let owner = owner(c, true)?;
-            c.runtime.kernels.firewall.portmap_remove(&owner, backend(b)).map_err(|e| kernel_error("removing port mappings", e))
+            c.runtime
+                .kernels
+                .firewall
+                .portmap_remove(&owner, backend(b))
+                .map_err(|e| kernel_error("removing port mappings", e))
         })();
         Ok(r)
     }
@@ -215,10 +352,16 @@ impl Host for StoreData {
             let c = call(self)?;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
-            c.runtime.kernels.firewall.portmap_check(&owner, &spec).map_err(|e| match e {
-                KernelError::Failed(m) => cap_error(code::INTERNAL, "port mappings are not in place", m),
-                e => kernel_error("checking port mappings", e),
-            })
+            c.runtime
+                .kernels
+                .firewall
+                .portmap_check(&owner, &spec)
+                .map_err(|e| match e {
+                    KernelError::Failed(m) => {
+                        cap_error(code::INTERNAL, "port mappings are not in place", m)
+                    }
+                    e => kernel_error("checking port mappings", e),
+                })
         })();
         Ok(r)
     }
@@ -227,31 +370,64 @@ impl Host for StoreData {
         let r = (|| {
             let c = call(self)?;
             let owner = owner(c, false)?;
-            c.runtime.kernels.firewall.portmap_gc(&owner.network, &valid, backend(b)).map_err(|e| kernel_error("collecting stale port mappings", e))
+            c.runtime
+                .kernels
+                .firewall
+                .portmap_gc(&owner.network, &valid, backend(b))
+                .map_err(|e| kernel_error("collecting stale port mappings", e))
         })();
         Ok(r)
     }
 
-    fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> wasmtime::Result<Result<(), CniError>> {
+    fn flush_udp_conntrack(
+        &mut self,
+        port: u16,
+        ipv6: bool,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
             let c = call(self)?;
             if port == 0 {
                 return Err(bad("port 0", "pass a mapped hostPort"));
             }
-            c.runtime.kernels.firewall.flush_udp_conntrack(port, ipv6).map_err(|e| kernel_error("flushing UDP conntrack entries", e))
+            c.runtime
+                .kernels
+                .firewall
+                .flush_udp_conntrack(port, ipv6)
+                .map_err(|e| kernel_error("flushing UDP conntrack entries", e))
         })();
         Ok(r)
     }
 
-    fn enable_route_localnet(&mut self, container_ip: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn enable_route_localnet(
+        &mut self,
+        container_ip: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
             let c = call(self)?;
-            let ip: IpAddr = container_ip.split('/').next().unwrap_or("").parse().map_err(|_| bad(format!("invalid address {container_ip:?}"), "pass the container's IPv4 address"))?;
+            let ip: IpAddr = container_ip
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| {
+                    bad(
+                        format!("invalid address {container_ip:?}"),
+                        "pass the container's IPv4 address",
+                    )
+                })?;
             // Only the link that leads to this attachment may accept 127/8.
             if !ip.is_ipv4() || !attachment_ips(c).contains(&ip) {
-                return Err(bad(format!("{ip} is not an IPv4 address of this attachment"), "route_localnet is only set toward the container's own IPv4 address"));
+                return Err(bad(
+                    format!("{ip} is not an IPv4 address of this attachment"),
+                    "route_localnet is only set toward the container's own IPv4 address",
+                ));
             }
-            let dev = c.runtime.kernels.firewall.enable_route_localnet(ip).map_err(|e| kernel_error("enabling route_localnet", e))?;
+            let dev = c
+                .runtime
+                .kernels
+                .firewall
+                .enable_route_localnet(ip)
+                .map_err(|e| kernel_error("enabling route_localnet", e))?;
             tracing::info!(container_id = %c.invocation.container_id, dev, "route_localnet=1 for localhost hostPorts");
             Ok(())
         })();

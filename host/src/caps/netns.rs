@@ -21,21 +21,40 @@ pub struct NamespaceHandle {
 
 pub(super) fn kernel_error(op: &str, e: KernelError) -> CniError {
     match e {
-        KernelError::NetnsGone(m) => cap_error(code::UNKNOWN_CONTAINER, "container network namespace is gone", m),
+        KernelError::NetnsGone(m) => cap_error(
+            code::UNKNOWN_CONTAINER,
+            "container network namespace is gone",
+            m,
+        ),
         KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
         other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
     }
 }
 
 pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {
-    if name.is_empty() || name.len() > 15 || name.contains(['/', ':', ' ', '\0']) || name == "." || name == ".." {
-        return Err(cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid link name {name:?}"), "a link name is 1-15 bytes without '/', ':' or spaces"));
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains(['/', ':', ' ', '\0'])
+        || name == "."
+        || name == ".."
+    {
+        return Err(cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            format!("invalid link name {name:?}"),
+            "a link name is 1-15 bytes without '/', ':' or spaces",
+        ));
     }
     Ok(())
 }
 
 pub(super) fn parse_cidr(s: &str) -> Result<Addr, CniError> {
-    let bad = || cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid address {s:?}"), "expected CIDR notation such as 10.1.2.3/24");
+    let bad = || {
+        cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            format!("invalid address {s:?}"),
+            "expected CIDR notation such as 10.1.2.3/24",
+        )
+    };
     let (a, p) = s.split_once('/').ok_or_else(bad)?;
     let ip: IpAddr = a.parse().map_err(|_| bad())?;
     let prefix: u8 = p.parse().map_err(|_| bad())?;
@@ -47,14 +66,33 @@ pub(super) fn parse_cidr(s: &str) -> Result<Addr, CniError> {
 
 pub(super) fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {
     let gw = match &r.gw {
-        Some(g) => Some(g.parse::<IpAddr>().map_err(|_| cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid route gateway {g:?}"), "expected an IP address"))?),
+        Some(g) => Some(g.parse::<IpAddr>().map_err(|_| {
+            cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("invalid route gateway {g:?}"),
+                "expected an IP address",
+            )
+        })?),
         None => None,
     };
     let scope = match r.scope {
-        Some(s) => Some(u8::try_from(s).map_err(|_| cap_error(code::INVALID_NETWORK_CONFIG, format!("invalid route scope {s}"), "a scope is 0-255"))?),
+        Some(s) => Some(u8::try_from(s).map_err(|_| {
+            cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("invalid route scope {s}"),
+                "a scope is 0-255",
+            )
+        })?),
         None => None,
     };
-    Ok(RouteInfo { dst: parse_cidr(&r.dst)?, gw, mtu: r.mtu, priority: r.priority, table: r.table, scope })
+    Ok(RouteInfo {
+        dst: parse_cidr(&r.dst)?,
+        gw,
+        mtu: r.mtu,
+        priority: r.priority,
+        table: r.table,
+        scope,
+    })
 }
 
 pub(super) fn route_to_wit(r: RouteInfo) -> Route {
@@ -72,15 +110,28 @@ pub(super) fn route_to_wit(r: RouteInfo) -> Route {
 impl Host for StoreData {
     fn container(&mut self) -> wasmtime::Result<Result<Resource<NamespaceHandle>, CniError>> {
         let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "capabilities are not available while describing a module")));
+            return Ok(Err(cap_error(
+                code::INTERNAL,
+                "no invocation",
+                "capabilities are not available while describing a module",
+            )));
         };
         let path = call.invocation.netns.clone();
         if path.is_empty() {
-            return Ok(Err(cap_error(code::INVALID_ENVIRONMENT, "this invocation has no network namespace", "CNI_NETNS is empty")));
+            return Ok(Err(cap_error(
+                code::INVALID_ENVIRONMENT,
+                "this invocation has no network namespace",
+                "CNI_NETNS is empty",
+            )));
         }
         let ops = match call.runtime.kernels.netns.open_netns(&path) {
             Ok(ops) => ops,
-            Err(e) => return Ok(Err(kernel_error("opening the container network namespace", e))),
+            Err(e) => {
+                return Ok(Err(kernel_error(
+                    "opening the container network namespace",
+                    e,
+                )))
+            }
         };
         Ok(Ok(self.table().push(NamespaceHandle { path, ops })?))
     }
@@ -103,7 +154,11 @@ impl HostNamespace for StoreData {
         Ok(self.ns(&r)?.path.clone())
     }
 
-    fn link(&mut self, r: Resource<NamespaceHandle>, name: String) -> wasmtime::Result<Result<Option<Link>, CniError>> {
+    fn link(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<Link>, CniError>> {
         if let Err(e) = check_link_name(&name) {
             return Ok(Err(e));
         }
@@ -111,25 +166,49 @@ impl HostNamespace for StoreData {
         Ok(ns
             .ops
             .link(&name)
-            .map(|l| l.map(|l| Link { name: l.name, index: l.index, mac: l.mac, mtu: l.mtu, up: l.up }))
+            .map(|l| {
+                l.map(|l| Link {
+                    name: l.name,
+                    index: l.index,
+                    mac: l.mac,
+                    mtu: l.mtu,
+                    up: l.up,
+                })
+            })
             .map_err(|e| kernel_error("reading link", e)))
     }
 
-    fn set_link_up(&mut self, r: Resource<NamespaceHandle>, name: String, up: bool) -> wasmtime::Result<Result<(), CniError>> {
+    fn set_link_up(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+        up: bool,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         if let Err(e) = check_link_name(&name) {
             return Ok(Err(e));
         }
         let ns = self.ns(&r)?;
         let before = ns.ops.link(&name).ok().flatten().map(|l| l.up);
         let path = ns.path.clone();
-        let res = ns.ops.set_link_up(&name, up).map_err(|e| kernel_error("setting link state", e));
+        let res = ns
+            .ops
+            .set_link_up(&name, up)
+            .map_err(|e| kernel_error("setting link state", e));
         if res.is_ok() && before == Some(!up) {
-            self.journal(Undo::SetLinkUp { netns: path, link: name, up: !up });
+            self.journal(Undo::SetLinkUp {
+                netns: path,
+                link: name,
+                up: !up,
+            });
         }
         Ok(res)
     }
 
-    fn addresses(&mut self, r: Resource<NamespaceHandle>, name: String) -> wasmtime::Result<Result<Vec<String>, CniError>> {
+    fn addresses(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<String>, CniError>> {
         if let Err(e) = check_link_name(&name) {
             return Ok(Err(e));
         }
@@ -137,51 +216,97 @@ impl HostNamespace for StoreData {
             .ns(&r)?
             .ops
             .addresses(&name)
-            .map(|v| v.into_iter().map(|a| format!("{}/{}", a.ip, a.prefix)).collect())
+            .map(|v| {
+                v.into_iter()
+                    .map(|a| format!("{}/{}", a.ip, a.prefix))
+                    .collect()
+            })
             .map_err(|e| kernel_error("listing addresses", e)))
     }
 
-    fn add_address(&mut self, r: Resource<NamespaceHandle>, name: String, cidr: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_address(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+        cidr: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let addr = match check_link_name(&name).and_then(|_| parse_cidr(&cidr)) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
         let ns = self.ns(&r)?;
         let path = ns.path.clone();
-        let res = ns.ops.add_address(&name, addr).map_err(|e| kernel_error("adding address", e));
+        let res = ns
+            .ops
+            .add_address(&name, addr)
+            .map_err(|e| kernel_error("adding address", e));
         if res.is_ok() {
-            self.journal(Undo::DelAddress { netns: path, link: name, addr });
+            self.journal(Undo::DelAddress {
+                netns: path,
+                link: name,
+                addr,
+            });
         }
         Ok(res)
     }
 
-    fn del_address(&mut self, r: Resource<NamespaceHandle>, name: String, cidr: String) -> wasmtime::Result<Result<(), CniError>> {
+    fn del_address(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+        cidr: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let addr = match check_link_name(&name).and_then(|_| parse_cidr(&cidr)) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
         let ns = self.ns(&r)?;
         let path = ns.path.clone();
-        let res = ns.ops.del_address(&name, addr).map_err(|e| kernel_error("deleting address", e));
+        let res = ns
+            .ops
+            .del_address(&name, addr)
+            .map_err(|e| kernel_error("deleting address", e));
         if res.is_ok() {
-            self.journal(Undo::AddAddress { netns: path, link: name, addr });
+            self.journal(Undo::AddAddress {
+                netns: path,
+                link: name,
+                addr,
+            });
         }
         Ok(res)
     }
 
-    fn routes(&mut self, r: Resource<NamespaceHandle>, name: String) -> wasmtime::Result<Result<Vec<Route>, CniError>> {
+    fn routes(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<Route>, CniError>> {
         if let Err(e) = check_link_name(&name) {
             return Ok(Err(e));
         }
-        Ok(self.ns(&r)?.ops.routes(&name).map(|v| v.into_iter().map(route_to_wit).collect()).map_err(|e| kernel_error("listing routes", e)))
+        Ok(self
+            .ns(&r)?
+            .ops
+            .routes(&name)
+            .map(|v| v.into_iter().map(route_to_wit).collect())
+            .map_err(|e| kernel_error("listing routes", e)))
     }
 
-    fn add_route(&mut self, r: Resource<NamespaceHandle>, name: String, route: Route) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_route(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+        route: Route,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let route = match check_link_name(&name).and_then(|_| route_from_wit(&route)) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.ns(&r)?.ops.add_route(&name, &route).map_err(|e| kernel_error("adding route", e)))
+        Ok(self
+            .ns(&r)?
+            .ops
+            .add_route(&name, &route)
+            .map_err(|e| kernel_error("adding route", e)))
     }
 
     fn drop(&mut self, r: Resource<NamespaceHandle>) -> wasmtime::Result<()> {

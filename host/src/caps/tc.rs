@@ -50,7 +50,11 @@ fn ifb_alias(network: &str) -> String {
 
 fn kernel_error(op: &str, e: KernelError) -> CniError {
     match e {
-        KernelError::NetnsGone(m) => cap_error(code::UNKNOWN_CONTAINER, "container network namespace is gone", m),
+        KernelError::NetnsGone(m) => cap_error(
+            code::UNKNOWN_CONTAINER,
+            "container network namespace is gone",
+            m,
+        ),
         KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
         other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
     }
@@ -61,11 +65,20 @@ fn refused(msg: impl Into<String>, details: impl Into<String>) -> CniError {
 }
 
 fn to_wit_link(l: &ktc::TcLink) -> TcLink {
-    TcLink { name: l.name.clone(), index: l.index, mac: l.mac.clone(), mtu: l.mtu }
+    TcLink {
+        name: l.name.clone(),
+        index: l.index,
+        mac: l.mac.clone(),
+        mtu: l.mtu,
+    }
 }
 
 fn no_call() -> CniError {
-    cap_error(code::INTERNAL, "no invocation", "capabilities are not available while describing a module")
+    cap_error(
+        code::INTERNAL,
+        "no invocation",
+        "capabilities are not available while describing a module",
+    )
 }
 
 fn tc(call: &CallContext) -> &Arc<dyn TrafficControl> {
@@ -74,9 +87,18 @@ fn tc(call: &CallContext) -> &Arc<dyn TrafficControl> {
 
 /// The ifb of this invocation, when it exists and really is an ifb.
 fn existing_ifb(call: &CallContext, name: &str) -> Result<Option<ktc::TcLink>, CniError> {
-    match tc(call).link(name).map_err(|e| kernel_error("reading the ifb", e))? {
+    match tc(call)
+        .link(name)
+        .map_err(|e| kernel_error("reading the ifb", e))?
+    {
         Some(l) if l.kind == "ifb" => Ok(Some(l)),
-        Some(l) => Err(refused(format!("link {name} is not an ifb"), format!("it is a {:?} link; it is not this attachment's and is left alone", l.kind))),
+        Some(l) => Err(refused(
+            format!("link {name} is not an ifb"),
+            format!(
+                "it is a {:?} link; it is not this attachment's and is left alone",
+                l.kind
+            ),
+        )),
         None => Ok(None),
     }
 }
@@ -85,36 +107,59 @@ fn existing_ifb(call: &CallContext, name: &str) -> Result<Option<ktc::TcLink>, C
 fn open_attachment(call: &CallContext, host_link: &str) -> Result<AttachmentHandle, CniError> {
     let inv = &call.invocation;
     if host_link.is_empty() || host_link.len() > 15 || host_link.contains(['/', ':', ' ', '\0']) {
-        return Err(refused(format!("invalid link name {host_link:?}"), "a link name is 1-15 bytes without '/', ':' or spaces"));
+        return Err(refused(
+            format!("invalid link name {host_link:?}"),
+            "a link name is 1-15 bytes without '/', ':' or spaces",
+        ));
     }
     if inv.netns.is_empty() {
-        return Err(cap_error(code::INVALID_ENVIRONMENT, "this invocation has no network namespace", "CNI_NETNS is empty; the host link is verified through it"));
+        return Err(cap_error(
+            code::INVALID_ENVIRONMENT,
+            "this invocation has no network namespace",
+            "CNI_NETNS is empty; the host link is verified through it",
+        ));
     }
     let k = tc(call);
     let inner = k
         .container_link(&inv.netns, &inv.ifname)
         .map_err(|e| kernel_error("reading the container interface", e))?
-        .ok_or_else(|| refused(format!("container interface {} not found", inv.ifname), format!("there is no {} in {}", inv.ifname, inv.netns)))?;
+        .ok_or_else(|| {
+            refused(
+                format!("container interface {} not found", inv.ifname),
+                format!("there is no {} in {}", inv.ifname, inv.netns),
+            )
+        })?;
     let peer = match (inner.kind.as_str(), inner.peer) {
         ("veth", Some(p)) if p > 0 => p,
         _ => {
             return Err(refused(
                 format!("container interface {} has no veth peer", inv.ifname),
-                format!("it is a {:?} link; bandwidth shaping needs a veth-based main plugin (bridge, ptp)", inner.kind),
+                format!(
+                "it is a {:?} link; bandwidth shaping needs a veth-based main plugin (bridge, ptp)",
+                inner.kind
+            ),
             ))
         }
     };
     let host = k
         .link(host_link)
         .map_err(|e| kernel_error("reading the host link", e))?
-        .ok_or_else(|| refused(format!("host link {host_link} not found"), "the prevResult names a host interface that does not exist"))?;
+        .ok_or_else(|| {
+            refused(
+                format!("host link {host_link} not found"),
+                "the prevResult names a host interface that does not exist",
+            )
+        })?;
     if host.index != peer || host.kind != "veth" || host.peer != Some(inner.index) {
         return Err(refused(
             format!("link {host_link} is not the host side of this attachment"),
             format!("tc is only allowed on the veth peer of {} in {} (host ifindex {peer}); {host_link} is ifindex {}", inv.ifname, inv.netns, host.index),
         ));
     }
-    Ok(AttachmentHandle { host, ifb: ifb_name(&inv.network_name, &inv.container_id) })
+    Ok(AttachmentHandle {
+        host,
+        ifb: ifb_name(&inv.network_name, &inv.container_id),
+    })
 }
 
 /// Undo step: the ifb created by a failed ADD.
@@ -143,12 +188,22 @@ impl StoreData {
     }
 
     /// The ifindex of a target: the host link, or the ifb (which must exist).
-    fn tc_target_index(call: &CallContext, a: &AttachmentHandle, target: Target) -> Result<(u32, String), CniError> {
+    fn tc_target_index(
+        call: &CallContext,
+        a: &AttachmentHandle,
+        target: Target,
+    ) -> Result<(u32, String), CniError> {
         match target {
             Target::HostLink => Ok((a.host.index, a.host.name.clone())),
             Target::Ifb => existing_ifb(call, &a.ifb)?
                 .map(|l| (l.index, l.name))
-                .ok_or_else(|| cap_error(code::INTERNAL, format!("ifb {} does not exist", a.ifb), "create it with add-ifb first")),
+                .ok_or_else(|| {
+                    cap_error(
+                        code::INTERNAL,
+                        format!("ifb {} does not exist", a.ifb),
+                        "create it with add-ifb first",
+                    )
+                }),
         }
     }
 }
@@ -158,7 +213,10 @@ impl HostAttachment for StoreData {
         Ok(to_wit_link(&self.tc_att(&r)?.host))
     }
 
-    fn add_ifb(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<Result<TcLink, CniError>> {
+    fn add_ifb(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+    ) -> wasmtime::Result<Result<TcLink, CniError>> {
         let (host_name, ifb) = {
             let a = self.tc_att(&r)?;
             (a.host.name.clone(), a.ifb.clone())
@@ -171,51 +229,93 @@ impl HostAttachment for StoreData {
         // The ifb takes the host link's current MTU, as the reference.
         let mtu = match k.link(&host_name) {
             Ok(Some(l)) => l.mtu,
-            Ok(None) => return Ok(Err(cap_error(code::INTERNAL, format!("host link {host_name} disappeared"), "it was deleted during this call"))),
+            Ok(None) => {
+                return Ok(Err(cap_error(
+                    code::INTERNAL,
+                    format!("host link {host_name} disappeared"),
+                    "it was deleted during this call",
+                )))
+            }
             Err(e) => return Ok(Err(kernel_error("reading the host link", e))),
         };
-        let res = k.add_ifb(&ifb, mtu, &ifb_alias(&call.invocation.network_name)).map_err(|e| match e {
-            KernelError::Failed(m) if m.contains("File exists") => {
-                cap_error(code::INTERNAL, format!("ifb {ifb} already exists"), format!("{m}; run DEL for this container before ADD"))
-            }
-            e => kernel_error("creating the ifb", e),
-        });
+        let res = k
+            .add_ifb(&ifb, mtu, &ifb_alias(&call.invocation.network_name))
+            .map_err(|e| match e {
+                KernelError::Failed(m) if m.contains("File exists") => cap_error(
+                    code::INTERNAL,
+                    format!("ifb {ifb} already exists"),
+                    format!("{m}; run DEL for this container before ADD"),
+                ),
+                e => kernel_error("creating the ifb", e),
+            });
         if res.is_ok() {
             call.journal(Undo::DelIfb { name: ifb });
         }
         Ok(res.map(|l| to_wit_link(&l)))
     }
 
-    fn ifb(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<Result<Option<TcLink>, CniError>> {
+    fn ifb(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+    ) -> wasmtime::Result<Result<Option<TcLink>, CniError>> {
         let ifb = self.tc_att(&r)?.ifb.clone();
-        Ok(self.tc_call().and_then(|c| existing_ifb(&c, &ifb)).map(|l| l.as_ref().map(to_wit_link)))
+        Ok(self
+            .tc_call()
+            .and_then(|c| existing_ifb(&c, &ifb))
+            .map(|l| l.as_ref().map(to_wit_link)))
     }
 
-    fn add_tbf(&mut self, r: Resource<AttachmentHandle>, target: Target, t: Tbf) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_tbf(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+        target: Target,
+        t: Tbf,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let call = match self.tc_call() {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
         if t.rate == 0 {
-            return Ok(Err(refused("tbf rate must be at least 1 byte/s", "a rate of 0 would stop all traffic; leave the limit unset instead")));
+            return Ok(Err(refused(
+                "tbf rate must be at least 1 byte/s",
+                "a rate of 0 would stop all traffic; leave the limit unset instead",
+            )));
         }
         let (index, name) = match Self::tc_target_index(&call, self.tc_att(&r)?, target) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        let res = tc(&call).add_tbf(index, &ktc::Tbf { rate: t.rate, burst: t.burst, limit: t.limit }).map_err(|e| match e {
-            KernelError::Failed(m) if m.contains("File exists") => {
-                cap_error(code::INTERNAL, format!("{name} already has a root qdisc"), format!("{m}; run DEL for this container before ADD"))
-            }
-            e => kernel_error("adding the tbf qdisc", e),
-        });
+        let res = tc(&call)
+            .add_tbf(
+                index,
+                &ktc::Tbf {
+                    rate: t.rate,
+                    burst: t.burst,
+                    limit: t.limit,
+                },
+            )
+            .map_err(|e| match e {
+                KernelError::Failed(m) if m.contains("File exists") => cap_error(
+                    code::INTERNAL,
+                    format!("{name} already has a root qdisc"),
+                    format!("{m}; run DEL for this container before ADD"),
+                ),
+                e => kernel_error("adding the tbf qdisc", e),
+            });
         if res.is_ok() {
-            call.journal(Undo::DelQdisc { index, parent: ROOT });
+            call.journal(Undo::DelQdisc {
+                index,
+                parent: ROOT,
+            });
         }
         Ok(res)
     }
 
-    fn tbf(&mut self, r: Resource<AttachmentHandle>, target: Target) -> wasmtime::Result<Result<Option<TbfState>, CniError>> {
+    fn tbf(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+        target: Target,
+    ) -> wasmtime::Result<Result<Option<TbfState>, CniError>> {
         let call = match self.tc_call() {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -230,12 +330,19 @@ impl HostAttachment for StoreData {
                 qs.into_iter()
                     .find(|q| q.parent == ROOT)
                     .and_then(|q| if q.kind == "tbf" { q.tbf } else { None })
-                    .map(|s| TbfState { rate: s.rate, limit: s.limit, buffer_ticks: s.buffer })
+                    .map(|s| TbfState {
+                        rate: s.rate,
+                        limit: s.limit,
+                        buffer_ticks: s.buffer,
+                    })
             })
             .map_err(|e| kernel_error("reading qdiscs", e)))
     }
 
-    fn add_redirect(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<Result<(), CniError>> {
+    fn add_redirect(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let call = match self.tc_call() {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -247,18 +354,26 @@ impl HostAttachment for StoreData {
             Err(e) => return Ok(Err(e)),
         };
         let res = tc(&call).add_redirect(host, to).map_err(|e| match e {
-            KernelError::Failed(m) if m.contains("File exists") => {
-                cap_error(code::INTERNAL, "the host link already has an ingress qdisc", format!("{m}; run DEL for this container before ADD"))
-            }
+            KernelError::Failed(m) if m.contains("File exists") => cap_error(
+                code::INTERNAL,
+                "the host link already has an ingress qdisc",
+                format!("{m}; run DEL for this container before ADD"),
+            ),
             e => kernel_error("adding the redirect to the ifb", e),
         });
         if res.is_ok() {
-            call.journal(Undo::DelQdisc { index: host, parent: INGRESS_PARENT });
+            call.journal(Undo::DelQdisc {
+                index: host,
+                parent: INGRESS_PARENT,
+            });
         }
         Ok(res)
     }
 
-    fn redirect(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<Result<bool, CniError>> {
+    fn redirect(
+        &mut self,
+        r: Resource<AttachmentHandle>,
+    ) -> wasmtime::Result<Result<bool, CniError>> {
         let call = match self.tc_call() {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -272,7 +387,10 @@ impl HostAttachment for StoreData {
         };
         Ok(tc(&call)
             .ingress_filters(host)
-            .map(|fs| fs.iter().any(|f| f.match_all && f.protocol == 3 && f.redirects_to.contains(&ifb)))
+            .map(|fs| {
+                fs.iter()
+                    .any(|f| f.match_all && f.protocol == 3 && f.redirects_to.contains(&ifb))
+            })
             .map_err(|e| kernel_error("reading filters", e)))
     }
 
@@ -290,7 +408,8 @@ impl HostAttachment for StoreData {
         };
         // Only what this plugin adds: a root tbf and the ingress qdisc.
         for q in qs {
-            let ours = (q.parent == ROOT && q.kind == "tbf") || (q.parent == INGRESS_PARENT && q.kind == "ingress");
+            let ours = (q.parent == ROOT && q.kind == "tbf")
+                || (q.parent == INGRESS_PARENT && q.kind == "ingress");
             if !ours {
                 continue;
             }
@@ -309,7 +428,10 @@ impl HostAttachment for StoreData {
 }
 
 impl Host for StoreData {
-    fn open(&mut self, host_link: String) -> wasmtime::Result<Result<Resource<AttachmentHandle>, CniError>> {
+    fn open(
+        &mut self,
+        host_link: String,
+    ) -> wasmtime::Result<Result<Resource<AttachmentHandle>, CniError>> {
         let h = match self.tc_call().and_then(|c| open_attachment(&c, &host_link)) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
@@ -318,7 +440,11 @@ impl Host for StoreData {
     }
 
     fn ifb_name(&mut self, container_id: String) -> wasmtime::Result<String> {
-        let network = self.call.as_ref().map(|c| c.invocation.network_name.clone()).unwrap_or_default();
+        let network = self
+            .call
+            .as_ref()
+            .map(|c| c.invocation.network_name.clone())
+            .unwrap_or_default();
         Ok(ifb_name(&network, &container_id))
     }
 
@@ -356,31 +482,69 @@ impl Host for StoreData {
     }
 
     fn buffer_ticks(&mut self, rate: u64, burst: u32) -> wasmtime::Result<u32> {
-        let Some(call) = self.call.clone() else { return Ok(0) };
+        let Some(call) = self.call.clone() else {
+            return Ok(0);
+        };
         // Only /proc/net/psched can fail here; the empty fake's clock is the usual one.
-        Ok(tc(&call).buffer_ticks(rate.max(1), burst).unwrap_or_else(|_| ktc::tbf::buffer_ticks(rate.max(1), burst, ktc::tbf::DEFAULT_TICK_IN_USEC)))
+        Ok(tc(&call)
+            .buffer_ticks(rate.max(1), burst)
+            .unwrap_or_else(|_| {
+                ktc::tbf::buffer_ticks(rate.max(1), burst, ktc::tbf::DEFAULT_TICK_IN_USEC)
+            }))
     }
 }
 
 /// The host's ifbs tagged for this invocation's network.
 fn network_ifbs(call: &CallContext) -> Result<Vec<ktc::TcLink>, CniError> {
     let alias = ifb_alias(&call.invocation.network_name);
-    let links = tc(call).links().map_err(|e| kernel_error("listing links", e))?;
-    Ok(links.into_iter().filter(|l| l.kind == "ifb" && l.alias == alias && l.name.starts_with(IFB_PREFIX) && l.name.len() == IFB_NAME_LEN).collect())
+    let links = tc(call)
+        .links()
+        .map_err(|e| kernel_error("listing links", e))?;
+    Ok(links
+        .into_iter()
+        .filter(|l| {
+            l.kind == "ifb"
+                && l.alias == alias
+                && l.name.starts_with(IFB_PREFIX)
+                && l.name.len() == IFB_NAME_LEN
+        })
+        .collect())
 }
 
 fn gc_ifb(call: &CallContext, name: &str) -> Result<(), CniError> {
     if call.command != Command::Gc {
-        return Err(refused("gc-ifb is only allowed during GC", "use del-ifb for this attachment's own ifb"));
+        return Err(refused(
+            "gc-ifb is only allowed during GC",
+            "use del-ifb for this attachment's own ifb",
+        ));
     }
     if !network_ifbs(call)?.iter().any(|l| l.name == name) {
-        return Err(refused(format!("{name} is not an ifb of network {}", call.invocation.network_name), "GC may only delete ifbs this host created for this network"));
+        return Err(refused(
+            format!(
+                "{name} is not an ifb of network {}",
+                call.invocation.network_name
+            ),
+            "GC may only delete ifbs this host created for this network",
+        ));
     }
     // The host checks the valid list itself: a module cannot GC a live attachment.
-    let raw: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| cap_error(code::DECODING_FAILURE, "network configuration is not valid JSON", e.to_string()))?;
-    let valid = crate::protocol::config::valid_attachments(&raw).map_err(|e| cap_error(e.code, e.msg, e.details))?;
-    if let Some((cid, _)) = valid.iter().find(|(cid, _)| ifb_name(&call.invocation.network_name, cid) == name) {
-        return Err(refused(format!("{name} belongs to valid attachment {cid}"), "GC may not delete the ifb of an attachment in cni.dev/valid-attachments"));
+    let raw: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
+        cap_error(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+            e.to_string(),
+        )
+    })?;
+    let valid = crate::protocol::config::valid_attachments(&raw)
+        .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+    if let Some((cid, _)) = valid
+        .iter()
+        .find(|(cid, _)| ifb_name(&call.invocation.network_name, cid) == name)
+    {
+        return Err(refused(
+            format!("{name} belongs to valid attachment {cid}"),
+            "GC may not delete the ifb of an attachment in cni.dev/valid-attachments",
+        ));
     }
     match tc(call).del_link(name) {
         Ok(()) | Err(KernelError::NoSuchLink(_)) => Ok(()),

@@ -10,13 +10,27 @@ use super::CallContext;
 /// The inverse of one successful capability call.
 #[derive(Debug, Clone)]
 pub enum Undo {
-    SetLinkUp { netns: String, link: String, up: bool },
-    DelAddress { netns: String, link: String, addr: Addr },
-    AddAddress { netns: String, link: String, addr: Addr },
+    SetLinkUp {
+        netns: String,
+        link: String,
+        up: bool,
+    },
+    DelAddress {
+        netns: String,
+        link: String,
+        addr: Addr,
+    },
+    AddAddress {
+        netns: String,
+        link: String,
+        addr: Addr,
+    },
     /// The delegated IPAM allocated: release it.
     IpamDel,
     /// Port mappings were installed for this attachment: remove them.
-    NatRemove { backend: crate::kernel::firewall::Backend },
+    NatRemove {
+        backend: crate::kernel::firewall::Backend,
+    },
     /// An ifb the tc capability created (host netns).
     DelIfb { name: String },
     /// A qdisc the tc capability added on host link `index` under `parent`.
@@ -46,15 +60,43 @@ impl CallContext {
         };
         for step in steps {
             let r = match &step {
-                Undo::SetLinkUp { netns, link, up } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.set_link_up(link, *up)).map_err(|e| e.to_string()),
-                Undo::DelAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.del_address(link, *addr)).map_err(|e| e.to_string()),
-                Undo::AddAddress { netns, link, addr } => self.runtime.kernels.netns.open_netns(netns).and_then(|mut ns| ns.add_address(link, *addr)).map_err(|e| e.to_string()),
-                Undo::IpamDel => super::ipam::delegate(self, Command::Del).map(|_| ()).map_err(|e| format!("{}: {}", e.msg, e.details)),
+                Undo::SetLinkUp { netns, link, up } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.set_link_up(link, *up))
+                    .map_err(|e| e.to_string()),
+                Undo::DelAddress { netns, link, addr } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.del_address(link, *addr))
+                    .map_err(|e| e.to_string()),
+                Undo::AddAddress { netns, link, addr } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.add_address(link, *addr))
+                    .map_err(|e| e.to_string()),
+                Undo::IpamDel => super::ipam::delegate(self, Command::Del)
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {}", e.msg, e.details)),
                 Undo::NatRemove { backend } => super::nat::owner(self, true)
                     .map_err(|e| e.msg)
-                    .and_then(|o| self.runtime.kernels.firewall.portmap_remove(&o, *backend).map_err(|e| e.to_string())),
+                    .and_then(|o| {
+                        self.runtime
+                            .kernels
+                            .firewall
+                            .portmap_remove(&o, *backend)
+                            .map_err(|e| e.to_string())
+                    }),
                 Undo::DelIfb { name } => super::tc::undo_del_ifb(self, name),
-                Undo::DelQdisc { index, parent } => super::tc::undo_del_qdisc(self, *index, *parent),
+                Undo::DelQdisc { index, parent } => {
+                    super::tc::undo_del_qdisc(self, *index, *parent)
+                }
                 Undo::DelHostLink { name } => self
                     .runtime
                     .kernels
@@ -65,11 +107,20 @@ impl CallContext {
                         r => r,
                     })
                     .map_err(|e| e.to_string()),
-                Undo::Unmasquerade { chain } => self.runtime.kernels.masq.teardown(chain).map_err(|e| e.to_string()),
+                Undo::Unmasquerade { chain } => self
+                    .runtime
+                    .kernels
+                    .masq
+                    .teardown(chain)
+                    .map_err(|e| e.to_string()),
             };
             match r {
-                Ok(()) => tracing::info!(module = %self.module, container_id = %self.invocation.container_id, ?step, "undone after failed ADD"),
-                Err(e) => tracing::warn!(module = %self.module, container_id = %self.invocation.container_id, ?step, error = %e, "could not undo after failed ADD"),
+                Ok(()) => {
+                    tracing::info!(module = %self.module, container_id = %self.invocation.container_id, ?step, "undone after failed ADD")
+                }
+                Err(e) => {
+                    tracing::warn!(module = %self.module, container_id = %self.invocation.container_id, ?step, error = %e, "could not undo after failed ADD")
+                }
             }
         }
     }

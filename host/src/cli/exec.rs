@@ -52,27 +52,45 @@ pub struct ExecArgs {
 }
 
 fn load_list(path: &Path) -> Result<Value> {
-    let v: Value = serde_json::from_slice(&fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let v: Value = serde_json::from_slice(
+        &fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
     if v.get("plugins").is_some() {
         return Ok(v);
     }
     // A single-plugin .conf becomes a one-element list, as libcni does.
-    let mut plugin = v.as_object().cloned().ok_or_else(|| anyhow!("{} is not a JSON object", path.display()))?;
+    let mut plugin = v
+        .as_object()
+        .cloned()
+        .ok_or_else(|| anyhow!("{} is not a JSON object", path.display()))?;
     let version = plugin.remove("cniVersion").unwrap_or(json!("0.1.0"));
     let name = plugin.remove("name").unwrap_or(Value::Null);
     Ok(json!({"cniVersion": version, "name": name, "plugins": [plugin]}))
 }
 
 /// The request config for one plugin of the list.
-fn plugin_config(list: &Value, plugin: &Value, caps: &Map<String, Value>, prev: Option<&Value>) -> Result<Value> {
-    let mut c = plugin.as_object().cloned().ok_or_else(|| anyhow!("a plugin entry is not an object"))?;
+fn plugin_config(
+    list: &Value,
+    plugin: &Value,
+    caps: &Map<String, Value>,
+    prev: Option<&Value>,
+) -> Result<Value> {
+    let mut c = plugin
+        .as_object()
+        .cloned()
+        .ok_or_else(|| anyhow!("a plugin entry is not an object"))?;
     c.insert("cniVersion".into(), list["cniVersion"].clone());
     c.insert("name".into(), list["name"].clone());
     let declared = plugin.get("capabilities").and_then(|v| v.as_object());
     let rc: Map<String, Value> = caps
         .iter()
-        .filter(|(k, _)| declared.and_then(|d| d.get(*k)).and_then(|v| v.as_bool()).unwrap_or(false))
+        .filter(|(k, _)| {
+            declared
+                .and_then(|d| d.get(*k))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !rc.is_empty() {
@@ -86,14 +104,27 @@ fn plugin_config(list: &Value, plugin: &Value, caps: &Map<String, Value>, prev: 
 
 pub fn run(a: ExecArgs) -> Result<i32> {
     let list = load_list(&a.conflist)?;
-    let net = list["name"].as_str().ok_or_else(|| anyhow!("the conflist has no name"))?.to_string();
-    let plugins = list["plugins"].as_array().cloned().ok_or_else(|| anyhow!("plugins must be a list"))?;
-    let caps: Map<String, Value> = serde_json::from_str(&a.capability_args).context("--capability-args must be a JSON object")?;
-    let cache_file = a.cache_dir.join(format!("{net}-{}-{}", a.container_id, a.ifname));
-    let cached: Option<Value> = fs::read(&cache_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let net = list["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the conflist has no name"))?
+        .to_string();
+    let plugins = list["plugins"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| anyhow!("plugins must be a list"))?;
+    let caps: Map<String, Value> = serde_json::from_str(&a.capability_args)
+        .context("--capability-args must be a JSON object")?;
+    let cache_file = a
+        .cache_dir
+        .join(format!("{net}-{}-{}", a.container_id, a.ifname));
+    let cached: Option<Value> = fs::read(&cache_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     // As libcni does: this process's environment (PATH for the plugins'
     // tools) plus the CNI variables.
-    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !k.starts_with("CNI_")).collect();
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("CNI_"))
+        .collect();
     env.extend([
         ("CNI_CONTAINERID".to_string(), a.container_id.clone()),
         ("CNI_NETNS".to_string(), a.netns.clone()),
@@ -102,10 +133,22 @@ pub fn run(a: ExecArgs) -> Result<i32> {
         ("CNI_PATH".to_string(), a.bin_dir.display().to_string()),
     ]);
     let timeout = Duration::from_secs(a.timeout);
-    let call = |cmd: Command, plugin: &Value, prev: Option<&Value>, extra: Option<(&str, Value)>| -> Result<Vec<u8>> {
-        let t = plugin["type"].as_str().ok_or_else(|| anyhow!("a plugin has no type"))?;
+    let call = |cmd: Command,
+                plugin: &Value,
+                prev: Option<&Value>,
+                extra: Option<(&str, Value)>|
+     -> Result<Vec<u8>> {
+        let t = plugin["type"]
+            .as_str()
+            .ok_or_else(|| anyhow!("a plugin has no type"))?;
         // On CHECK and DEL the runtime replays the capability args of ADD.
-        let caps = match (cmd, cached.as_ref().and_then(|c| c.get("capabilityArgs")).and_then(|c| c.as_object())) {
+        let caps = match (
+            cmd,
+            cached
+                .as_ref()
+                .and_then(|c| c.get("capabilityArgs"))
+                .and_then(|c| c.as_object()),
+        ) {
             (Command::Check | Command::Del, Some(c)) if caps.is_empty() => c.clone(),
             _ => caps.clone(),
         };
@@ -114,23 +157,37 @@ pub fn run(a: ExecArgs) -> Result<i32> {
             o.insert(k.to_string(), v);
         }
         let stdin = serde_json::to_vec(&conf)?;
-        delegate_exec::exec(&a.bin_dir.join(t), &env, cmd, &stdin, timeout).map_err(|e| anyhow!("{t}: {e}"))
+        delegate_exec::exec(&a.bin_dir.join(t), &env, cmd, &stdin, timeout)
+            .map_err(|e| anyhow!("{t}: {e}"))
     };
     match a.verb {
         Verb::Add => {
             let mut prev: Option<Value> = None;
             for p in &plugins {
                 let out = call(Command::Add, p, prev.as_ref(), None)?;
-                prev = Some(serde_json::from_slice(&out).with_context(|| format!("{} printed an invalid result", p["type"]))?);
+                prev = Some(
+                    serde_json::from_slice(&out)
+                        .with_context(|| format!("{} printed an invalid result", p["type"]))?,
+                );
             }
             let result = prev.unwrap_or(Value::Null);
             fs::create_dir_all(&a.cache_dir)?;
-            fs::write(&cache_file, serde_json::to_vec(&json!({"result": result, "capabilityArgs": caps}))?)?;
+            fs::write(
+                &cache_file,
+                serde_json::to_vec(&json!({"result": result, "capabilityArgs": caps}))?,
+            )?;
             println!("{}", serde_json::to_string_pretty(&result)?);
         }
         Verb::Check => {
-            let prev = cached.as_ref().map(|c| c["result"].clone()).ok_or_else(|| anyhow!("no cached ADD result in {}", cache_file.display()))?;
-            if list.get("disableCheck").and_then(|v| v.as_bool()).unwrap_or(false) {
+            let prev = cached
+                .as_ref()
+                .map(|c| c["result"].clone())
+                .ok_or_else(|| anyhow!("no cached ADD result in {}", cache_file.display()))?;
+            if list
+                .get("disableCheck")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false)
+            {
                 return Ok(0);
             }
             for p in &plugins {
@@ -163,7 +220,12 @@ pub fn run(a: ExecArgs) -> Result<i32> {
                 }
             }
             for p in &plugins {
-                call(Command::Gc, p, None, Some(("cni.dev/valid-attachments", Value::Array(valid.clone()))))?;
+                call(
+                    Command::Gc,
+                    p,
+                    None,
+                    Some(("cni.dev/valid-attachments", Value::Array(valid.clone()))),
+                )?;
             }
         }
         Verb::Status => {

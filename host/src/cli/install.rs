@@ -15,7 +15,8 @@ use crate::runtime::{kind_str, resolve};
 /// a half-written binary.
 fn copy_atomic(src: &Path, dst: &Path, mode: u32) -> Result<()> {
     let tmp = dst.with_extension(format!("tmp-{}", std::process::id()));
-    fs::copy(src, &tmp).with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    fs::copy(src, &tmp)
+        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, dst).with_context(|| format!("renaming into {}", dst.display()))?;
     Ok(())
@@ -33,7 +34,11 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
         copy_atomic(&me, &host, 0o755)?;
     }
     // The compiler build travels with the runtime build when it sits next to it.
-    if let Some(compiler) = me.parent().map(|d| d.join(crate::runtime::COMPILER_BINARY)).filter(|p| p.is_file()) {
+    if let Some(compiler) = me
+        .parent()
+        .map(|d| d.join(crate::runtime::COMPILER_BINARY))
+        .filter(|p| p.is_file())
+    {
         let dst = bin_dir.join(crate::runtime::COMPILER_BINARY);
         if !same_file(&compiler, &dst) {
             copy_atomic(&compiler, &dst, 0o755)?;
@@ -44,7 +49,9 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
         None => resolve::self_dir().context("locating the modules next to the binary")?,
     };
     // Bundled modules first, then whatever else is already in the bin dir.
-    for entry in fs::read_dir(&modules_dir).with_context(|| format!("reading {}", modules_dir.display()))? {
+    for entry in
+        fs::read_dir(&modules_dir).with_context(|| format!("reading {}", modules_dir.display()))?
+    {
         let p = entry?.path();
         if p.extension().and_then(|e| e.to_str()) == Some("wasm") {
             if let Some(name) = p.file_name() {
@@ -57,15 +64,29 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
     }
     let mut types: Vec<String> = fs::read_dir(bin_dir)?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".wasm")).map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wasm"))
+                .map(str::to_string)
+        })
         .collect();
     types.sort();
     if types.is_empty() {
-        bail!("no .wasm modules found in {} or {}", modules_dir.display(), bin_dir.display());
+        bail!(
+            "no .wasm modules found in {} or {}",
+            modules_dir.display(),
+            bin_dir.display()
+        );
     }
 
     let settings = Settings::from_env();
-    let rt = dispatch::runtime(&settings, &[bin_dir.to_path_buf()], crate::kernel::Kernels::system()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = dispatch::runtime(
+        &settings,
+        &[bin_dir.to_path_buf()],
+        crate::kernel::Kernels::system(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut failed = 0;
     for t in &types {
         if let Err(e) = resolve::check_type_name(t) {
@@ -74,13 +95,19 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
         }
         let link = bin_dir.join(t);
         match fs::symlink_metadata(&link) {
-            Ok(m) if m.file_type().is_symlink() && fs::read_link(&link).map(|l| l == Path::new("wasm-cni")).unwrap_or(false) => {}
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && fs::read_link(&link)
+                        .map(|l| l == Path::new("wasm-cni"))
+                        .unwrap_or(false) => {}
             Ok(_) if !force => {
                 eprintln!("{t}: {} exists and is not a link to wasm-cni; left alone (use --force to replace it)", link.display());
                 failed += 1;
                 continue;
             }
-            Ok(_) => fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?,
+            Ok(_) => {
+                fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?
+            }
             Err(_) => {}
         }
         if fs::symlink_metadata(&link).is_err() {
@@ -94,7 +121,11 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
                 "{t}: {} module {} linked, {} ({:.0} ms)",
                 kind_str(m.meta.kind),
                 m.meta.version,
-                if m.compiled { "precompiled" } else { "already precompiled" },
+                if m.compiled {
+                    "precompiled"
+                } else {
+                    "already precompiled"
+                },
                 started.elapsed().as_secs_f64() * 1000.0
             ),
             Err(e) => {

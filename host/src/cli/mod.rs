@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wasm-cni", version, about = "CNI plugins as sandboxed WebAssembly components")]
+#[command(
+    name = "wasm-cni",
+    version,
+    about = "CNI plugins as sandboxed WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -40,9 +44,7 @@ enum Cmd {
     Exec(exec::ExecArgs),
     /// Compile one module into the cache (run by the CNI path on a cache miss).
     #[command(hide = true)]
-    Compile {
-        module: PathBuf,
-    },
+    Compile { module: PathBuf },
 }
 
 pub fn main() -> i32 {
@@ -54,8 +56,15 @@ pub fn main() -> i32 {
         }
     };
     let r = match cli.command {
-        Cmd::Install { bin_dir, modules_dir, force } => install::run(&bin_dir, modules_dir.as_deref(), force),
-        Cmd::Inspect { plugin_type, bin_dir } => inspect::run(&bin_dir, plugin_type.as_deref()),
+        Cmd::Install {
+            bin_dir,
+            modules_dir,
+            force,
+        } => install::run(&bin_dir, modules_dir.as_deref(), force),
+        Cmd::Inspect {
+            plugin_type,
+            bin_dir,
+        } => inspect::run(&bin_dir, plugin_type.as_deref()),
         Cmd::Exec(args) => exec::run(args),
         Cmd::Compile { module } => Ok(compile(&module)),
     };
@@ -72,8 +81,13 @@ pub fn main() -> i32 {
 /// error JSON for the caller to pass on.
 fn compile(module: &std::path::Path) -> i32 {
     let settings = crate::dispatch::Settings::from_env();
-    let name = module.file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_string();
-    let r = crate::dispatch::runtime(&settings, &[], crate::kernel::Kernels::system()).and_then(|rt| rt.load_path(&name, module));
+    let name = module
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("module")
+        .to_string();
+    let r = crate::dispatch::runtime(&settings, &[], crate::kernel::Kernels::system())
+        .and_then(|rt| rt.load_path(&name, module));
     match r {
         Ok(_) => 0,
         Err(e) => {

@@ -30,15 +30,30 @@ pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     let mut cmd = Command::new(locate(prog));
     cmd.args(args);
     let out = run_bounded(cmd, stdin.as_bytes(), EXEC_TIMEOUT).map_err(|e| match e {
-        RunError::Spawn(e) => KernelError::Failed(format!("cannot run {prog}: {e} (is it installed?)")),
-        RunError::Timeout => KernelError::Timeout(format!("{what}: no answer within {} s", EXEC_TIMEOUT.as_secs())),
+        RunError::Spawn(e) => {
+            KernelError::Failed(format!("cannot run {prog}: {e} (is it installed?)"))
+        }
+        RunError::Timeout => KernelError::Timeout(format!(
+            "{what}: no answer within {} s",
+            EXEC_TIMEOUT.as_secs()
+        )),
         RunError::Wait(e) => KernelError::Failed(format!("{what}: {e}")),
     })?;
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
+    );
     if out.status.success() {
         Ok(stdout)
     } else {
-        let msg = if stderr.trim().is_empty() { stdout.trim().to_string() } else { stderr.trim().to_string() };
-        Err(KernelError::Failed(format!("{what} failed ({}): {msg}", out.status)))
+        let msg = if stderr.trim().is_empty() {
+            stdout.trim().to_string()
+        } else {
+            stderr.trim().to_string()
+        };
+        Err(KernelError::Failed(format!(
+            "{what} failed ({}): {msg}",
+            out.status
+        )))
     }
 }

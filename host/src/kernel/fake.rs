@@ -541,7 +541,8 @@ impl NetnsOps for FakeNs {
         let log = format!("del-route {link} {}", fmt_route(route));
         self.with_link(Some(log), link, |l| {
             let before = l.routes.len();
-            l.routes.retain(|r| !(r.dst == route.dst && (route.gw.is_none() || r.gw == route.gw)));
+            l.routes
+                .retain(|r| !(r.dst == route.dst && (route.gw.is_none() || r.gw == route.gw)));
             if l.routes.len() == before {
                 // A connected route: the fake drops it by remembering nothing; the
                 // kernel would delete it. Model: refuse only when nothing matches.
@@ -564,21 +565,31 @@ impl NetnsOps for FakeNs {
 
     fn link_by_index(&mut self, index: u32) -> KResult<Option<LinkDetails>> {
         self.with_all(None, |all, path| {
-            Ok(all.get(path).and_then(|ns| ns.links.iter().find(|l| l.info.index == index)).map(details))
+            Ok(all
+                .get(path)
+                .and_then(|ns| ns.links.iter().find(|l| l.info.index == index))
+                .map(details))
         })
     }
 
     fn add_bridge(&mut self, name: &str, mtu: Option<u32>, vlan_filtering: bool) -> KResult<()> {
         let log = format!("add-bridge {name} mtu={mtu:?} vlan_filtering={vlan_filtering}");
         self.with_all(Some(log), |all, path| {
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-            ns.new_link(name, "bridge", mtu.unwrap_or(1500)).map_err(|_| failed("add bridge", Errno::EEXIST))?;
+            let ns = all
+                .get_mut(path)
+                .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            ns.new_link(name, "bridge", mtu.unwrap_or(1500))
+                .map_err(|_| failed("add bridge", Errno::EEXIST))?;
             Ok(())
         })
     }
 
     fn set_bridge_vlan_filtering(&mut self, name: &str, on: bool) -> KResult<()> {
-        self.with_link(Some(format!("set-vlan-filtering {name} {on}")), name, |_| Ok(()))
+        self.with_link(
+            Some(format!("set-vlan-filtering {name} {on}")),
+            name,
+            |_| Ok(()),
+        )
     }
 
     fn add_veth(&mut self, spec: &VethSpec) -> KResult<()> {
@@ -595,22 +606,37 @@ impl NetnsOps for FakeNs {
                 return Err(KernelError::NetnsGone(peer_path));
             }
             let taken = |all: &BTreeMap<String, FakeNetns>, p: &str, n: &str| {
-                all.get(p).is_some_and(|ns| ns.links.iter().any(|l| l.info.name == n))
+                all.get(p)
+                    .is_some_and(|ns| ns.links.iter().any(|l| l.info.name == n))
             };
-            if taken(all, path, &spec.name) || taken(all, &peer_path, &spec.peer_name) || (peer_path == path && spec.name == spec.peer_name) {
+            if taken(all, path, &spec.name)
+                || taken(all, &peer_path, &spec.peer_name)
+                || (peer_path == path && spec.name == spec.peer_name)
+            {
                 return Err(failed("add veth", Errno::EEXIST));
             }
             let mtu = spec.mtu.unwrap_or(1500);
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let ns = all
+                .get_mut(path)
+                .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
             let index = ns.new_link(&spec.name, "veth", mtu)?.info.index;
-            let peer_ns = all.get_mut(&peer_path).ok_or_else(|| KernelError::NetnsGone(peer_path.clone()))?;
+            let peer_ns = all
+                .get_mut(&peer_path)
+                .ok_or_else(|| KernelError::NetnsGone(peer_path.clone()))?;
             let peer = peer_ns.new_link(&spec.peer_name, "veth", mtu)?;
             if let Some(mac) = spec.peer_mac {
-                peer.info.mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                peer.info.mac = mac
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":");
             }
             peer.peer = Some((path.to_string(), index));
             let peer_index = peer.info.index;
-            if let Some(l) = all.get_mut(path).and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == index)) {
+            if let Some(l) = all
+                .get_mut(path)
+                .and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == index))
+            {
                 l.peer = Some((peer_path, peer_index));
             }
             Ok(())
@@ -622,15 +648,26 @@ impl NetnsOps for FakeNs {
             if !all.contains_key(netns) {
                 return Err(KernelError::NetnsGone(netns.to_string()));
             }
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-            let pos = ns.links.iter().position(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+            let ns = all
+                .get_mut(path)
+                .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let pos = ns
+                .links
+                .iter()
+                .position(|l| l.info.name == name)
+                .ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
             let link = ns.links.remove(pos);
-            let target = all.get_mut(netns).ok_or_else(|| KernelError::NetnsGone(netns.to_string()))?;
+            let target = all
+                .get_mut(netns)
+                .ok_or_else(|| KernelError::NetnsGone(netns.to_string()))?;
             let moved = target.new_link(name, &link.kind, link.info.mtu)?;
             moved.peer = link.peer.clone();
             let new_index = moved.info.index;
             if let Some((pp, pi)) = link.peer {
-                if let Some(p) = all.get_mut(&pp).and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == pi)) {
+                if let Some(p) = all
+                    .get_mut(&pp)
+                    .and_then(|ns| ns.links.iter_mut().find(|l| l.info.index == pi))
+                {
                     p.peer = Some((netns.to_string(), new_index));
                 }
             }
@@ -640,8 +677,14 @@ impl NetnsOps for FakeNs {
 
     fn del_link(&mut self, name: &str) -> KResult<()> {
         self.with_all(Some(format!("del-link {name}")), |all, path| {
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-            let pos = ns.links.iter().position(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+            let ns = all
+                .get_mut(path)
+                .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let pos = ns
+                .links
+                .iter()
+                .position(|l| l.info.name == name)
+                .ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
             let link = ns.links.remove(pos);
             // Ports of a deleted bridge are released; a veth takes its peer along.
             for l in ns.links.iter_mut() {
@@ -659,16 +702,31 @@ impl NetnsOps for FakeNs {
     }
 
     fn set_master(&mut self, name: &str, master: Option<&str>) -> KResult<()> {
-        self.with_all(Some(format!("set-master {name} {}", master.unwrap_or("none"))), |all, path| {
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-            let m = match master {
-                Some(m) => Some(ns.links.iter().find(|l| l.info.name == m).map(|l| l.info.index).ok_or_else(|| KernelError::NoSuchLink(m.to_string()))?),
-                None => None,
-            };
-            let l = ns.links.iter_mut().find(|l| l.info.name == name).ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
-            l.master = m;
-            Ok(())
-        })
+        self.with_all(
+            Some(format!("set-master {name} {}", master.unwrap_or("none"))),
+            |all, path| {
+                let ns = all
+                    .get_mut(path)
+                    .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+                let m = match master {
+                    Some(m) => Some(
+                        ns.links
+                            .iter()
+                            .find(|l| l.info.name == m)
+                            .map(|l| l.info.index)
+                            .ok_or_else(|| KernelError::NoSuchLink(m.to_string()))?,
+                    ),
+                    None => None,
+                };
+                let l = ns
+                    .links
+                    .iter_mut()
+                    .find(|l| l.info.name == name)
+                    .ok_or_else(|| KernelError::NoSuchLink(name.to_string()))?;
+                l.master = m;
+                Ok(())
+            },
+        )
     }
 
     fn set_promisc(&mut self, name: &str, on: bool) -> KResult<()> {
@@ -679,7 +737,11 @@ impl NetnsOps for FakeNs {
     }
 
     fn set_mac(&mut self, name: &str, mac: [u8; 6]) -> KResult<()> {
-        let m = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let m = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
         self.with_link(Some(format!("set-mac {name} {m}")), name, |l| {
             l.info.mac = m;
             Ok(())
@@ -687,7 +749,10 @@ impl NetnsOps for FakeNs {
     }
 
     fn set_bridge_port(&mut self, name: &str, flags: PortFlags) -> KResult<()> {
-        let log = format!("set-bridge-port {name} hairpin={} isolated={}", flags.hairpin, flags.isolated);
+        let log = format!(
+            "set-bridge-port {name} hairpin={} isolated={}",
+            flags.hairpin, flags.isolated
+        );
         self.with_link(Some(log), name, |l| {
             if l.master.is_none() {
                 return Err(failed("set bridge port", Errno::EOPNOTSUPP));
@@ -702,7 +767,10 @@ impl NetnsOps for FakeNs {
     }
 
     fn add_port_vlan(&mut self, name: &str, vlan: PortVlan) -> KResult<()> {
-        let log = format!("add-vlan {name} {} pvid={} untagged={}", vlan.vid, vlan.pvid, vlan.untagged);
+        let log = format!(
+            "add-vlan {name} {} pvid={} untagged={}",
+            vlan.vid, vlan.pvid, vlan.untagged
+        );
         self.with_link(Some(log), name, |l| {
             if vlan.pvid {
                 l.vlans.iter_mut().for_each(|v| v.pvid = false);
@@ -723,8 +791,14 @@ impl NetnsOps for FakeNs {
     fn sysctl(&mut self, key: &str, value: Option<&str>) -> KResult<String> {
         let log = value.map(|v| format!("sysctl {key}={v}"));
         self.with_all(log, |all, path| {
-            let ns = all.get_mut(path).ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
-            let old = ns.sysctls.get(key).cloned().unwrap_or_else(|| "0".to_string());
+            let ns = all
+                .get_mut(path)
+                .ok_or_else(|| KernelError::NetnsGone(path.to_string()))?;
+            let old = ns
+                .sysctls
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "0".to_string());
             if let Some(v) = value {
                 ns.sysctls.insert(key.to_string(), v.to_string());
             }
@@ -732,7 +806,6 @@ impl NetnsOps for FakeNs {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

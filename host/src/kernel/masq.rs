@@ -44,7 +44,9 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -69,15 +71,22 @@ pub fn chain_name(network: &str, container_id: &str) -> String {
 fn masked(a: Addr) -> Addr {
     let ip = match a.ip {
         IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(a.prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(a.prefix.min(32)))
+                .unwrap_or(0);
             IpAddr::V4((u32::from(v4) & mask).into())
         }
         IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(a.prefix.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(a.prefix.min(128)))
+                .unwrap_or(0);
             IpAddr::V6((u128::from(v6) & mask).into())
         }
     };
-    Addr { ip, prefix: a.prefix }
+    Addr {
+        ip,
+        prefix: a.prefix,
+    }
 }
 
 /// An address as iptables-save prints it (host bits cleared, prefix shown).
@@ -87,7 +96,10 @@ fn save_form(a: Addr) -> String {
 }
 
 fn host_form(ip: IpAddr) -> String {
-    save_form(Addr { ip, prefix: if ip.is_ipv4() { 32 } else { 128 } })
+    save_form(Addr {
+        ip,
+        prefix: if ip.is_ipv4() { 32 } else { 128 },
+    })
 }
 
 /// The real iptables of the host network namespace.
@@ -100,8 +112,16 @@ struct Family {
     multicast: &'static str,
 }
 
-const V4: Family = Family { save: "iptables-save", restore: "iptables-restore", multicast: "224.0.0.0/4" };
-const V6: Family = Family { save: "ip6tables-save", restore: "ip6tables-restore", multicast: "ff00::/8" };
+const V4: Family = Family {
+    save: "iptables-save",
+    restore: "iptables-restore",
+    multicast: "224.0.0.0/4",
+};
+const V6: Family = Family {
+    save: "ip6tables-save",
+    restore: "ip6tables-restore",
+    multicast: "ff00::/8",
+};
 
 fn family(ip: &IpAddr) -> &'static Family {
     if ip.is_ipv4() {
@@ -116,7 +136,13 @@ fn nat_rules(f: &Family, chain: &str) -> KResult<(Vec<String>, bool)> {
     let out = run(f.save, &["-t", "nat"], "")?;
     let decl = format!(":{chain} ");
     let exists = out.lines().any(|l| l.starts_with(&decl));
-    Ok((out.lines().filter(|l| l.starts_with("-A ")).map(str::to_string).collect(), exists))
+    Ok((
+        out.lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect(),
+        exists,
+    ))
 }
 
 fn tokens(line: &str) -> Vec<&str> {
@@ -127,7 +153,9 @@ fn tokens(line: &str) -> Vec<&str> {
 fn has_rule(rules: &[String], chain_in: &str, flag: &[&str], target: &str) -> bool {
     rules.iter().any(|r| {
         let t = tokens(r);
-        t.get(1) == Some(&chain_in) && t.windows(flag.len()).any(|w| w == flag) && t.windows(2).any(|w| w == ["-j", target])
+        t.get(1) == Some(&chain_in)
+            && t.windows(flag.len()).any(|w| w == flag)
+            && t.windows(2).any(|w| w == ["-j", target])
     })
 }
 
@@ -140,7 +168,10 @@ impl Masquerade for System {
     fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
         let c = go_quote(comment);
         for f in [&V4, &V6] {
-            let mine: Vec<&MasqEntry> = entries.iter().filter(|e| std::ptr::eq(family(&e.ip), f)).collect();
+            let mine: Vec<&MasqEntry> = entries
+                .iter()
+                .filter(|e| std::ptr::eq(family(&e.ip), f))
+                .collect();
             if mine.is_empty() {
                 continue;
             }
@@ -150,26 +181,36 @@ impl Masquerade for System {
             if !exists {
                 body.push_str(&format!(":{chain} - [0:0]\n"));
             }
-            let mut has_masq = exists && has_rule(&rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
+            let mut has_masq =
+                exists && has_rule(&rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
             for e in mine {
                 let subnet = save_form(e.subnet);
                 let ip = host_form(e.ip);
                 let have_accept = exists && has_rule(&rules, chain, &["-d", &subnet], "ACCEPT");
                 if !have_accept && !body.contains(&format!("-d {subnet} -j ACCEPT")) {
-                    body.push_str(&format!("-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"));
+                    body.push_str(&format!(
+                        "-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"
+                    ));
                 }
                 if !has_masq {
-                    body.push_str(&format!("-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n", f.multicast));
+                    body.push_str(&format!(
+                        "-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n",
+                        f.multicast
+                    ));
                     has_masq = true;
                 }
                 if !has_rule(&rules, "POSTROUTING", &["-s", &ip], chain) {
-                    body.push_str(&format!("-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"));
+                    body.push_str(&format!(
+                        "-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"
+                    ));
                 }
             }
             // The reference appends the ACCEPT before the MASQUERADE: keep that order
             // for a new chain by emitting ACCEPT lines first.
-            let (accepts, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.contains("-j ACCEPT"));
-            let (decl, rest): (Vec<&str>, Vec<&str>) = rest.into_iter().partition(|l| l.starts_with(':'));
+            let (accepts, rest): (Vec<&str>, Vec<&str>) =
+                body.lines().partition(|l| l.contains("-j ACCEPT"));
+            let (decl, rest): (Vec<&str>, Vec<&str>) =
+                rest.into_iter().partition(|l| l.starts_with(':'));
             let ordered: Vec<&str> = decl.into_iter().chain(accepts).chain(rest).collect();
             if !ordered.is_empty() {
                 restore(f, &(ordered.join("\n") + "\n"))?;
@@ -209,12 +250,19 @@ impl Masquerade for System {
 
     fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {
         for f in [&V4, &V6] {
-            let mine: Vec<&IpAddr> = ips.iter().filter(|ip| std::ptr::eq(family(ip), f)).collect();
+            let mine: Vec<&IpAddr> = ips
+                .iter()
+                .filter(|ip| std::ptr::eq(family(ip), f))
+                .collect();
             if mine.is_empty() {
                 continue;
             }
             let (rules, exists) = nat_rules(f, chain)?;
-            if !exists || !mine.iter().all(|ip| has_rule(&rules, "POSTROUTING", &["-s", &host_form(**ip)], chain)) {
+            if !exists
+                || !mine
+                    .iter()
+                    .all(|ip| has_rule(&rules, "POSTROUTING", &["-s", &host_form(**ip)], chain))
+            {
                 return Ok(false);
             }
         }
@@ -244,8 +292,18 @@ impl Fake {
 
 impl Masquerade for Fake {
     fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
-        let mut s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
-        s.1.push(format!("setup {chain} {comment} {}", entries.iter().map(|e| format!("{}:{}", e.ip, save_form(e.subnet))).collect::<Vec<_>>().join(",")));
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        s.1.push(format!(
+            "setup {chain} {comment} {}",
+            entries
+                .iter()
+                .map(|e| format!("{}:{}", e.ip, save_form(e.subnet)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
         let v = s.0.entry(chain.to_string()).or_default();
         for e in entries {
             if !v.contains(e) {
@@ -256,15 +314,23 @@ impl Masquerade for Fake {
     }
 
     fn teardown(&self, chain: &str) -> KResult<()> {
-        let mut s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
         s.1.push(format!("teardown {chain}"));
         s.0.remove(chain);
         Ok(())
     }
 
     fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {
-        let s = self.state.lock().map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
-        Ok(s.0.get(chain).is_some_and(|v| ips.iter().all(|ip| v.iter().any(|e| e.ip == *ip))))
+        let s = self
+            .state
+            .lock()
+            .map_err(|_| KernelError::Failed("fake masquerade poisoned".into()))?;
+        Ok(s.0
+            .get(chain)
+            .is_some_and(|v| ips.iter().all(|ip| v.iter().any(|e| e.ip == *ip))))
     }
 }
 
@@ -282,7 +348,10 @@ mod tests {
 
     #[test]
     fn save_forms() {
-        let a = Addr { ip: "10.1.2.3".parse().expect("ip"), prefix: 24 };
+        let a = Addr {
+            ip: "10.1.2.3".parse().expect("ip"),
+            prefix: 24,
+        };
         assert_eq!(save_form(a), "10.1.2.0/24");
         assert_eq!(host_form("fd00::5".parse().expect("ip")), "fd00::5/128");
     }

@@ -165,11 +165,21 @@ pub struct Kernels {
 impl Kernels {
     /// The real kernel.
     pub fn system() -> Kernels {
-        Kernels { netns: Arc::new(netlink::Netlink), firewall: Arc::new(firewall::System), tc: Arc::new(tc::System), masq: Arc::new(masq::System) }
+        Kernels {
+            netns: Arc::new(netlink::Netlink),
+            firewall: Arc::new(firewall::System),
+            tc: Arc::new(tc::System),
+            masq: Arc::new(masq::System),
+        }
     }
 
     /// Recording fakes, for unprivileged tests; replace fields as needed.
     pub fn fake() -> Kernels {
-        Kernels { netns: Arc::new(fake::FakeKernel::new()), firewall: Arc::new(firewall::Fake::default()), tc: Arc::new(tc::Fake), masq: Arc::new(masq::Fake::default()) }
+        Kernels {
+            netns: Arc::new(fake::FakeKernel::new()),
+            firewall: Arc::new(firewall::Fake::default()),
+            tc: Arc::new(tc::Fake),
+            masq: Arc::new(masq::Fake::default()),
+        }
     }
 }

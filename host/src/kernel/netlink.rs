@@ -568,11 +568,18 @@ impl NetnsOps for NetlinkNs {
         }
         let mut info = vec![NlLinkInfo::Kind(InfoKind::Bridge)];
         if vlan_filtering {
-            info.push(NlLinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(true)])));
+            info.push(NlLinkInfo::Data(InfoData::Bridge(vec![
+                InfoBridge::VlanFiltering(true),
+            ])));
         }
         msg.attributes.push(LinkAttribute::LinkInfo(info));
-        self.request("add bridge", name, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map(drop)
+        self.request(
+            "add bridge",
+            name,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
     }
 
     fn set_bridge_vlan_filtering(&mut self, name: &str, on: bool) -> KResult<()> {
@@ -582,8 +589,13 @@ impl NetnsOps for NetlinkNs {
             NlLinkInfo::Kind(InfoKind::Bridge),
             NlLinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)])),
         ]));
-        self.request("set bridge vlan filtering", name, RouteNetlinkMessage::NewLink(msg), 0)
-            .map(drop)
+        self.request(
+            "set bridge vlan filtering",
+            name,
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+        .map(drop)
     }
 
     fn add_veth(&mut self, spec: &VethSpec) -> KResult<()> {
@@ -593,7 +605,8 @@ impl NetnsOps for NetlinkNs {
             None => None,
         };
         let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName(spec.peer_name.clone()));
+        peer.attributes
+            .push(LinkAttribute::IfName(spec.peer_name.clone()));
         if let Some(m) = spec.mtu {
             peer.attributes.push(LinkAttribute::Mtu(m));
         }
@@ -604,7 +617,8 @@ impl NetnsOps for NetlinkNs {
             peer.attributes.push(LinkAttribute::NetNsFd(f.as_raw_fd()));
         }
         let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(spec.name.clone()));
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.clone()));
         if let Some(m) = spec.mtu {
             msg.attributes.push(LinkAttribute::Mtu(m));
         }
@@ -612,7 +626,12 @@ impl NetnsOps for NetlinkNs {
             NlLinkInfo::Kind(InfoKind::Veth),
             NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        let r = self.request("add veth", &spec.name, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL);
+        let r = self.request(
+            "add veth",
+            &spec.name,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        );
         drop(peer_ns);
         r.map(drop)
     }
@@ -621,7 +640,8 @@ impl NetnsOps for NetlinkNs {
         let target = open_netns_file(netns)?;
         let mut msg = LinkMessage::default();
         msg.header.index = self.index(name)?;
-        msg.attributes.push(LinkAttribute::NetNsFd(target.as_raw_fd()));
+        msg.attributes
+            .push(LinkAttribute::NetNsFd(target.as_raw_fd()));
         let r = self.request("move link", name, RouteNetlinkMessage::SetLink(msg), 0);
         drop(target);
         r.map(drop)
@@ -649,7 +669,11 @@ impl NetnsOps for NetlinkNs {
     fn set_promisc(&mut self, name: &str, on: bool) -> KResult<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = self.index(name)?;
-        msg.header.flags = if on { LinkFlags::Promisc } else { LinkFlags::empty() };
+        msg.header.flags = if on {
+            LinkFlags::Promisc
+        } else {
+            LinkFlags::empty()
+        };
         msg.header.change_mask = LinkFlags::Promisc;
         self.request("set promisc", name, RouteNetlinkMessage::SetLink(msg), 0)
             .map(drop)
@@ -674,19 +698,32 @@ impl NetnsOps for NetlinkNs {
                 InfoBridgePort::Isolated(flags.isolated),
             ])),
         ]));
-        self.request("set bridge port", name, RouteNetlinkMessage::NewLink(msg), 0)
-            .map(drop)
+        self.request(
+            "set bridge port",
+            name,
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )
+        .map(drop)
     }
 
     fn port_vlans(&mut self, name: &str) -> KResult<Vec<PortVlan>> {
         let index = self.index(name)?;
         let mut msg = LinkMessage::default();
         msg.header.interface_family = AddressFamily::Bridge;
-        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
-        let replies = self.request("get bridge vlans", name, RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let replies = self.request(
+            "get bridge vlans",
+            name,
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_DUMP,
+        )?;
         let mut out = Vec::new();
         for r in &replies {
-            let RouteNetlinkMessage::NewLink(l) = r else { continue };
+            let RouteNetlinkMessage::NewLink(l) = r else {
+                continue;
+            };
             if l.header.index != index {
                 continue;
             }
@@ -716,15 +753,25 @@ impl NetnsOps for NetlinkNs {
             flags |= BridgeVlanInfoFlags::Untagged;
         }
         let msg = self.vlan_message(name, flags, vlan.vid)?;
-        self.request("add bridge vlan", name, RouteNetlinkMessage::SetLink(msg), 0)
-            .map(drop)
+        self.request(
+            "add bridge vlan",
+            name,
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .map(drop)
     }
 
     fn del_port_vlan(&mut self, name: &str, vid: u16) -> KResult<()> {
         // AF_BRIDGE family: RTM_DELLINK removes the vlan, not the link.
         let msg = self.vlan_message(name, BridgeVlanInfoFlags::empty(), vid)?;
-        self.request("del bridge vlan", name, RouteNetlinkMessage::DelLink(msg), 0)
-            .map(drop)
+        self.request(
+            "del bridge vlan",
+            name,
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        )
+        .map(drop)
     }
 
     fn sysctl(&mut self, key: &str, value: Option<&str>) -> KResult<String> {
@@ -744,11 +791,19 @@ impl NetlinkNs {
         }
     }
 
-    fn vlan_message(&mut self, name: &str, flags: BridgeVlanInfoFlags, vid: u16) -> KResult<LinkMessage> {
+    fn vlan_message(
+        &mut self,
+        name: &str,
+        flags: BridgeVlanInfoFlags,
+        vid: u16,
+    ) -> KResult<LinkMessage> {
         let mut msg = LinkMessage::default();
         msg.header.interface_family = AddressFamily::Bridge;
         msg.header.index = self.index(name)?;
-        msg.attributes.push(LinkAttribute::AfSpecBridge(vec![AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid })]));
+        msg.attributes
+            .push(LinkAttribute::AfSpecBridge(vec![AfSpecBridge::VlanInfo(
+                BridgeVlanInfo { flags, vid },
+            )]));
         Ok(msg)
     }
 }
@@ -794,7 +849,11 @@ fn open_netns_file(path: &str) -> KResult<File> {
 /// and optionally writes it from here.
 fn sysctl_in_netns(path: &str, key: &str, value: Option<&str>) -> KResult<String> {
     use std::io::{Read, Seek, Write};
-    if !key.starts_with("net/") || key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if !key.starts_with("net/")
+        || key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(KernelError::Failed(format!("invalid sysctl key {key:?}")));
     }
     let target = open_netns_file(path)?;
@@ -820,10 +879,12 @@ fn sysctl_in_netns(path: &str, key: &str, value: Option<&str>) -> KResult<String
         _ => io_failed(&op, &e),
     })?;
     let mut old = String::new();
-    file.read_to_string(&mut old).map_err(|e| io_failed(&op, &e))?;
+    file.read_to_string(&mut old)
+        .map_err(|e| io_failed(&op, &e))?;
     if let Some(v) = value {
         file.rewind().map_err(|e| io_failed(&op, &e))?;
-        file.write_all(v.as_bytes()).map_err(|e| io_failed(&op, &e))?;
+        file.write_all(v.as_bytes())
+            .map_err(|e| io_failed(&op, &e))?;
     }
     Ok(old.trim_end().to_string())
 }
@@ -1449,14 +1510,19 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         };
-        assert!(matches!(h.add_bridge("br-t", None, false), Err(KernelError::Failed(m)) if m.contains("File exists")));
+        assert!(
+            matches!(h.add_bridge("br-t", None, false), Err(KernelError::Failed(m)) if m.contains("File exists"))
+        );
         let br = h.link_details("br-t").unwrap().unwrap();
         assert_eq!((br.kind.as_str(), br.info.mtu), ("bridge", 1400));
         h.set_promisc("br-t", true).unwrap();
         assert!(h.link_details("br-t").unwrap().unwrap().promisc);
         h.set_link_up("br-t", true).unwrap();
         h.set_mac("br-t", [0x02, 0, 0, 0, 0, 0x42]).unwrap();
-        assert_eq!(h.link_details("br-t").unwrap().unwrap().info.mac, "02:00:00:00:00:42");
+        assert_eq!(
+            h.link_details("br-t").unwrap().unwrap().info.mac,
+            "02:00:00:00:00:42"
+        );
 
         let spec = VethSpec {
             name: "vethtest0".into(),
@@ -1468,34 +1534,91 @@ mod tests {
         h.add_veth(&spec).unwrap();
         let mut c = NetlinkNs::open(&cont.path()).unwrap();
         let ce = c.link_details("eth0").unwrap().unwrap();
-        assert_eq!((ce.kind.as_str(), ce.info.mac.as_str(), ce.info.mtu), ("veth", "02:11:22:33:44:55", 1400));
+        assert_eq!(
+            (ce.kind.as_str(), ce.info.mac.as_str(), ce.info.mtu),
+            ("veth", "02:11:22:33:44:55", 1400)
+        );
         let hv = h.link_details("vethtest0").unwrap().unwrap();
-        assert_eq!(ce.peer, Some(hv.info.index), "container end points at the host end");
+        assert_eq!(
+            ce.peer,
+            Some(hv.info.index),
+            "container end points at the host end"
+        );
         assert_eq!(hv.peer, Some(ce.info.index));
-        assert_eq!(h.link_by_index(hv.info.index).unwrap().unwrap().info.name, "vethtest0");
+        assert_eq!(
+            h.link_by_index(hv.info.index).unwrap().unwrap().info.name,
+            "vethtest0"
+        );
 
         h.set_master("vethtest0", Some("br-t")).unwrap();
-        assert_eq!(h.link_details("vethtest0").unwrap().unwrap().master, Some(br.info.index));
-        h.set_bridge_port("vethtest0", PortFlags { hairpin: true, isolated: true }).unwrap();
+        assert_eq!(
+            h.link_details("vethtest0").unwrap().unwrap().master,
+            Some(br.info.index)
+        );
+        h.set_bridge_port(
+            "vethtest0",
+            PortFlags {
+                hairpin: true,
+                isolated: true,
+            },
+        )
+        .unwrap();
         let detail = host.ip(&["-d", "link", "show", "vethtest0"]);
-        assert!(detail.contains("hairpin on") && detail.contains("isolated on"), "{detail}");
+        assert!(
+            detail.contains("hairpin on") && detail.contains("isolated on"),
+            "{detail}"
+        );
         if vlan_filtering {
-            h.add_port_vlan("vethtest0", PortVlan { vid: 100, pvid: true, untagged: true }).unwrap();
+            h.add_port_vlan(
+                "vethtest0",
+                PortVlan {
+                    vid: 100,
+                    pvid: true,
+                    untagged: true,
+                },
+            )
+            .unwrap();
             h.del_port_vlan("vethtest0", 1).unwrap();
-            assert_eq!(h.port_vlans("vethtest0").unwrap(), vec![PortVlan { vid: 100, pvid: true, untagged: true }]);
+            assert_eq!(
+                h.port_vlans("vethtest0").unwrap(),
+                vec![PortVlan {
+                    vid: 100,
+                    pvid: true,
+                    untagged: true
+                }]
+            );
         }
 
-        assert_eq!(h.sysctl("net/ipv6/conf/vethtest0/accept_ra", Some("0")).unwrap(), "1");
-        assert_eq!(h.sysctl("net/ipv6/conf/vethtest0/accept_ra", None).unwrap(), "0");
-        c.sysctl("net/ipv4/conf/eth0/arp_notify", Some("1")).unwrap();
+        assert_eq!(
+            h.sysctl("net/ipv6/conf/vethtest0/accept_ra", Some("0"))
+                .unwrap(),
+            "1"
+        );
+        assert_eq!(
+            h.sysctl("net/ipv6/conf/vethtest0/accept_ra", None).unwrap(),
+            "0"
+        );
+        c.sysctl("net/ipv4/conf/eth0/arp_notify", Some("1"))
+            .unwrap();
         assert!(h.sysctl("net/../kernel/hostname", None).is_err());
 
         // Container route deletion (ptp replaces the connected route).
         c.set_link_up("eth0", true).unwrap();
         c.add_address("eth0", a("10.9.0.2/24")).unwrap();
-        let connected = RouteInfo { dst: a("10.9.0.0/24"), gw: None, mtu: None, priority: None, table: None, scope: None };
+        let connected = RouteInfo {
+            dst: a("10.9.0.0/24"),
+            gw: None,
+            mtu: None,
+            priority: None,
+            table: None,
+            scope: None,
+        };
         c.del_route("eth0", &connected).unwrap();
-        assert!(c.routes("eth0").unwrap().iter().all(|r| r.dst != a("10.9.0.0/24")));
+        assert!(c
+            .routes("eth0")
+            .unwrap()
+            .iter()
+            .all(|r| r.dst != a("10.9.0.0/24")));
 
         // Deleting the container end takes the host end along.
         c.del_link("eth0").unwrap();
@@ -1514,18 +1637,34 @@ mod tests {
         let mut direct = Duration::ZERO;
         let mut moved = Duration::ZERO;
         for i in 0..rounds {
-            let spec = VethSpec { name: format!("vd{i}"), peer_name: format!("cd{i}"), peer_netns: Some(cont.path()), mtu: None, peer_mac: None };
+            let spec = VethSpec {
+                name: format!("vd{i}"),
+                peer_name: format!("cd{i}"),
+                peer_netns: Some(cont.path()),
+                mtu: None,
+                peer_mac: None,
+            };
             let t = Instant::now();
             h.add_veth(&spec).unwrap();
             direct += t.elapsed();
-            let spec = VethSpec { name: format!("vm{i}"), peer_name: format!("cm{i}"), peer_netns: None, mtu: None, peer_mac: None };
+            let spec = VethSpec {
+                name: format!("vm{i}"),
+                peer_name: format!("cm{i}"),
+                peer_netns: None,
+                mtu: None,
+                peer_mac: None,
+            };
             let t = Instant::now();
             h.add_veth(&spec).unwrap();
             h.move_link(&format!("cm{i}"), &cont.path()).unwrap();
             moved += t.elapsed();
         }
         let per = |d: Duration| d.as_micros() as f64 / f64::from(rounds);
-        println!("veth creation: direct into netns {:.0} us, create+move {:.0} us (mean of {rounds})", per(direct), per(moved));
+        println!(
+            "veth creation: direct into netns {:.0} us, create+move {:.0} us (mean of {rounds})",
+            per(direct),
+            per(moved)
+        );
         let mut c = NetlinkNs::open(&cont.path()).unwrap();
         assert!(c.link("cd0").unwrap().is_some() && c.link("cm0").unwrap().is_some());
     }

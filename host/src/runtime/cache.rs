@@ -71,7 +71,11 @@ fn kind_from_byte(b: u8) -> Option<PluginKind> {
 /// writers of one entry never share a temporary file.
 fn unique() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -90,7 +94,8 @@ impl Cache {
                 .create(dir)
                 .map_err(|e| format!("cannot create module cache {}: {e}", dir.display()))?;
         }
-        let meta = fs::symlink_metadata(dir).map_err(|e| format!("cannot stat module cache {}: {e}", dir.display()))?;
+        let meta = fs::symlink_metadata(dir)
+            .map_err(|e| format!("cannot stat module cache {}: {e}", dir.display()))?;
         if !meta.is_dir() {
             return Err(format!("module cache {} is not a directory", dir.display()));
         }
@@ -109,7 +114,9 @@ impl Cache {
                 meta.mode() & 0o7777
             ));
         }
-        Ok(Cache { dir: dir.to_path_buf() })
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -119,9 +126,20 @@ impl Cache {
     /// The sha256 of a module file, memoised by the file's identity.
     pub fn module_digest(&self, path: &Path) -> std::io::Result<String> {
         let m = fs::metadata(path)?;
-        let identity = format!("{} {} {} {} {} {}", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime_nsec());
+        let identity = format!(
+            "{} {} {} {} {} {}",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime_nsec()
+        );
         let abs = fs::canonicalize(path)?;
-        let memo = self.dir.join(format!("{}.digest", &sha256_hex(abs.as_os_str().as_encoded_bytes())[..32]));
+        let memo = self.dir.join(format!(
+            "{}.digest",
+            &sha256_hex(abs.as_os_str().as_encoded_bytes())[..32]
+        ));
         if let Ok(text) = fs::read_to_string(&memo) {
             if let Some((id, sha)) = text.rsplit_once(' ') {
                 if id == identity && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -132,7 +150,10 @@ impl Cache {
         let sha = sha256_hex(&fs::read(path)?);
         // Best effort: a missing memo only costs a hash next time.
         let tmp = self.dir.join(format!(".tmp-{}-digest", unique()));
-        if fs::write(&tmp, format!("{identity} {sha}")).and_then(|_| fs::rename(&tmp, &memo)).is_err() {
+        if fs::write(&tmp, format!("{identity} {sha}"))
+            .and_then(|_| fs::rename(&tmp, &memo))
+            .is_err()
+        {
             let _ = fs::remove_file(&tmp);
         }
         Ok(sha)
@@ -173,20 +194,34 @@ impl Cache {
         if total != len || hasher.finalize() != crc {
             return Err(Miss::Corrupt("checksum mismatch".into()));
         }
-        Ok(Entry { meta, code_path: path.to_path_buf() })
+        Ok(Entry {
+            meta,
+            code_path: path.to_path_buf(),
+        })
     }
 
     /// Writes an entry atomically: the artifact, then its metadata, each a
     /// temporary file in the same directory, fsynced, renamed into place.
     pub fn write(&self, path: &Path, meta: &ModuleMeta, code: &[u8]) -> Result<(), String> {
         self.write_file(path, code)?;
-        self.write_file(&path.with_extension("meta"), encode_meta(meta, crc32fast::hash(code), code.len() as u64).as_bytes())
+        self.write_file(
+            &path.with_extension("meta"),
+            encode_meta(meta, crc32fast::hash(code), code.len() as u64).as_bytes(),
+        )
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
-        let tmp = self.dir.join(format!(".tmp-{}-{}", unique(), path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")));
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            unique(),
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
+        ));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
@@ -202,7 +237,11 @@ impl Cache {
 const META_FORMAT: &str = "wasm-cni-cache 3";
 
 fn encode_meta(meta: &ModuleMeta, crc: u32, len: u64) -> String {
-    format!("{META_FORMAT}\nkind {}\nversion {}\ncrc32 {crc:08x}\nlength {len}\n", kind_byte(meta.kind), meta.version.replace('\n', " "))
+    format!(
+        "{META_FORMAT}\nkind {}\nversion {}\ncrc32 {crc:08x}\nlength {len}\n",
+        kind_byte(meta.kind),
+        meta.version.replace('\n', " ")
+    )
 }
 
 fn decode_meta(text: &str) -> Result<(ModuleMeta, u32, u64), String> {
@@ -211,9 +250,18 @@ fn decode_meta(text: &str) -> Result<(ModuleMeta, u32, u64), String> {
         return Err("unknown metadata format".into());
     }
     let mut field = |name: &str| -> Result<String, String> {
-        lines.next().and_then(|l| l.strip_prefix(name)).and_then(|v| v.strip_prefix(' ')).map(str::to_string).ok_or_else(|| format!("missing {name}"))
+        lines
+            .next()
+            .and_then(|l| l.strip_prefix(name))
+            .and_then(|v| v.strip_prefix(' '))
+            .map(str::to_string)
+            .ok_or_else(|| format!("missing {name}"))
     };
-    let kind = field("kind")?.parse::<u8>().ok().and_then(kind_from_byte).ok_or("unknown plugin kind")?;
+    let kind = field("kind")?
+        .parse::<u8>()
+        .ok()
+        .and_then(kind_from_byte)
+        .ok_or("unknown plugin kind")?;
     let version = field("version")?;
     let crc = u32::from_str_radix(&field("crc32")?, 16).map_err(|_| "bad crc32")?;
     let len = field("length")?.parse::<u64>().map_err(|_| "bad length")?;
@@ -236,7 +284,10 @@ mod tests {
         let c = Cache::open(&d).expect("open");
         assert_eq!(fs::metadata(&d).expect("stat").mode() & 0o777, 0o700);
         let p = c.path_for("abc", "def");
-        let meta = ModuleMeta { kind: PluginKind::Interface, version: "1.2.3".into() };
+        let meta = ModuleMeta {
+            kind: PluginKind::Interface,
+            version: "1.2.3".into(),
+        };
         c.write(&p, &meta, b"native code").expect("write");
         let e = c.read(&p).expect("read");
         assert_eq!(e.meta, meta);

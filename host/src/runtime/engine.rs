@@ -30,7 +30,10 @@ pub fn engine(compiler: bool) -> wasmtime::Result<Engine> {
 /// artifact incompatible (another CPU) is caught by wasmtime when loading,
 /// and the entry is recompiled.
 pub fn compatibility_key(_engine: &Engine) -> String {
-    format!("wasmtime{WASMTIME_VERSION}-{}-r{CONFIG_REVISION}", std::env::consts::ARCH)
+    format!(
+        "wasmtime{WASMTIME_VERSION}-{}-r{CONFIG_REVISION}",
+        std::env::consts::ARCH
+    )
 }
 
 /// Must match the exact version pinned in the workspace Cargo.toml (a test
@@ -43,6 +46,12 @@ mod tests {
     #[test]
     fn wasmtime_version_matches_the_pin() {
         let manifest = include_str!("../../../Cargo.toml");
-        assert!(manifest.contains(&format!("wasmtime = {{ version = \"={}\"", super::WASMTIME_VERSION)), "update WASMTIME_VERSION to the pinned wasmtime");
+        assert!(
+            manifest.contains(&format!(
+                "wasmtime = {{ version = \"={}\"",
+                super::WASMTIME_VERSION
+            )),
+            "update WASMTIME_VERSION to the pinned wasmtime"
+        );
     }
 }

@@ -31,7 +31,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 64 << 20, deadline: Duration::from_secs(5) }
+        Limits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(5),
+        }
     }
 }
 
@@ -113,7 +116,9 @@ pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), St
         }
     }
     if !exports_plugin {
-        return Err(format!("it exports no {WIT_PACKAGE}/plugin interface, so it is not a wasm-cni plugin module"));
+        return Err(format!(
+            "it exports no {WIT_PACKAGE}/plugin interface, so it is not a wasm-cni plugin module"
+        ));
     }
     for (name, _) in ty.imports(engine) {
         if name.starts_with("wasi:") {
@@ -124,7 +129,11 @@ pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), St
                 return Err(format!("it imports {name}, but this host speaks {WIT_PACKAGE}@0.1.x; rebuild it with a matching guest SDK"));
             }
             Some(_) => {}
-            _ => return Err(format!("it imports {name}, which wasm-cni does not provide")),
+            _ => {
+                return Err(format!(
+                    "it imports {name}, which wasm-cni does not provide"
+                ))
+            }
         }
     }
     Ok(())
@@ -143,7 +152,11 @@ pub fn excess_imports(component: &Component, engine: &Engine, kind: PluginKind) 
 }
 
 fn module_error(path: &Path, what: String) -> CniError {
-    CniError::new(code::INVALID_NETWORK_CONFIG, format!("cannot load plugin module {}", path.display())).with_details(what)
+    CniError::new(
+        code::INVALID_NETWORK_CONFIG,
+        format!("cannot load plugin module {}", path.display()),
+    )
+    .with_details(what)
 }
 
 impl Runtime {
@@ -158,7 +171,10 @@ impl Runtime {
     }
 
     pub fn load_path(&self, name: &str, path: &Path) -> Result<Loaded, CniError> {
-        let sha256 = self.cache.module_digest(path).map_err(|e| module_error(path, e.to_string()))?;
+        let sha256 = self
+            .cache
+            .module_digest(path)
+            .map_err(|e| module_error(path, e.to_string()))?;
         let entry_path = self.cache.path_for(&sha256, &self.engine_key);
         let cached = match self.cache.read(&entry_path) {
             Ok(entry) => {
@@ -184,15 +200,31 @@ impl Runtime {
             None => {
                 self.compile_into_cache(path, &entry_path)?;
                 let entry = self.cache.read(&entry_path).map_err(|m| {
-                    CniError::new(code::IO_FAILURE, format!("module {} was compiled but its cache entry is unusable", path.display())).with_details(format!("{m:?}"))
+                    CniError::new(
+                        code::IO_FAILURE,
+                        format!(
+                            "module {} was compiled but its cache entry is unusable",
+                            path.display()
+                        ),
+                    )
+                    .with_details(format!("{m:?}"))
                 })?;
                 // SAFETY: as above; the entry was written just now by a
                 // compiler with this engine configuration.
-                let component = unsafe { Component::deserialize_file(&self.engine, &entry.code_path) }.map_err(|e| module_error(path, format!("{e:#}")))?;
+                let component =
+                    unsafe { Component::deserialize_file(&self.engine, &entry.code_path) }
+                        .map_err(|e| module_error(path, format!("{e:#}")))?;
                 (entry.meta, component, true)
             }
         };
-        Ok(Loaded { name: name.to_string(), path: path.to_path_buf(), sha256, meta, component, compiled })
+        Ok(Loaded {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            sha256,
+            meta,
+            component,
+            compiled,
+        })
     }
 }
 
@@ -204,30 +236,61 @@ impl Runtime {
         let bytes = std::fs::read(path).map_err(|e| module_error(path, e.to_string()))?;
         classify(&bytes).map_err(|e| module_error(path, e))?;
         let (meta, code) = compile(&bytes, path, &self.limits)?;
-        self.cache.write(entry_path, &meta, &code).map_err(|e| CniError::new(code::IO_FAILURE, "cannot store the compiled module").with_details(e))
+        self.cache.write(entry_path, &meta, &code).map_err(|e| {
+            CniError::new(code::IO_FAILURE, "cannot store the compiled module").with_details(e)
+        })
     }
 
     /// The CNI-path build has no compiler: run `wasm-cni-compile` (installed
     /// next to this binary) once, which fills the cache.
     #[cfg(not(feature = "compiler"))]
     fn compile_into_cache(&self, path: &Path, _entry_path: &Path) -> Result<(), CniError> {
-        let compiler = resolve::self_dir().map(|d| d.join(COMPILER_BINARY)).filter(|p| p.is_file()).ok_or_else(|| {
-            CniError::new(code::IO_FAILURE, format!("module {} is not precompiled and {COMPILER_BINARY} is not installed", path.display()))
+        let compiler = resolve::self_dir()
+            .map(|d| d.join(COMPILER_BINARY))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                CniError::new(
+                    code::IO_FAILURE,
+                    format!(
+                        "module {} is not precompiled and {COMPILER_BINARY} is not installed",
+                        path.display()
+                    ),
+                )
                 .with_details("run `wasm-cni install` to precompile the modules")
-        })?;
+            })?;
         let mut cmd = std::process::Command::new(&compiler);
-        cmd.arg("compile").arg(path).env("WASM_CNI_CACHE_DIR", self.cache.dir());
+        cmd.arg("compile")
+            .arg(path)
+            .env("WASM_CNI_CACHE_DIR", self.cache.dir());
         // Compiling a module takes well under a second; the bound only guards a hang.
         let out = crate::process::run_bounded(cmd, b"", std::time::Duration::from_secs(120))
-            .map_err(|e| CniError::new(code::IO_FAILURE, format!("running {} failed", compiler.display())).with_details(format!("{e:?}")))?;
+            .map_err(|e| {
+                CniError::new(
+                    code::IO_FAILURE,
+                    format!("running {} failed", compiler.display()),
+                )
+                .with_details(format!("{e:?}"))
+            })?;
         if out.status.success() {
             return Ok(());
         }
         // The compiler reports the module's problem as a CNI error JSON.
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let code = v.get("code").and_then(|c| c.as_u64()).and_then(|c| u32::try_from(c).ok()).unwrap_or(code::INTERNAL);
-        let msg = v.get("msg").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| format!("compiling {} failed", path.display()));
-        let details = v.get("details").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned());
+        let code = v
+            .get("code")
+            .and_then(|c| c.as_u64())
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(code::INTERNAL);
+        let msg = v
+            .get("msg")
+            .and_then(|m| m.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("compiling {} failed", path.display()));
+        let details = v
+            .get("details")
+            .and_then(|m| m.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned());
         Err(CniError::new(code, msg).with_details(details))
     }
 }
@@ -238,19 +301,40 @@ pub const COMPILER_BINARY: &str = "wasm-cni-compile";
 /// Compiles a module and learns its kind: static interface checks, then a
 /// describe() call in a sandbox with no capabilities, then the grant check.
 #[cfg(feature = "compiler")]
-pub fn compile(bytes: &[u8], path: &Path, limits: &Limits) -> Result<(ModuleMeta, Vec<u8>), CniError> {
-    let engine = engine::engine(true).map_err(|e| CniError::new(code::INTERNAL, "cannot create the wasm compiler").with_details(format!("{e:#}")))?;
-    let code = engine.precompile_component(bytes).map_err(|e| module_error(path, format!("compilation failed: {e:#}")))?;
+pub fn compile(
+    bytes: &[u8],
+    path: &Path,
+    limits: &Limits,
+) -> Result<(ModuleMeta, Vec<u8>), CniError> {
+    let engine = engine::engine(true).map_err(|e| {
+        CniError::new(code::INTERNAL, "cannot create the wasm compiler")
+            .with_details(format!("{e:#}"))
+    })?;
+    let code = engine
+        .precompile_component(bytes)
+        .map_err(|e| module_error(path, format!("compilation failed: {e:#}")))?;
     // SAFETY: produced just above by this engine.
-    let component = unsafe { Component::deserialize(&engine, &code) }.map_err(|e| module_error(path, format!("{e:#}")))?;
+    let component = unsafe { Component::deserialize(&engine, &code) }
+        .map_err(|e| module_error(path, format!("{e:#}")))?;
     check_interfaces(&component, &engine).map_err(|e| module_error(path, e))?;
     let desc = sandbox::describe(&engine, &component, limits).map_err(|e| module_error(path, e))?;
     let excess = excess_imports(&component, &engine, desc.kind);
     if !excess.is_empty() {
         return Err(module_error(
             path,
-            format!("it declares itself a {} module but imports {}, which {} modules are not granted", kind_name(desc.kind), excess.join(", "), kind_name(desc.kind)),
+            format!(
+                "it declares itself a {} module but imports {}, which {} modules are not granted",
+                kind_name(desc.kind),
+                excess.join(", "),
+                kind_name(desc.kind)
+            ),
         ));
     }
-    Ok((ModuleMeta { kind: desc.kind, version: desc.version }, code))
+    Ok((
+        ModuleMeta {
+            kind: desc.kind,
+            version: desc.version,
+        },
+        code,
+    ))
 }

@@ -34,28 +34,40 @@ impl SearchPath {
     /// A native plugin binary of that name (for IPAM types without a module).
     pub fn find_binary(&self, plugin_type: &str) -> Result<PathBuf, String> {
         check_type_name(plugin_type)?;
-        self.dirs.iter().map(|d| d.join(plugin_type)).find(|p| p.is_file()).ok_or_else(|| format!("searched {}", self.describe(plugin_type)))
+        self.dirs
+            .iter()
+            .map(|d| d.join(plugin_type))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("searched {}", self.describe(plugin_type)))
     }
 
     fn describe(&self, file: &str) -> String {
         if self.dirs.is_empty() {
             return "nowhere: CNI_PATH is empty".into();
         }
-        self.dirs.iter().map(|d| d.join(file).display().to_string()).collect::<Vec<_>>().join(", ")
+        self.dirs
+            .iter()
+            .map(|d| d.join(file).display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// A type is a file name, never a path (the runtime rejects '/' too).
 pub fn check_type_name(t: &str) -> Result<(), String> {
     if t.is_empty() || t.contains('/') || t == "." || t == ".." || t.contains('\0') {
-        return Err(format!("invalid plugin type {t:?}: it must be a plain file name"));
+        return Err(format!(
+            "invalid plugin type {t:?}: it must be a plain file name"
+        ));
     }
     Ok(())
 }
 
 /// The directory of the running binary, symlinks resolved.
 pub fn self_dir() -> Option<PathBuf> {
-    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf))
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
 }
 
 #[cfg(test)]
@@ -74,7 +86,11 @@ mod tests {
         std::fs::write(a.join("x.wasm"), b"").expect("x");
         assert_eq!(s.find_module("x").expect("found"), a.join("x.wasm"));
         let e = s.find_module("y").expect_err("missing");
-        assert!(e.contains(&a.join("y.wasm").display().to_string()) && e.contains(&b.join("y.wasm").display().to_string()), "{e}");
+        assert!(
+            e.contains(&a.join("y.wasm").display().to_string())
+                && e.contains(&b.join("y.wasm").display().to_string()),
+            "{e}"
+        );
         assert!(s.find_module("../x").is_err());
         let _ = std::fs::remove_dir_all(&base);
     }

@@ -31,7 +31,10 @@ pub struct StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -46,10 +49,20 @@ struct Pipes {
     stderr: MemoryOutputPipe,
 }
 
-fn new_store(engine: &Engine, limits: &Limits, call: Option<Arc<CallContext>>, state_dir: Option<&std::path::Path>) -> Result<(Store<StoreData>, Pipes), String> {
-    let pipes = Pipes { stdout: MemoryOutputPipe::new(PIPE_CAPACITY), stderr: MemoryOutputPipe::new(PIPE_CAPACITY) };
+fn new_store(
+    engine: &Engine,
+    limits: &Limits,
+    call: Option<Arc<CallContext>>,
+    state_dir: Option<&std::path::Path>,
+) -> Result<(Store<StoreData>, Pipes), String> {
+    let pipes = Pipes {
+        stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
+        stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
+    };
     let mut b = WasiCtxBuilder::new();
-    b.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone()).allow_blocking_current_thread(true);
+    b.stdout(pipes.stdout.clone())
+        .stderr(pipes.stderr.clone())
+        .allow_blocking_current_thread(true);
     if let Some(dir) = state_dir {
         b.preopened_dir(dir, "/state", wasmtime_wasi::FsPerms::ReadWrite)
             .map_err(|e| format!("cannot open state directory {}: {e:#}", dir.display()))?;
@@ -57,7 +70,13 @@ fn new_store(engine: &Engine, limits: &Limits, call: Option<Arc<CallContext>>, s
     let data = StoreData {
         wasi: b.build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(16).memories(4).trap_on_grow_failure(true).build(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build(),
         call,
     };
     let mut store = Store::new(engine, data);
@@ -84,25 +103,46 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
     if let Some(kind) = kind {
         let granted = super::granted_interfaces(kind);
         if granted.contains(&"log") {
-            wit_ifaces::log::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::log::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"netns") {
-            wit_ifaces::netns::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::netns::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"ipam") {
-            wit_ifaces::ipam::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::ipam::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"host-net") {
-            wit_ifaces::host_net::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::host_net::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"nat") {
-            wit_ifaces::nat::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::nat::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"resolv") {
-            wit_ifaces::resolv::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::resolv::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
         if granted.contains(&"tc") {
-            wit_ifaces::tc::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(&mut linker, |d| d)?;
+            wit_ifaces::tc::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
         }
     }
     Ok(linker)
@@ -111,11 +151,21 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
 /// Text of a failed guest call for an error's details: the trap, then what
 /// the guest wrote to stderr (a Rust panic message lands there).
 fn trap_details(e: &wasmtime::Error, pipes: &Pipes, limits: &Limits) -> (String, String) {
-    let stderr = String::from_utf8_lossy(&pipes.stderr.contents()).trim().to_string();
+    let stderr = String::from_utf8_lossy(&pipes.stderr.contents())
+        .trim()
+        .to_string();
     let msg = match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!("plugin module exceeded its deadline of {} ms", limits.deadline.as_millis()),
-        Some(Trap::UnreachableCodeReached) if !stderr.is_empty() => "plugin module panicked".to_string(),
-        _ if format!("{e:#}").contains("forcing trap when growing memory") => format!("plugin module exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+        Some(Trap::Interrupt) => format!(
+            "plugin module exceeded its deadline of {} ms",
+            limits.deadline.as_millis()
+        ),
+        Some(Trap::UnreachableCodeReached) if !stderr.is_empty() => {
+            "plugin module panicked".to_string()
+        }
+        _ if format!("{e:#}").contains("forcing trap when growing memory") => format!(
+            "plugin module exceeded its memory limit of {} MiB",
+            limits.memory_bytes >> 20
+        ),
         _ => "plugin module trapped".to_string(),
     };
     let mut details = format!("{e:#}");
@@ -156,13 +206,22 @@ fn with_runtime<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Calls `describe` with no capabilities linked: unknown imports trap.
-pub fn describe(engine: &Engine, component: &Component, limits: &Limits) -> Result<wit::Descriptor, String> {
+pub fn describe(
+    engine: &Engine,
+    component: &Component,
+    limits: &Limits,
+) -> Result<wit::Descriptor, String> {
     let (mut store, pipes) = new_store(engine, limits, None, None)?;
     let mut linker = linker(engine, None).map_err(|e| format!("{e:#}"))?;
-    linker.define_unknown_imports_as_traps(component).map_err(|e| format!("{e:#}"))?;
-    let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("{e:#}"))?;
     let pre = AnyModulePre::new(pre).map_err(|e| format!("{e:#}"))?;
-    let bindings = with_runtime(|| pre.instantiate(&mut store)).map_err(|e| trap_details(&e, &pipes, limits).1)?;
+    let bindings = with_runtime(|| pre.instantiate(&mut store))
+        .map_err(|e| trap_details(&e, &pipes, limits).1)?;
     with_runtime(|| bindings.cni_plugin_plugin().call_describe(&mut store)).map_err(|e| {
         let (msg, details) = trap_details(&e, &pipes, limits);
         format!("describe() failed: {msg}: {details}")
@@ -187,12 +246,22 @@ pub fn invoke(
     state_dir: Option<&std::path::Path>,
     what: Call,
 ) -> Result<Option<wit::CniResult>, CniError> {
-    let internal = |m: String| CniError::new(code::INTERNAL, "cannot set up the plugin sandbox").with_details(m);
+    let internal = |m: String| {
+        CniError::new(code::INTERNAL, "cannot set up the plugin sandbox").with_details(m)
+    };
     let t_link = std::time::Instant::now();
-    let (mut store, pipes) = new_store(engine, limits, Some(call.clone()), state_dir).map_err(internal)?;
+    let (mut store, pipes) =
+        new_store(engine, limits, Some(call.clone()), state_dir).map_err(internal)?;
     let linker = linker(engine, Some(loaded.meta.kind)).map_err(|e| internal(format!("{e:#}")))?;
     let pre = linker.instantiate_pre(&loaded.component).map_err(|e| {
-        CniError::new(code::INVALID_NETWORK_CONFIG, format!("plugin module {} asks for capabilities its kind is not granted", loaded.name)).with_details(format!("{e:#}"))
+        CniError::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!(
+                "plugin module {} asks for capabilities its kind is not granted",
+                loaded.name
+            ),
+        )
+        .with_details(format!("{e:#}"))
     })?;
     let pre = AnyModulePre::new(pre).map_err(|e| internal(format!("{e:#}")))?;
     phases::record(Phase::Link, t_link);
@@ -209,13 +278,29 @@ pub fn invoke(
         let inv = call.invocation.clone();
         let r = match what {
             Call::Add => plugin.call_add(&mut store, &inv).map_err(fail)?.map(Some),
-            Call::Del => plugin.call_del(&mut store, &inv).map_err(fail)?.map(|_| None),
-            Call::Check => plugin.call_check(&mut store, &inv).map_err(fail)?.map(|_| None),
-            Call::Gc(valid) => plugin.call_gc(&mut store, &inv, &valid).map_err(fail)?.map(|_| None),
-            Call::Status => plugin.call_status(&mut store, &inv).map_err(fail)?.map(|_| None),
+            Call::Del => plugin
+                .call_del(&mut store, &inv)
+                .map_err(fail)?
+                .map(|_| None),
+            Call::Check => plugin
+                .call_check(&mut store, &inv)
+                .map_err(fail)?
+                .map(|_| None),
+            Call::Gc(valid) => plugin
+                .call_gc(&mut store, &inv, &valid)
+                .map_err(fail)?
+                .map(|_| None),
+            Call::Status => plugin
+                .call_status(&mut store, &inv)
+                .map_err(fail)?
+                .map(|_| None),
         };
         phases::record(Phase::Call, t);
-        Ok(r.map_err(|e| CniError { code: e.code, msg: e.msg, details: e.details }))
+        Ok(r.map_err(|e| CniError {
+            code: e.code,
+            msg: e.msg,
+            details: e.details,
+        }))
     });
     log_guest_output(&pipes, &loaded.name);
     let outcome = outcome.and_then(|r| r);

@@ -36,11 +36,13 @@ impl Limits {
     }
 
     fn ingress(&self) -> Option<Tbf> {
-        (self.ingress_rate > 0 && self.ingress_burst > 0).then(|| tbf(self.ingress_rate, self.ingress_burst))
+        (self.ingress_rate > 0 && self.ingress_burst > 0)
+            .then(|| tbf(self.ingress_rate, self.ingress_burst))
     }
 
     fn egress(&self) -> Option<Tbf> {
-        (self.egress_rate > 0 && self.egress_burst > 0).then(|| tbf(self.egress_rate, self.egress_burst))
+        (self.egress_rate > 0 && self.egress_burst > 0)
+            .then(|| tbf(self.egress_rate, self.egress_burst))
     }
 }
 
@@ -65,8 +67,9 @@ pub fn tbf(rate_bits: u64, burst_bits: u64) -> Tbf {
 
 fn number(section: &str, key: &str, v: &Value) -> CniResultOf<u64> {
     let bad = || {
-        CniError::config(format!("invalid {section}{key}"))
-            .with_details(format!("{v} is not a whole number ≥ 0 (rates are bits per second, bursts bits)"))
+        CniError::config(format!("invalid {section}{key}")).with_details(format!(
+            "{v} is not a whole number ≥ 0 (rates are bits per second, bursts bits)"
+        ))
     };
     match v {
         Value::Null => Ok(0),
@@ -80,22 +83,45 @@ fn number(section: &str, key: &str, v: &Value) -> CniResultOf<u64> {
 }
 
 fn read_limits(section: &str, obj: &Value) -> CniResultOf<Limits> {
-    let get = |key: &str| get_ci(obj, key).map(|v| number(section, key, v)).transpose().map(Option::unwrap_or_default);
-    Ok(Limits { ingress_rate: get(KEYS[0])?, ingress_burst: get(KEYS[1])?, egress_rate: get(KEYS[2])?, egress_burst: get(KEYS[3])? })
+    let get = |key: &str| {
+        get_ci(obj, key)
+            .map(|v| number(section, key, v))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok(Limits {
+        ingress_rate: get(KEYS[0])?,
+        ingress_burst: get(KEYS[1])?,
+        egress_rate: get(KEYS[2])?,
+        egress_burst: get(KEYS[3])?,
+    })
 }
 
 fn validate(dir: &str, rate: u64, burst: u64) -> CniResultOf<()> {
     if rate != 0 && burst == 0 {
-        return Err(CniError::config(format!("{dir}Rate is set but {dir}Burst is not")).with_details(format!("if rate is set, burst must also be set: add {dir}Burst (bits)")));
+        return Err(
+            CniError::config(format!("{dir}Rate is set but {dir}Burst is not")).with_details(
+                format!("if rate is set, burst must also be set: add {dir}Burst (bits)"),
+            ),
+        );
     }
     if rate == 0 && burst != 0 {
-        return Err(CniError::config(format!("{dir}Burst is set but {dir}Rate is not")).with_details(format!("if burst is set, rate must also be set: add {dir}Rate (bits per second)")));
+        return Err(
+            CniError::config(format!("{dir}Burst is set but {dir}Rate is not")).with_details(
+                format!("if burst is set, rate must also be set: add {dir}Rate (bits per second)"),
+            ),
+        );
     }
     if burst / 8 >= u64::from(u32::MAX) {
-        return Err(CniError::config(format!("{dir}Burst {burst} is too large")).with_details("burst cannot be more than 4GB: it must be below 34359738360 bits"));
+        return Err(CniError::config(format!("{dir}Burst {burst} is too large"))
+            .with_details("burst cannot be more than 4GB: it must be below 34359738360 bits"));
     }
     if rate != 0 && rate < 8 {
-        return Err(CniError::config(format!("{dir}Rate {rate} is too small")).with_details("the kernel shapes in bytes per second: the rate must be at least 8 bits/s"));
+        return Err(
+            CniError::config(format!("{dir}Rate {rate} is too small")).with_details(
+                "the kernel shapes in bytes per second: the rate must be at least 8 bits/s",
+            ),
+        );
     }
     Ok(())
 }
@@ -125,8 +151,17 @@ fn prev(inv: &Invocation) -> CniResultOf<&CniResult> {
 
 /// Opens the attachment through the prevResult interface without a sandbox
 /// that the host accepts as CNI_IFNAME's veth peer.
-fn open<H: BandwidthHost>(host: &mut H, inv: &Invocation, prev: &CniResult) -> CniResultOf<H::Attachment> {
-    let candidates: Vec<&str> = prev.interfaces.iter().filter(|i| i.sandbox.is_empty() && !i.name.is_empty()).map(|i| i.name.as_str()).collect();
+fn open<H: BandwidthHost>(
+    host: &mut H,
+    inv: &Invocation,
+    prev: &CniResult,
+) -> CniResultOf<H::Attachment> {
+    let candidates: Vec<&str> = prev
+        .interfaces
+        .iter()
+        .filter(|i| i.sandbox.is_empty() && !i.name.is_empty())
+        .map(|i| i.name.as_str())
+        .collect();
     if candidates.is_empty() {
         return Err(CniError::config("prevResult has no host-side interface").with_details(format!(
             "bandwidth shapes the host end of {}'s veth, which the main plugin must report in prevResult.interfaces with no sandbox (bridge and ptp do; macvlan/ipvlan have none)",
@@ -138,27 +173,54 @@ fn open<H: BandwidthHost>(host: &mut H, inv: &Invocation, prev: &CniResult) -> C
         match host.tc_open(name) {
             Ok(a) => return Ok(a),
             // Not this one (a bridge, say): try the next.
-            Err(e) if e.code == code::INVALID_NETWORK_CONFIG => refusals.push(format!("{}: {}", e.msg, e.details)),
+            Err(e) if e.code == code::INVALID_NETWORK_CONFIG => {
+                refusals.push(format!("{}: {}", e.msg, e.details))
+            }
             Err(e) => return Err(e),
         }
     }
-    Err(CniError::config(format!("no veth peer of {} found among the host interfaces of prevResult", inv.ifname)).with_details(refusals.join("; ")))
+    Err(CniError::config(format!(
+        "no veth peer of {} found among the host interfaces of prevResult",
+        inv.ifname
+    ))
+    .with_details(refusals.join("; ")))
 }
 
-fn check_tbf(a: &impl TcAttachment, host: &impl BandwidthHost, target: Target, want: Tbf, what: &str, link: &str) -> CniResultOf<()> {
-    let changed = |d: String| CniError::internal(format!("{what} shaping on {link} was changed or removed")).with_details(d);
+fn check_tbf(
+    a: &impl TcAttachment,
+    host: &impl BandwidthHost,
+    target: Target,
+    want: Tbf,
+    what: &str,
+    link: &str,
+) -> CniResultOf<()> {
+    let changed = |d: String| {
+        CniError::internal(format!("{what} shaping on {link} was changed or removed"))
+            .with_details(d)
+    };
     let Some(got) = a.tbf(target)? else {
-        return Err(changed("there is no root tbf qdisc; run DEL and ADD again".into()));
+        return Err(changed(
+            "there is no root tbf qdisc; run DEL and ADD again".into(),
+        ));
     };
     let ticks = host.buffer_ticks(want.rate, want.burst);
     if got.rate != want.rate {
-        return Err(changed(format!("tbf rate is {} bytes/s, want {}", got.rate, want.rate)));
+        return Err(changed(format!(
+            "tbf rate is {} bytes/s, want {}",
+            got.rate, want.rate
+        )));
     }
     if got.limit != want.limit {
-        return Err(changed(format!("tbf limit is {} bytes, want {}", got.limit, want.limit)));
+        return Err(changed(format!(
+            "tbf limit is {} bytes, want {}",
+            got.limit, want.limit
+        )));
     }
     if got.buffer_ticks != ticks {
-        return Err(changed(format!("tbf burst buffer is {} ticks, want {ticks} ({} bytes)", got.buffer_ticks, want.burst)));
+        return Err(changed(format!(
+            "tbf burst buffer is {} ticks, want {ticks} ({} bytes)",
+            got.buffer_ticks, want.burst
+        )));
     }
     Ok(())
 }
@@ -177,7 +239,11 @@ impl BandwidthPlugin for Bandwidth {
         }
         if let Some(t) = l.egress() {
             let ifb = a.add_ifb()?;
-            result.interfaces.push(Interface { name: ifb.name, mac: ifb.mac, ..Default::default() });
+            result.interfaces.push(Interface {
+                name: ifb.name,
+                mac: ifb.mac,
+                ..Default::default()
+            });
             a.add_redirect()?;
             a.add_tbf(Target::Ifb, t)?;
         }
@@ -190,13 +256,17 @@ impl BandwidthPlugin for Bandwidth {
         host.del_ifb()?;
         // The host veth's qdiscs go with the veth; clear them now when it is
         // still there so a DEL leaves nothing of ours behind.
-        let (Some(prev), false) = (inv.prev_result.as_ref(), inv.netns.is_empty()) else { return Ok(()) };
+        let (Some(prev), false) = (inv.prev_result.as_ref(), inv.netns.is_empty()) else {
+            return Ok(());
+        };
         if !prev.interfaces.iter().any(|i| i.sandbox.is_empty()) {
             return Ok(());
         }
         match open(host, inv, prev) {
             Ok(a) => a.clear(),
-            Err(e) if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_NETWORK_CONFIG => {
+            Err(e)
+                if e.code == code::UNKNOWN_CONTAINER || e.code == code::INVALID_NETWORK_CONFIG =>
+            {
                 host.log(Level::Debug, &format!("host link not cleared: {e}"));
                 Ok(())
             }
@@ -215,7 +285,10 @@ impl BandwidthPlugin for Bandwidth {
         if let Some(t) = l.egress() {
             let ifb = host.ifb_name(&inv.container_id);
             if a.ifb()?.is_none() {
-                return Err(CniError::internal(format!("egress shaping: ifb {ifb} is missing")).with_details("run DEL and ADD again"));
+                return Err(
+                    CniError::internal(format!("egress shaping: ifb {ifb} is missing"))
+                        .with_details("run DEL and ADD again"),
+                );
             }
             check_tbf(&a, host, Target::Ifb, t, "egress", &ifb)?;
             if !a.redirect()? {
@@ -225,8 +298,15 @@ impl BandwidthPlugin for Bandwidth {
         Ok(())
     }
 
-    fn gc<H: BandwidthHost>(host: &mut H, _inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
-        let keep: Vec<String> = valid.iter().map(|a| host.ifb_name(&a.container_id)).collect();
+    fn gc<H: BandwidthHost>(
+        host: &mut H,
+        _inv: &Invocation,
+        valid: &[Attachment],
+    ) -> CniResultOf<()> {
+        let keep: Vec<String> = valid
+            .iter()
+            .map(|a| host.ifb_name(&a.container_id))
+            .collect();
         let mut first_error = None;
         for name in host.ifbs()? {
             if keep.contains(&name) {

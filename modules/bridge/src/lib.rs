@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasm_cni_guest::host_net::util::{check_container, configure_iface, dns_of, gateway_of, ipam_type, random_veth_name, sysctl_best_effort};
+use wasm_cni_guest::host_net::util::{
+    check_container, configure_iface, dns_of, gateway_of, ipam_type, random_veth_name,
+    sysctl_best_effort,
+};
 use wasm_cni_guest::host_net::{BridgeConfig, HostScope, PortConfig, Side, VethConfig, Vlan};
 use wasm_cni_guest::prelude::*;
 
@@ -71,8 +74,24 @@ impl Default for NetConf {
 }
 
 const KEYS: &[&str] = &[
-    "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend", "mtu", "hairpinMode", "promiscMode", "vlan", "vlanTrunk",
-    "preserveDefaultVlan", "macspoofchk", "enabledad", "disableContainerInterface", "portIsolation", "minID", "maxID", "id",
+    "isGateway",
+    "isDefaultGateway",
+    "forceAddress",
+    "ipMasq",
+    "ipMasqBackend",
+    "mtu",
+    "hairpinMode",
+    "promiscMode",
+    "vlan",
+    "vlanTrunk",
+    "preserveDefaultVlan",
+    "macspoofchk",
+    "enabledad",
+    "disableContainerInterface",
+    "portIsolation",
+    "minID",
+    "maxID",
+    "id",
 ];
 
 /// The parsed configuration plus what is derived from it.
@@ -85,30 +104,45 @@ struct Conf {
 }
 
 fn trunk_vlans(trunk: &Option<Vec<VlanTrunk>>) -> CniResultOf<Vec<u16>> {
-    let Some(items) = trunk else { return Ok(Vec::new()) };
+    let Some(items) = trunk else {
+        return Ok(Vec::new());
+    };
     let valid = |v: i64| (1..=4094).contains(&v);
     let mut out = std::collections::BTreeSet::new();
     for t in items {
         match (t.min_id, t.max_id) {
             (Some(lo), Some(hi)) => {
                 if !valid(lo) {
-                    return Err(CniError::config("incorrect trunk minID parameter").with_details("minID must be 1-4094"));
+                    return Err(CniError::config("incorrect trunk minID parameter")
+                        .with_details("minID must be 1-4094"));
                 }
                 if !valid(hi) {
-                    return Err(CniError::config("incorrect trunk maxID parameter").with_details("maxID must be 1-4094"));
+                    return Err(CniError::config("incorrect trunk maxID parameter")
+                        .with_details("maxID must be 1-4094"));
                 }
                 if hi < lo {
-                    return Err(CniError::config("minID is greater than maxID in trunk parameter"));
+                    return Err(CniError::config(
+                        "minID is greater than maxID in trunk parameter",
+                    ));
                 }
                 out.extend((lo..=hi).filter_map(|v| u16::try_from(v).ok()));
             }
-            (None, Some(_)) => return Err(CniError::config("minID and maxID should be configured simultaneously, minID is missing")),
-            (Some(_), None) => return Err(CniError::config("minID and maxID should be configured simultaneously, maxID is missing")),
+            (None, Some(_)) => {
+                return Err(CniError::config(
+                    "minID and maxID should be configured simultaneously, minID is missing",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(CniError::config(
+                    "minID and maxID should be configured simultaneously, maxID is missing",
+                ))
+            }
             (None, None) => {}
         }
         if let Some(id) = t.id {
             if !valid(id) {
-                return Err(CniError::config("incorrect trunk id parameter").with_details("id must be 1-4094"));
+                return Err(CniError::config("incorrect trunk id parameter")
+                    .with_details("id must be 1-4094"));
             }
             out.extend(u16::try_from(id).ok());
         }
@@ -119,7 +153,11 @@ fn trunk_vlans(trunk: &Option<Vec<VlanTrunk>>) -> CniResultOf<Vec<u16>> {
 /// MAC from CNI_ARGS `MAC`, then `args.cni.mac`, then `runtimeConfig.mac` (later wins).
 fn requested_mac(inv: &Invocation) -> Option<String> {
     let mut mac = inv.arg("MAC").filter(|m| !m.is_empty()).map(String::from);
-    if let Some(m) = get_ci(&inv.config, "args").and_then(|a| get_ci(a, "cni")).and_then(|c| get_ci(c, "mac")).and_then(Value::as_str) {
+    if let Some(m) = get_ci(&inv.config, "args")
+        .and_then(|a| get_ci(a, "cni"))
+        .and_then(|c| get_ci(c, "mac"))
+        .and_then(Value::as_str)
+    {
         if !m.is_empty() {
             mac = Some(m.to_string());
         }
@@ -141,21 +179,31 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
     normalize_keys(&mut v, KEYS);
     let mut n: NetConf = decode("bridge", &v)?;
     if !(0..=4094).contains(&n.vlan) {
-        return Err(CniError::config(format!("invalid VLAN ID {} (must be between 0 and 4094)", n.vlan)));
+        return Err(CniError::config(format!(
+            "invalid VLAN ID {} (must be between 0 and 4094)",
+            n.vlan
+        )));
     }
     let vlans = trunk_vlans(&n.vlan_trunk)?;
     if n.vlan > 0 && !vlans.is_empty() {
-        return Err(CniError::config("cannot set vlan and vlanTrunk at the same time"));
+        return Err(CniError::config(
+            "cannot set vlan and vlanTrunk at the same time",
+        ));
     }
     if n.is_default_gw {
         n.is_gw = true;
     }
     if n.hairpin_mode && n.promisc_mode {
-        return Err(CniError::config("cannot set hairpin mode and promiscuous mode at the same time"));
+        return Err(CniError::config(
+            "cannot set hairpin mode and promiscuous mode at the same time",
+        ));
     }
     let ipam = ipam_type(&inv.config);
     if n.disable_container_interface && !ipam.is_empty() {
-        return Err(CniError::config("cannot use IPAM when DisableContainerInterface flag is set").with_details("remove ipam or disableContainerInterface"));
+        return Err(
+            CniError::config("cannot use IPAM when DisableContainerInterface flag is set")
+                .with_details("remove ipam or disableContainerInterface"),
+        );
     }
     if n.mac_spoof_chk {
         return Err(CniError::config("macspoofchk is not supported by this wasm-cni build")
@@ -173,14 +221,27 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
     }
     let mtu = match n.mtu {
         0 => None,
-        m => Some(u32::try_from(m).map_err(|_| CniError::config(format!("invalid mtu {m}")).with_details("mtu must be a positive number"))?),
+        m => Some(u32::try_from(m).map_err(|_| {
+            CniError::config(format!("invalid mtu {m}"))
+                .with_details("mtu must be a positive number")
+        })?),
     };
     let vlan = n.vlan;
-    Ok(Conf { n, mtu, vlans: if vlan > 0 { Vec::new() } else { vlans }, mac: requested_mac(inv), ipam })
+    Ok(Conf {
+        n,
+        mtu,
+        vlans: if vlan > 0 { Vec::new() } else { vlans },
+        mac: requested_mac(inv),
+        ipam,
+    })
 }
 
 fn net_err(what: &str) -> impl Fn(CniError) -> CniError + '_ {
-    move |e| CniError { code: e.code, msg: format!("{what}: {}", e.msg), details: e.details }
+    move |e| CniError {
+        code: e.code,
+        msg: format!("{what}: {}", e.msg),
+        details: e.details,
+    }
 }
 
 /// Puts `gw` on the bridge as the reference's ensureAddr does.
@@ -195,10 +256,14 @@ fn ensure_addr<S: HostScope>(scope: &S, br: &str, gw: IpNet, force: bool) -> Cni
         // IPv4: one address per bridge; IPv6: no overlapping subnets.
         if gw.is_ipv4() || a.contains(gw.addr) || gw.contains(a.addr) {
             if force {
-                scope.del_address(br, a).map_err(net_err(&format!("could not remove IP address from {br:?}")))?;
+                scope
+                    .del_address(br, a)
+                    .map_err(net_err(&format!("could not remove IP address from {br:?}")))?;
             } else {
-                return Err(CniError::internal(format!("{br:?} already has an IP address different from {gw}"))
-                    .with_details("set forceAddress to replace it, or use another subnet"));
+                return Err(CniError::internal(format!(
+                    "{br:?} already has an IP address different from {gw}"
+                ))
+                .with_details("set forceAddress to replace it, or use another subnet"));
             }
         }
     }
@@ -210,7 +275,9 @@ fn ensure_addr<S: HostScope>(scope: &S, br: &str, gw: IpNet, force: bool) -> Cni
     }
     // Pin the bridge MAC, or it follows the lowest port MAC as pods come and go.
     if let Some(l) = scope.link(br)? {
-        scope.set_mac(br, &l.mac).map_err(net_err("could not set bridge's mac"))?;
+        scope
+            .set_mac(br, &l.mac)
+            .map_err(net_err("could not set bridge's mac"))?;
     }
     Ok(())
 }
@@ -226,7 +293,17 @@ fn calc_gateways(result: &mut CniResult, n: &NetConf) -> Vec<IpNet> {
         }
         let fam = usize::from(!ip.address.is_ipv4());
         if n.is_default_gw && !default_found[fam] {
-            let any = if ip.address.is_ipv4() { IpNet { addr: [0, 0, 0, 0].into(), prefix: 0 } } else { IpNet { addr: std::net::Ipv6Addr::UNSPECIFIED.into(), prefix: 0 } };
+            let any = if ip.address.is_ipv4() {
+                IpNet {
+                    addr: [0, 0, 0, 0].into(),
+                    prefix: 0,
+                }
+            } else {
+                IpNet {
+                    addr: std::net::Ipv6Addr::UNSPECIFIED.into(),
+                    prefix: 0,
+                }
+            };
             if !result.routes.iter().any(|r| r.gw.is_some() && r.dst == any) {
                 result.routes.push(Route::new(any, ip.gateway));
             }
@@ -234,7 +311,10 @@ fn calc_gateways(result: &mut CniResult, n: &NetConf) -> Vec<IpNet> {
         }
         if n.is_gw {
             if let Some(g) = ip.gateway {
-                gws.push(IpNet { addr: g, prefix: ip.address.prefix });
+                gws.push(IpNet {
+                    addr: g,
+                    prefix: ip.address.prefix,
+                });
             }
         }
     }
@@ -245,12 +325,15 @@ fn calc_gateways(result: &mut CniResult, n: &NetConf) -> Vec<IpNet> {
 fn wait_port_up<S: HostScope>(scope: &S, name: &str) -> CniResultOf<HostLinkMac> {
     for (i, ms) in [0u64, 50, 500, 1000, 1000].iter().enumerate() {
         std::thread::sleep(std::time::Duration::from_millis(*ms));
-        let l = scope.link(name)?.ok_or_else(|| CniError::internal(format!("host veth {name} vanished")))?;
+        let l = scope
+            .link(name)?
+            .ok_or_else(|| CniError::internal(format!("host veth {name} vanished")))?;
         if l.oper_up {
             return Ok(HostLinkMac(l.mac));
         }
         if i == 4 {
-            return Err(CniError::internal("bridge port in error state").with_details(format!("{name} did not come up")));
+            return Err(CniError::internal("bridge port in error state")
+                .with_details(format!("{name} did not come up")));
         }
     }
     Err(CniError::internal("bridge port in error state"))
@@ -265,59 +348,145 @@ impl InterfacePlugin for Bridge {
         let scope = host.host_net()?;
         let vlan_filtering = n.vlan != 0 || n.vlan_trunk.is_some();
         let br = scope
-            .ensure_bridge(&BridgeConfig { mtu: c.mtu, promisc: n.promisc_mode, vlan_filtering })
-            .map_err(net_err(&format!("failed to create bridge {:?}", scope.bridge_name())))?;
+            .ensure_bridge(&BridgeConfig {
+                mtu: c.mtu,
+                promisc: n.promisc_mode,
+                vlan_filtering,
+            })
+            .map_err(net_err(&format!(
+                "failed to create bridge {:?}",
+                scope.bridge_name()
+            )))?;
         // We want to own the routes of the bridge.
-        sysctl_best_effort(&scope, Side::Host, &format!("net/ipv6/conf/{}/accept_ra", br.name), "0");
+        sysctl_best_effort(
+            &scope,
+            Side::Host,
+            &format!("net/ipv6/conf/{}/accept_ra", br.name),
+            "0",
+        );
 
         let ns = host.container_netns()?;
         if ns.link(&inv.ifname)?.is_some() {
-            return Err(CniError::internal(format!("container veth name provided ({}) already exists", inv.ifname)).with_details("choose another CNI_IFNAME or remove the interface"));
+            return Err(CniError::internal(format!(
+                "container veth name provided ({}) already exists",
+                inv.ifname
+            ))
+            .with_details("choose another CNI_IFNAME or remove the interface"));
         }
         let mut hv = None;
         let mut last = None;
         for _ in 0..10 {
-            let cfg = VethConfig { host_name: random_veth_name(), mtu: c.mtu, container_mac: c.mac.clone() };
+            let cfg = VethConfig {
+                host_name: random_veth_name(),
+                mtu: c.mtu,
+                container_mac: c.mac.clone(),
+            };
             match scope.create_veth(&cfg) {
                 Ok(l) => {
                     hv = Some(l);
                     break;
                 }
                 // A host name collision: pick another, as the reference does.
-                Err(e) if e.msg.contains("exists") && ns.link(&inv.ifname)?.is_none() => last = Some(e),
+                Err(e) if e.msg.contains("exists") && ns.link(&inv.ifname)?.is_none() => {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }
-        let hv = hv.ok_or_else(|| last.unwrap_or_else(|| CniError::internal("failed to create veth")))?;
-        sysctl_best_effort(&scope, Side::Host, &format!("net/ipv6/conf/{}/accept_ra", hv.name), "0");
+        let hv =
+            hv.ok_or_else(|| last.unwrap_or_else(|| CniError::internal("failed to create veth")))?;
+        sysctl_best_effort(
+            &scope,
+            Side::Host,
+            &format!("net/ipv6/conf/{}/accept_ra", hv.name),
+            "0",
+        );
         scope.set_link_up(&hv.name, true)?;
-        scope.set_master(&hv.name).map_err(net_err(&format!("failed to connect {:?} to bridge {}", hv.name, br.name)))?;
-        scope.set_port(&hv.name, PortConfig { hairpin: n.hairpin_mode, isolated: n.port_isolation }).map_err(net_err(&format!("failed to setup port flags for {}", hv.name)))?;
+        scope.set_master(&hv.name).map_err(net_err(&format!(
+            "failed to connect {:?} to bridge {}",
+            hv.name, br.name
+        )))?;
+        scope
+            .set_port(
+                &hv.name,
+                PortConfig {
+                    hairpin: n.hairpin_mode,
+                    isolated: n.port_isolation,
+                },
+            )
+            .map_err(net_err(&format!(
+                "failed to setup port flags for {}",
+                hv.name
+            )))?;
         if (n.vlan != 0 || !c.vlans.is_empty()) && !n.preserve_default_vlan {
             for v in scope.vlans(&hv.name)? {
-                scope.del_vlan(&hv.name, v.vid).map_err(net_err(&format!("failed to remove default vlan on interface {:?}", hv.name)))?;
+                scope.del_vlan(&hv.name, v.vid).map_err(net_err(&format!(
+                    "failed to remove default vlan on interface {:?}",
+                    hv.name
+                )))?;
             }
         }
         if n.vlan != 0 {
             let vid = u16::try_from(n.vlan).unwrap_or(0);
-            scope.add_vlan(&hv.name, Vlan { vid, pvid: true, untagged: true }).map_err(net_err(&format!("failed to setup vlan tag on interface {:?}", hv.name)))?;
+            scope
+                .add_vlan(
+                    &hv.name,
+                    Vlan {
+                        vid,
+                        pvid: true,
+                        untagged: true,
+                    },
+                )
+                .map_err(net_err(&format!(
+                    "failed to setup vlan tag on interface {:?}",
+                    hv.name
+                )))?;
         }
         for vid in &c.vlans {
-            scope.add_vlan(&hv.name, Vlan { vid: *vid, pvid: false, untagged: false }).map_err(net_err(&format!("failed to setup vlan tag on interface {:?}", hv.name)))?;
+            scope
+                .add_vlan(
+                    &hv.name,
+                    Vlan {
+                        vid: *vid,
+                        pvid: false,
+                        untagged: false,
+                    },
+                )
+                .map_err(net_err(&format!(
+                    "failed to setup vlan tag on interface {:?}",
+                    hv.name
+                )))?;
         }
-        let cl = ns.link(&inv.ifname)?.ok_or_else(|| CniError::internal(format!("container interface {} vanished", inv.ifname)))?;
+        let cl = ns.link(&inv.ifname)?.ok_or_else(|| {
+            CniError::internal(format!("container interface {} vanished", inv.ifname))
+        })?;
 
         let mut result = CniResult {
             interfaces: vec![
-                Interface { name: br.name.clone(), mac: br.mac.clone(), ..Default::default() },
-                Interface { name: hv.name.clone(), mac: hv.mac.clone(), ..Default::default() },
-                Interface { name: inv.ifname.clone(), mac: cl.mac.clone(), sandbox: ns.path(), ..Default::default() },
+                Interface {
+                    name: br.name.clone(),
+                    mac: br.mac.clone(),
+                    ..Default::default()
+                },
+                Interface {
+                    name: hv.name.clone(),
+                    mac: hv.mac.clone(),
+                    ..Default::default()
+                },
+                Interface {
+                    name: inv.ifname.clone(),
+                    mac: cl.mac.clone(),
+                    sandbox: ns.path(),
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         };
 
         if !c.ipam.is_empty() {
-            let r = host.ipam(IpamCommand::Add)?.ok_or_else(|| CniError::internal("IPAM plugin returned no result"))?;
+            let r = host
+                .ipam(IpamCommand::Add)?
+                .ok_or_else(|| CniError::internal("IPAM plugin returned no result"))?;
             result.ips = r.ips;
             result.routes = r.routes;
             result.dns = r.dns;
@@ -327,28 +496,54 @@ impl InterfacePlugin for Bridge {
             let gws = calc_gateways(&mut result, n);
             let ifn = &inv.ifname;
             if n.enable_dad {
-                sysctl_best_effort(&scope, Side::Container, &format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1");
-                sysctl_best_effort(&scope, Side::Container, &format!("net/ipv6/conf/{ifn}/accept_dad"), "1");
+                sysctl_best_effort(
+                    &scope,
+                    Side::Container,
+                    &format!("net/ipv6/conf/{ifn}/enhanced_dad"),
+                    "1",
+                );
+                sysctl_best_effort(
+                    &scope,
+                    Side::Container,
+                    &format!("net/ipv6/conf/{ifn}/accept_dad"),
+                    "1",
+                );
             } else {
-                sysctl_best_effort(&scope, Side::Container, &format!("net/ipv6/conf/{ifn}/accept_dad"), "0");
+                sysctl_best_effort(
+                    &scope,
+                    Side::Container,
+                    &format!("net/ipv6/conf/{ifn}/accept_dad"),
+                    "0",
+                );
             }
-            sysctl_best_effort(&scope, Side::Container, &format!("net/ipv4/conf/{ifn}/arp_notify"), "1");
+            sysctl_best_effort(
+                &scope,
+                Side::Container,
+                &format!("net/ipv4/conf/{ifn}/arp_notify"),
+                "1",
+            );
             configure_iface(&ns, &scope, ifn, &result, CONTAINER_IF)?;
             for gw in &gws {
-                ensure_addr(&scope, &br.name, *gw, n.force_address).map_err(net_err("failed to set bridge addr"))?;
+                ensure_addr(&scope, &br.name, *gw, n.force_address)
+                    .map_err(net_err("failed to set bridge addr"))?;
             }
             if gws.iter().any(|g| g.is_ipv4()) {
-                scope.set_sysctl(Side::Host, "net/ipv4/ip_forward", "1").map_err(net_err("failed to enable forwarding"))?;
+                scope
+                    .set_sysctl(Side::Host, "net/ipv4/ip_forward", "1")
+                    .map_err(net_err("failed to enable forwarding"))?;
             }
             if gws.iter().any(|g| !g.is_ipv4()) {
-                scope.set_sysctl(Side::Host, "net/ipv6/conf/all/forwarding", "1").map_err(net_err("failed to enable forwarding"))?;
+                scope
+                    .set_sysctl(Side::Host, "net/ipv6/conf/all/forwarding", "1")
+                    .map_err(net_err("failed to enable forwarding"))?;
             }
             if n.ip_masq {
                 let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
                 host.masquerade_add(&addrs)?;
             }
         } else if !n.disable_container_interface {
-            ns.set_link_up(&inv.ifname, true).map_err(net_err(&format!("failed to set {:?} up", inv.ifname)))?;
+            ns.set_link_up(&inv.ifname, true)
+                .map_err(net_err(&format!("failed to set {:?} up", inv.ifname)))?;
         }
 
         // With the container side down the port cannot come up: nothing to wait for.
@@ -389,38 +584,70 @@ impl InterfacePlugin for Bridge {
         if !c.ipam.is_empty() {
             host.ipam(IpamCommand::Check)?;
         }
-        let prev = inv.prev_result.as_ref().ok_or_else(|| CniError::config("Required prevResult missing").with_details("CHECK needs the ADD result as prevResult"))?;
+        let prev = inv.prev_result.as_ref().ok_or_else(|| {
+            CniError::config("Required prevResult missing")
+                .with_details("CHECK needs the ADD result as prevResult")
+        })?;
         let scope = host.host_net()?;
         let br_name = scope.bridge_name();
-        let br_if = prev.interfaces.iter().find(|i| i.name == br_name && i.sandbox.is_empty());
-        let br = scope.link(&br_name)?.ok_or_else(|| CniError::internal(format!("bridge {br_name} not found")))?;
+        let br_if = prev
+            .interfaces
+            .iter()
+            .find(|i| i.name == br_name && i.sandbox.is_empty());
+        let br = scope
+            .link(&br_name)?
+            .ok_or_else(|| CniError::internal(format!("bridge {br_name} not found")))?;
         if br.kind != "bridge" {
-            return Err(CniError::internal(format!("Interface {br_name} does not have link type of bridge")));
+            return Err(CniError::internal(format!(
+                "Interface {br_name} does not have link type of bridge"
+            )));
         }
         if let Some(i) = br_if {
             if !i.mac.is_empty() && !i.mac.eq_ignore_ascii_case(&br.mac) {
-                return Err(CniError::internal(format!("Bridge interface {br_name} Mac doesn't match: {}", i.mac)));
+                return Err(CniError::internal(format!(
+                    "Bridge interface {br_name} Mac doesn't match: {}",
+                    i.mac
+                )));
             }
         }
         if br.promisc != c.n.promisc_mode {
             return Err(CniError::internal(format!("Bridge interface {br_name} configured Promisc Mode {} doesn't match current state: {}", c.n.promisc_mode, br.promisc)));
         }
-        let peer = scope.container_peer()?.ok_or_else(|| CniError::internal(format!("{} has no host veth peer", inv.ifname)).with_details("the veth pair is broken; run DEL and ADD again"))?;
+        let peer = scope.container_peer()?.ok_or_else(|| {
+            CniError::internal(format!("{} has no host veth peer", inv.ifname))
+                .with_details("the veth pair is broken; run DEL and ADD again")
+        })?;
         if peer.master != Some(br.index) {
-            return Err(CniError::internal(format!("host veth {} is not attached to bridge {br_name}", peer.name)));
+            return Err(CniError::internal(format!(
+                "host veth {} is not attached to bridge {br_name}",
+                peer.name
+            )));
         }
-        if let Some(i) = prev.interfaces.iter().find(|i| i.sandbox.is_empty() && i.name != br_name) {
+        if let Some(i) = prev
+            .interfaces
+            .iter()
+            .find(|i| i.sandbox.is_empty() && i.name != br_name)
+        {
             if i.name != peer.name {
-                return Err(CniError::internal(format!("host veth {} does not match prevResult {}", peer.name, i.name)));
+                return Err(CniError::internal(format!(
+                    "host veth {} does not match prevResult {}",
+                    peer.name, i.name
+                )));
             }
         }
         let ns = host.container_netns()?;
-        let index = prev.interfaces.iter().position(|i| i.name == inv.ifname && !i.sandbox.is_empty()).and_then(|p| u32::try_from(p).ok()).unwrap_or(CONTAINER_IF);
+        let index = prev
+            .interfaces
+            .iter()
+            .position(|i| i.name == inv.ifname && !i.sandbox.is_empty())
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(CONTAINER_IF);
         check_container(&ns, &inv.ifname, prev, index)?;
         if c.n.ip_masq && !c.ipam.is_empty() {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
             if !host.masquerade_check(&addrs)? {
-                return Err(CniError::internal("masquerade rules are missing").with_details("run ADD again"));
+                return Err(CniError::internal("masquerade rules are missing")
+                    .with_details("run ADD again"));
             }
         }
         Ok(())

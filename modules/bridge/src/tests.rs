@@ -6,9 +6,19 @@ use wasm_cni_guest::testing::FakeHost;
 
 fn ipam_result(addrs: &[&str]) -> CniResult {
     CniResult {
-        ips: addrs.iter().map(|a| IpConfig { address: a.parse().unwrap(), gateway: None, interface: None }).collect(),
+        ips: addrs
+            .iter()
+            .map(|a| IpConfig {
+                address: a.parse().unwrap(),
+                gateway: None,
+                interface: None,
+            })
+            .collect(),
         routes: vec![Route::new("0.0.0.0/0".parse().unwrap(), None)],
-        dns: Dns { nameservers: vec!["10.0.0.53".into()], ..Default::default() },
+        dns: Dns {
+            nameservers: vec!["10.0.0.53".into()],
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -26,13 +36,20 @@ fn setup(extra: Value) -> (FakeHost, Invocation) {
 
 #[test]
 fn add_builds_bridge_veth_addresses_gateway_and_masq() {
-    let (mut host, inv) = setup(json!({"isGateway": true, "ipMasq": true, "hairpinMode": true, "portIsolation": true, "mtu": 1400}));
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.22.0.5/16", "fd00::5/64"]))));
+    let (mut host, inv) = setup(
+        json!({"isGateway": true, "ipMasq": true, "hairpinMode": true, "portIsolation": true, "mtu": 1400}),
+    );
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.22.0.5/16", "fd00::5/64"]))));
     let r = Bridge::add(&mut host, &inv).unwrap();
 
     assert_eq!(r.interfaces.len(), 3);
     assert_eq!(r.interfaces[0].name, "cni0");
-    assert!(r.interfaces[1].name.starts_with("veth") && r.interfaces[1].name.len() == 12, "{:?}", r.interfaces[1]);
+    assert!(
+        r.interfaces[1].name.starts_with("veth") && r.interfaces[1].name.len() == 12,
+        "{:?}",
+        r.interfaces[1]
+    );
     assert_eq!(r.interfaces[2].name, "eth0");
     assert_eq!(r.interfaces[2].sandbox, "/var/run/netns/fake");
     assert!(r.ips.iter().all(|i| i.interface == Some(2)));
@@ -43,19 +60,49 @@ fn add_builds_bridge_veth_addresses_gateway_and_masq() {
     let hv = host.host_net.link_state(&r.interfaces[1].name).unwrap();
     let br = host.host_net.link_state("cni0").unwrap();
     assert_eq!(hv.link.master, Some(br.link.index));
-    assert_eq!(hv.port, PortConfig { hairpin: true, isolated: true });
+    assert_eq!(
+        hv.port,
+        PortConfig {
+            hairpin: true,
+            isolated: true
+        }
+    );
     assert_eq!(hv.link.mtu, 1400);
     let gws: Vec<String> = br.addresses.iter().map(|a| a.to_string()).collect();
     assert_eq!(gws, ["10.22.0.1/16", "fd00::1/64"]);
-    assert_eq!(host.host_net.sysctl_value(Side::Host, "net/ipv4/ip_forward").as_deref(), Some("1"));
-    assert_eq!(host.host_net.sysctl_value(Side::Host, "net/ipv6/conf/all/forwarding").as_deref(), Some("1"));
-    assert_eq!(host.host_net.sysctl_value(Side::Container, "net/ipv6/conf/eth0/accept_dad").as_deref(), Some("0"));
+    assert_eq!(
+        host.host_net
+            .sysctl_value(Side::Host, "net/ipv4/ip_forward")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        host.host_net
+            .sysctl_value(Side::Host, "net/ipv6/conf/all/forwarding")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        host.host_net
+            .sysctl_value(Side::Container, "net/ipv6/conf/eth0/accept_dad")
+            .as_deref(),
+        Some("0")
+    );
     assert_eq!(host.host_net.masqueraded().len(), 2);
-    let addrs: Vec<String> = host.netns.link_addresses("eth0").iter().map(|a| a.to_string()).collect();
+    let addrs: Vec<String> = host
+        .netns
+        .link_addresses("eth0")
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(addrs, ["10.22.0.5/16", "fd00::5/64"]);
     assert!(host.netns.link_state("eth0").unwrap().up);
     // The IPAM default route got the first v4 gateway.
-    assert!(host.netns.calls().iter().any(|c| c == "add-route eth0 0.0.0.0/0"));
+    assert!(host
+        .netns
+        .calls()
+        .iter()
+        .any(|c| c == "add-route eth0 0.0.0.0/0"));
 }
 
 #[test]
@@ -75,18 +122,36 @@ fn existing_different_bridge_address_needs_force_address() {
     let (mut host, inv) = setup(json!({"isGateway": true}));
     let scope = host.host_net().unwrap();
     scope.ensure_bridge(&BridgeConfig::default()).unwrap();
-    scope.add_address("cni0", "10.9.0.1/24".parse().unwrap()).unwrap();
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
+    scope
+        .add_address("cni0", "10.9.0.1/24".parse().unwrap())
+        .unwrap();
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
     let e = Bridge::add(&mut host, &inv).unwrap_err();
-    assert!(e.msg.contains("already has an IP address different from 10.22.0.1/16"), "{e}");
+    assert!(
+        e.msg
+            .contains("already has an IP address different from 10.22.0.1/16"),
+        "{e}"
+    );
 
     let (mut host2, inv2) = setup(json!({"isGateway": true, "forceAddress": true}));
     let scope = host2.host_net().unwrap();
     scope.ensure_bridge(&BridgeConfig::default()).unwrap();
-    scope.add_address("cni0", "10.9.0.1/24".parse().unwrap()).unwrap();
-    host2.ipam_answers.push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
+    scope
+        .add_address("cni0", "10.9.0.1/24".parse().unwrap())
+        .unwrap();
+    host2
+        .ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
     Bridge::add(&mut host2, &inv2).unwrap();
-    let a: Vec<String> = host2.host_net.link_state("cni0").unwrap().addresses.iter().map(|a| a.to_string()).collect();
+    let a: Vec<String> = host2
+        .host_net
+        .link_state("cni0")
+        .unwrap()
+        .addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     assert_eq!(a, ["10.22.0.1/16"]);
 }
 
@@ -112,30 +177,69 @@ fn l2_only_without_ipam_brings_container_up_or_leaves_it_down() {
 fn mac_precedence_cni_args_then_args_then_runtime_config() {
     let (mut host, mut inv) = setup(json!({"args": {"cni": {"mac": "02:00:00:00:00:02"}}}));
     inv.args = vec![("MAC".into(), "02:00:00:00:00:01".into())];
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     Bridge::add(&mut host, &inv).unwrap();
-    assert!(host.host_net.calls().iter().any(|c| c.contains("mac=Some(\"02:00:00:00:00:02\")")), "{:?}", host.host_net.calls());
+    assert!(
+        host.host_net
+            .calls()
+            .iter()
+            .any(|c| c.contains("mac=Some(\"02:00:00:00:00:02\")")),
+        "{:?}",
+        host.host_net.calls()
+    );
 
-    let (mut host, mut inv) = setup(json!({"args": {"cni": {"mac": "02:00:00:00:00:02"}}, "runtimeConfig": {"mac": "02:00:00:00:00:03"}}));
+    let (mut host, mut inv) = setup(
+        json!({"args": {"cni": {"mac": "02:00:00:00:00:02"}}, "runtimeConfig": {"mac": "02:00:00:00:00:03"}}),
+    );
     inv.args = vec![("MAC".into(), "02:00:00:00:00:01".into())];
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     Bridge::add(&mut host, &inv).unwrap();
-    assert!(host.host_net.calls().iter().any(|c| c.contains("mac=Some(\"02:00:00:00:00:03\")")));
+    assert!(host
+        .host_net
+        .calls()
+        .iter()
+        .any(|c| c.contains("mac=Some(\"02:00:00:00:00:03\")")));
 }
 
 #[test]
 fn vlan_access_and_trunk_ports() {
     let (mut host, inv) = setup(json!({"vlan": 100, "preserveDefaultVlan": false}));
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     let r = Bridge::add(&mut host, &inv).unwrap();
-    let v = host.host_net.link_state(&r.interfaces[1].name).unwrap().vlans;
-    assert_eq!(v, vec![Vlan { vid: 100, pvid: true, untagged: true }]);
-    assert!(host.host_net.calls().iter().any(|c| c.contains("vlan_filtering=true")));
+    let v = host
+        .host_net
+        .link_state(&r.interfaces[1].name)
+        .unwrap()
+        .vlans;
+    assert_eq!(
+        v,
+        vec![Vlan {
+            vid: 100,
+            pvid: true,
+            untagged: true
+        }]
+    );
+    assert!(host
+        .host_net
+        .calls()
+        .iter()
+        .any(|c| c.contains("vlan_filtering=true")));
 
     let (mut host, inv) = setup(json!({"vlanTrunk": [{"minID": 10, "maxID": 12}, {"id": 20}]}));
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     let r = Bridge::add(&mut host, &inv).unwrap();
-    let v: Vec<u16> = host.host_net.link_state(&r.interfaces[1].name).unwrap().vlans.iter().map(|v| v.vid).collect();
+    let v: Vec<u16> = host
+        .host_net
+        .link_state(&r.interfaces[1].name)
+        .unwrap()
+        .vlans
+        .iter()
+        .map(|v| v.vid)
+        .collect();
     assert_eq!(v, [10, 11, 12, 20]);
 }
 
@@ -143,10 +247,19 @@ fn vlan_access_and_trunk_ports() {
 fn bad_configs_get_code_7_with_what_to_fix() {
     for (extra, needle) in [
         (json!({"vlan": 5000}), "invalid VLAN ID"),
-        (json!({"vlan": 5, "vlanTrunk": [{"id": 6}]}), "vlan and vlanTrunk"),
+        (
+            json!({"vlan": 5, "vlanTrunk": [{"id": 6}]}),
+            "vlan and vlanTrunk",
+        ),
         (json!({"vlanTrunk": [{"minID": 6}]}), "maxID is missing"),
-        (json!({"vlanTrunk": [{"minID": 9, "maxID": 6}]}), "minID is greater"),
-        (json!({"hairpinMode": true, "promiscMode": true}), "hairpin mode and promiscuous mode"),
+        (
+            json!({"vlanTrunk": [{"minID": 9, "maxID": 6}]}),
+            "minID is greater",
+        ),
+        (
+            json!({"hairpinMode": true, "promiscMode": true}),
+            "hairpin mode and promiscuous mode",
+        ),
         (json!({"macspoofchk": true}), "macspoofchk"),
         (json!({"ipMasqBackend": "nftables"}), "ipMasqBackend"),
         (json!({"mtu": "big"}), "invalid bridge configuration"),
@@ -170,7 +283,8 @@ fn ipam_without_ips_fails() {
 #[test]
 fn del_removes_link_releases_ipam_and_masq_even_without_netns() {
     let (mut host, inv) = setup(json!({"ipMasq": true}));
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     Bridge::add(&mut host, &inv).unwrap();
     Bridge::del(&mut host, &inv).unwrap();
     assert!(host.netns.link_state("eth0").is_none());
@@ -182,25 +296,41 @@ fn del_removes_link_releases_ipam_and_masq_even_without_netns() {
     let mut inv2 = inv.clone();
     inv2.netns.clear();
     Bridge::del(&mut host, &inv2).unwrap();
-    assert!(host.host_net.calls().iter().filter(|c| *c == "masquerade-del").count() == 3);
+    assert!(
+        host.host_net
+            .calls()
+            .iter()
+            .filter(|c| *c == "masquerade-del")
+            .count()
+            == 3
+    );
 }
 
 #[test]
 fn check_passes_after_add_and_fails_when_things_go_missing() {
     let (mut host, mut inv) = setup(json!({"isGateway": true, "ipMasq": true}));
-    host.ipam_answers.push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     let r = Bridge::add(&mut host, &inv).unwrap();
     inv.prev_result = Some(r.clone());
     Bridge::check(&mut host, &inv).unwrap();
 
-    let no_prev = Invocation { prev_result: None, ..inv.clone() };
+    let no_prev = Invocation {
+        prev_result: None,
+        ..inv.clone()
+    };
     assert_eq!(Bridge::check(&mut host, &no_prev).unwrap_err().code, 7);
 
-    host.netns.del_address("eth0", "10.1.0.5/24".parse().unwrap()).unwrap();
+    host.netns
+        .del_address("eth0", "10.1.0.5/24".parse().unwrap())
+        .unwrap();
     let e = Bridge::check(&mut host, &inv).unwrap_err();
     assert!(e.msg.contains("address 10.1.0.5/24 not found"), "{e}");
-    host.netns.add_address("eth0", "10.1.0.5/24".parse().unwrap()).unwrap();
-    host.netns.remove_route("eth0", "0.0.0.0/0".parse().unwrap());
+    host.netns
+        .add_address("eth0", "10.1.0.5/24".parse().unwrap())
+        .unwrap();
+    host.netns
+        .remove_route("eth0", "0.0.0.0/0".parse().unwrap());
     let e = Bridge::check(&mut host, &inv).unwrap_err();
     assert!(e.msg.contains("route 0.0.0.0/0 not found"), "{e}");
     host.netns.remove_link("eth0");

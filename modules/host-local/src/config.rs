@@ -13,8 +13,22 @@ use crate::range::{self, RangeSet, RangeSpec};
 /// Key spellings of every struct below, for case-insensitive matching
 /// (Go's decoder ignores case, and so do we).
 const KNOWN_KEYS: &[&str] = &[
-    "type", "ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dataDir", "resolvConf", "dst", "gw", "mtu",
-    "advmss", "priority", "table", "scope",
+    "type",
+    "ranges",
+    "subnet",
+    "rangeStart",
+    "rangeEnd",
+    "gateway",
+    "routes",
+    "dataDir",
+    "resolvConf",
+    "dst",
+    "gw",
+    "mtu",
+    "advmss",
+    "priority",
+    "table",
+    "scope",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,14 +88,20 @@ fn bad(msg: impl Into<String>) -> CniError {
 fn opt_ip(field: &str, v: &Option<String>) -> CniResultOf<Option<IpAddr>> {
     match v.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| bad(format!("invalid {field} {s:?}: not an IP address"))),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(format!("invalid {field} {s:?}: not an IP address"))),
     }
 }
 
 fn spec(r: &RawRange) -> CniResultOf<RangeSpec> {
     let subnet = match r.subnet.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(s) => Some(s.parse::<IpNet>().map_err(|e| bad(format!("invalid subnet {s:?}: {e}")))?),
+        Some(s) => Some(
+            s.parse::<IpNet>()
+                .map_err(|e| bad(format!("invalid subnet {s:?}: {e}")))?,
+        ),
     };
     Ok(RangeSpec {
         subnet,
@@ -92,7 +112,11 @@ fn spec(r: &RawRange) -> CniResultOf<RangeSpec> {
 }
 
 fn route(r: &RawRoute) -> CniResultOf<Route> {
-    let dst: IpNet = r.dst.trim().parse().map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
+    let dst: IpNet = r
+        .dst
+        .trim()
+        .parse()
+        .map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
     Ok(Route {
         dst,
         gw: opt_ip("route gw", &r.gw)?,
@@ -109,7 +133,9 @@ fn route(r: &RawRoute) -> CniResultOf<Route> {
 fn requested_ip(source: &str, s: &str) -> CniResultOf<IpAddr> {
     let t = s.trim();
     let addr = t.split_once('/').map(|(a, _)| a).unwrap_or(t);
-    addr.parse::<IpAddr>().map(range::canonical).map_err(|_| bad(format!("cannot understand ip {s:?} in {source}")))
+    addr.parse::<IpAddr>()
+        .map(range::canonical)
+        .map_err(|_| bad(format!("cannot understand ip {s:?} in {source}")))
 }
 
 fn requested_list(source: &str, v: Option<&Value>) -> CniResultOf<Vec<IpAddr>> {
@@ -119,10 +145,14 @@ fn requested_list(source: &str, v: Option<&Value>) -> CniResultOf<Vec<IpAddr>> {
             .iter()
             .map(|i| match i.as_str() {
                 Some(s) => requested_ip(source, s),
-                None => Err(bad(format!("{source} must be a list of IP address strings"))),
+                None => Err(bad(format!(
+                    "{source} must be a list of IP address strings"
+                ))),
             })
             .collect(),
-        Some(_) => Err(bad(format!("{source} must be a list of IP address strings"))),
+        Some(_) => Err(bad(format!(
+            "{source} must be a list of IP address strings"
+        ))),
     }
 }
 
@@ -154,7 +184,9 @@ fn ip_ranges(v: Option<&Value>) -> CniResultOf<Vec<Vec<RawRange>>> {
         Value::Array(items) => items
             .into_iter()
             .map(|item| match item {
-                Value::Object(_) => decode::<RawRange>("runtimeConfig.ipRanges", &item).map(|r| vec![r]),
+                Value::Object(_) => {
+                    decode::<RawRange>("runtimeConfig.ipRanges", &item).map(|r| vec![r])
+                }
                 other => decode::<Vec<RawRange>>("runtimeConfig.ipRanges", &other),
             })
             .collect(),
@@ -177,9 +209,14 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     if let Some(ip) = inv.arg("IP").map(str::trim).filter(|s| !s.is_empty()) {
         requested.push(requested_ip("CNI_ARGS IP", ip)?);
     }
-    let args_ips = get_ci(&inv.config, "args").and_then(|a| get_ci(a, "cni")).and_then(|c| get_ci(c, "ips"));
+    let args_ips = get_ci(&inv.config, "args")
+        .and_then(|a| get_ci(a, "cni"))
+        .and_then(|c| get_ci(c, "ips"));
     requested.extend(requested_list("args.cni.ips", args_ips)?);
-    requested.extend(requested_list("runtimeConfig.ips", runtime_config(&inv.config, "ips"))?);
+    requested.extend(requested_list(
+        "runtimeConfig.ips",
+        runtime_config(&inv.config, "ips"),
+    )?);
     let mut seen = Vec::new();
     requested.retain(|ip| {
         let new = !seen.contains(ip);
@@ -204,15 +241,23 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
 
     let mut sets = Vec::with_capacity(raw_sets.len());
     for (i, rs) in raw_sets.iter().enumerate() {
-        let specs = rs.iter().map(spec).collect::<CniResultOf<Vec<_>>>().map_err(|e| bad(format!("invalid range set {i}: {}", e.msg)))?;
-        let set = RangeSet::canonicalize(&specs).map_err(|e| bad(format!("invalid range set {i}: {e}")))?;
+        let specs = rs
+            .iter()
+            .map(spec)
+            .collect::<CniResultOf<Vec<_>>>()
+            .map_err(|e| bad(format!("invalid range set {i}: {}", e.msg)))?;
+        let set = RangeSet::canonicalize(&specs)
+            .map_err(|e| bad(format!("invalid range set {i}: {e}")))?;
         sets.push(set);
     }
 
     let v4 = sets.iter().filter(|s| s.is_ipv4()).count();
     let v6 = sets.len() - v4;
     if (v4 > 1 || v6 > 1) && !at_least_0_3_0(&inv.cni_version) {
-        return Err(bad(format!("CNI version {} does not support more than 1 address per family", inv.cni_version)));
+        return Err(bad(format!(
+            "CNI version {} does not support more than 1 address per family",
+            inv.cni_version
+        )));
     }
 
     for i in 0..sets.len() {
@@ -223,9 +268,19 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
         }
     }
 
-    let routes = raw.routes.unwrap_or_default().iter().map(route).collect::<CniResultOf<Vec<_>>>()?;
+    let routes = raw
+        .routes
+        .unwrap_or_default()
+        .iter()
+        .map(route)
+        .collect::<CniResultOf<Vec<_>>>()?;
     let resolv_conf = raw.resolv_conf.filter(|s| !s.trim().is_empty());
-    Ok(Config { sets, routes, resolv_conf, requested })
+    Ok(Config {
+        sets,
+        routes,
+        resolv_conf,
+        requested,
+    })
 }
 
 #[cfg(test)]
@@ -239,8 +294,18 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(at_least_0_3_0("0.3.0") && at_least_0_3_0("0.3.1") && at_least_0_3_0("1.0.0") && at_least_0_3_0("1.1"));
-        assert!(!at_least_0_3_0("0.2.0") && !at_least_0_3_0("0.1.0") && !at_least_0_3_0("") && !at_least_0_3_0("x"));
+        assert!(
+            at_least_0_3_0("0.3.0")
+                && at_least_0_3_0("0.3.1")
+                && at_least_0_3_0("1.0.0")
+                && at_least_0_3_0("1.1")
+        );
+        assert!(
+            !at_least_0_3_0("0.2.0")
+                && !at_least_0_3_0("0.1.0")
+                && !at_least_0_3_0("")
+                && !at_least_0_3_0("x")
+        );
     }
 
     #[test]
@@ -255,7 +320,10 @@ mod tests {
         i.args.push(("IP".into(), "10.0.0.5".into()));
         let c = load(&i).expect("valid");
         let subnets: Vec<String> = c.sets.iter().map(|s| s.0[0].subnet.to_string()).collect();
-        assert_eq!(subnets, ["10.2.0.0/24", "10.0.0.0/24", "10.1.0.0/24", "fd00::/64"]);
+        assert_eq!(
+            subnets,
+            ["10.2.0.0/24", "10.0.0.0/24", "10.1.0.0/24", "fd00::/64"]
+        );
         let req: Vec<String> = c.requested.iter().map(|a| a.to_string()).collect();
         assert_eq!(req, ["10.0.0.5", "fd00::5", "10.1.0.9"]);
     }
@@ -326,9 +394,13 @@ mod tests {
         // One address per family is fine for old versions: dual stack.
         load(&inv(json!({"cniVersion": "0.2.0", "name": "n", "ipam": {"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "fd00::/64"}]]}})))
             .expect("dual stack on 0.2.0");
-        let e = load(&inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"ranges": [[{"subnet": "nope"}]]}}))).expect_err("bad");
+        let e = load(&inv(
+            json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"ranges": [[{"subnet": "nope"}]]}}),
+        ))
+        .expect_err("bad");
         assert_eq!(e.code, 7);
-        let mut i = inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"subnet": "10.0.0.0/24"}}));
+        let mut i =
+            inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"subnet": "10.0.0.0/24"}}));
         i.args.push(("IP".into(), "bogus".into()));
         assert_eq!(load(&i).expect_err("bad ip").code, 7);
     }

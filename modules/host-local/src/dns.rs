@@ -13,7 +13,9 @@ pub fn parse_resolv_conf(text: &str) -> Dns {
             continue;
         }
         let mut fields = line.split_whitespace();
-        let (Some(key), rest) = (fields.next(), fields) else { continue };
+        let (Some(key), rest) = (fields.next(), fields) else {
+            continue;
+        };
         let rest: Vec<String> = rest.map(str::to_string).collect();
         match key {
             "nameserver" => dns.nameservers.extend(rest.into_iter().take(1)),

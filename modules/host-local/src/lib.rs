@@ -43,7 +43,10 @@ impl IpamPlugin for HostLocal {
         // The host reads the file the configuration names (this module has
         // no file access outside its state directory).
         let dns = match &cfg.resolv_conf {
-            Some(_) => host.resolv_conf()?.map(|text| dns::parse_resolv_conf(&text)).unwrap_or_default(),
+            Some(_) => host
+                .resolv_conf()?
+                .map(|text| dns::parse_resolv_conf(&text))
+                .unwrap_or_default(),
             None => Dns::default(),
         };
         let mut store = store(host);
@@ -60,7 +63,10 @@ impl IpamPlugin for HostLocal {
         };
 
         for (idx, set) in cfg.sets.iter().enumerate() {
-            let req = requested.iter().position(|ip| set.contains(*ip)).map(|i| requested.remove(i));
+            let req = requested
+                .iter()
+                .position(|ip| set.contains(*ip))
+                .map(|i| requested.remove(i));
             match allocator::allocate(&mut store, set, idx, &inv.container_id, &inv.ifname, req) {
                 Ok(ip) => {
                     allocated.push(ip.address.addr);
@@ -68,27 +74,55 @@ impl IpamPlugin for HostLocal {
                 }
                 Err(e) => {
                     rollback(&mut store, &allocated);
-                    return Err(alloc_err(&format!("failed to allocate for range {idx}: "), e));
+                    return Err(alloc_err(
+                        &format!("failed to allocate for range {idx}: "),
+                        e,
+                    ));
                 }
             }
         }
         if !requested.is_empty() {
             rollback(&mut store, &allocated);
             let list: Vec<String> = requested.iter().map(ToString::to_string).collect();
-            return Err(CniError::internal(format!("failed to allocate all requested IPs: {}", list.join(" "))));
+            return Err(CniError::internal(format!(
+                "failed to allocate all requested IPs: {}",
+                list.join(" ")
+            )));
         }
         let summary: Vec<String> = ips.iter().map(|i| i.address.to_string()).collect();
-        host.log(Level::Debug, &format!("host-local: {} {} -> {}", inv.container_id, inv.ifname, summary.join(", ")));
-        Ok(CniResult { interfaces: Vec::new(), ips, routes: cfg.routes, dns })
+        host.log(
+            Level::Debug,
+            &format!(
+                "host-local: {} {} -> {}",
+                inv.container_id,
+                inv.ifname,
+                summary.join(", ")
+            ),
+        );
+        Ok(CniResult {
+            interfaces: Vec::new(),
+            ips,
+            routes: cfg.routes,
+            dns,
+        })
     }
 
     /// Releases every address of (container, ifname). The configuration is
     /// not needed for that, so an invalid one does not block DEL.
     fn del<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let mut store = store(host);
-        let released = allocator::release(&mut store, &inv.container_id, &inv.ifname).map_err(|e| alloc_err("", e))?;
+        let released = allocator::release(&mut store, &inv.container_id, &inv.ifname)
+            .map_err(|e| alloc_err("", e))?;
         if !released.is_empty() {
-            host.log(Level::Debug, &format!("host-local: released {} for {} {}", released.join(", "), inv.container_id, inv.ifname));
+            host.log(
+                Level::Debug,
+                &format!(
+                    "host-local: released {} for {} {}",
+                    released.join(", "),
+                    inv.container_id,
+                    inv.ifname
+                ),
+            );
         }
         Ok(())
     }
@@ -99,7 +133,10 @@ impl IpamPlugin for HostLocal {
         if allocator::holds(&store, &inv.container_id, &inv.ifname).map_err(|e| alloc_err("", e))? {
             Ok(())
         } else {
-            Err(CniError::internal(format!("host-local: Failed to find address added by container {}", inv.container_id)))
+            Err(CniError::internal(format!(
+                "host-local: Failed to find address added by container {}",
+                inv.container_id
+            )))
         }
     }
 
@@ -107,7 +144,10 @@ impl IpamPlugin for HostLocal {
         let mut store = store(host);
         let released = allocator::gc(&mut store, valid).map_err(|e| alloc_err("", e))?;
         if !released.is_empty() {
-            host.log(Level::Info, &format!("host-local: GC released {}", released.join(", ")));
+            host.log(
+                Level::Info,
+                &format!("host-local: GC released {}", released.join(", ")),
+            );
         }
         Ok(())
     }
@@ -119,8 +159,11 @@ impl IpamPlugin for HostLocal {
         let store = store(host);
         for (idx, set) in cfg.sets.iter().enumerate() {
             if !allocator::has_free(&store, set).map_err(|e| alloc_err("", e))? {
-                return Err(CniError::new(code::NOT_AVAILABLE, format!("no IP addresses available in range set: {set}"))
-                    .with_details(format!("range set {idx} is full")));
+                return Err(CniError::new(
+                    code::NOT_AVAILABLE,
+                    format!("no IP addresses available in range set: {set}"),
+                )
+                .with_details(format!("range set {idx} is full")));
             }
         }
         Ok(())

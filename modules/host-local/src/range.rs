@@ -80,7 +80,9 @@ impl Range {
         let subnet = spec.subnet.ok_or("subnet is required")?;
         if let IpAddr::V6(v6) = subnet.addr {
             if v6.to_ipv4_mapped().is_some() {
-                return Err(format!("IPv4-mapped IPv6 subnet {subnet} is not supported; write the IPv4 subnet"));
+                return Err(format!(
+                    "IPv4-mapped IPv6 subnet {subnet} is not supported; write the IPv4 subnet"
+                ));
             }
         }
         let width = bits(subnet.addr);
@@ -122,7 +124,12 @@ impl Range {
         if to_u128(start) > to_u128(end) {
             return Err(format!("RangeStart {start} is after RangeEnd {end}"));
         }
-        Ok(Range { subnet, start, end, gateway })
+        Ok(Range {
+            subnet,
+            start,
+            end,
+            gateway,
+        })
     }
 
     pub fn is_ipv4(&self) -> bool {
@@ -140,7 +147,10 @@ impl Range {
 
     pub fn overlaps(&self, other: &Range) -> bool {
         self.is_ipv4() == other.is_ipv4()
-            && (self.contains(other.start) || self.contains(other.end) || other.contains(self.start) || other.contains(self.end))
+            && (self.contains(other.start)
+                || self.contains(other.end)
+                || other.contains(self.start)
+                || other.contains(self.end))
     }
 
     /// Addresses inside the range that are never handed out: the gateway,
@@ -171,7 +181,10 @@ impl Range {
         }
         candidates.sort();
         candidates.dedup();
-        candidates.into_iter().filter(|ip| self.contains(*ip)).count() as u128
+        candidates
+            .into_iter()
+            .filter(|ip| self.contains(*ip))
+            .count() as u128
     }
 }
 
@@ -185,7 +198,11 @@ impl fmt::Display for Range {
 pub fn last_address(subnet: IpNet) -> u128 {
     let width = bits(subnet.addr);
     let host_bits = u32::from(width - subnet.prefix);
-    let host_mask = if host_bits == 0 { 0 } else { u128::MAX >> (128 - host_bits) };
+    let host_mask = if host_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - host_bits)
+    };
     to_u128(subnet.network()) | host_mask
 }
 
@@ -199,7 +216,10 @@ impl RangeSet {
         if specs.is_empty() {
             return Err("empty range set".into());
         }
-        let ranges = specs.iter().map(Range::canonicalize).collect::<Result<Vec<_>, _>>()?;
+        let ranges = specs
+            .iter()
+            .map(Range::canonicalize)
+            .collect::<Result<Vec<_>, _>>()?;
         if ranges.iter().any(|r| r.is_ipv4() != ranges[0].is_ipv4()) {
             return Err("mixed address families".into());
         }
@@ -235,7 +255,9 @@ impl RangeSet {
     }
 
     pub fn capacity(&self) -> u128 {
-        self.0.iter().fold(0u128, |acc, r| acc.saturating_add(r.capacity()))
+        self.0
+            .iter()
+            .fold(0u128, |acc, r| acc.saturating_add(r.capacity()))
     }
 
     /// Every address of the set in round-robin order: starting right after
@@ -243,13 +265,30 @@ impl RangeSet {
     /// otherwise from the first range's start. Reserved addresses are
     /// included; the caller skips them.
     pub fn round_robin(&self, last: Option<IpAddr>) -> RoundRobin<'_> {
-        let start = last.and_then(|l| self.0.iter().position(|r| r.contains(l)).map(|i| (i, to_u128(canonical(l)))));
+        let start = last.and_then(|l| {
+            self.0
+                .iter()
+                .position(|r| r.contains(l))
+                .map(|i| (i, to_u128(canonical(l))))
+        });
         let (range_idx, cur, pending_first) = match start {
             Some((i, l)) => (i, l, false),
-            None => (0, self.0.first().map(|r| to_u128(r.start)).unwrap_or(0), true),
+            None => (
+                0,
+                self.0.first().map(|r| to_u128(r.start)).unwrap_or(0),
+                true,
+            ),
         };
-        let total = self.0.iter().fold(0u128, |acc, r| acc.saturating_add((to_u128(r.end) - to_u128(r.start)).saturating_add(1)));
-        RoundRobin { set: self, range_idx, cur, pending_first, remaining: total }
+        let total = self.0.iter().fold(0u128, |acc, r| {
+            acc.saturating_add((to_u128(r.end) - to_u128(r.start)).saturating_add(1))
+        });
+        RoundRobin {
+            set: self,
+            range_idx,
+            cur,
+            pending_first,
+            remaining: total,
+        }
     }
 }
 
@@ -308,7 +347,10 @@ mod tests {
     }
 
     fn spec(subnet: &str) -> RangeSpec {
-        RangeSpec { subnet: Some(subnet.parse().expect("net")), ..Default::default() }
+        RangeSpec {
+            subnet: Some(subnet.parse().expect("net")),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -337,10 +379,22 @@ mod tests {
     #[test]
     fn validation_messages() {
         let e = |s: RangeSpec| Range::canonicalize(&s).expect_err("invalid");
-        assert_eq!(e(spec("10.0.0.0/31")), "Network 10.0.0.0/31 too small to allocate from");
-        assert_eq!(e(spec("10.0.0.0/32")), "Network 10.0.0.0/32 too small to allocate from");
-        assert_eq!(e(spec("fd00::/127")), "Network fd00::/127 too small to allocate from");
-        assert_eq!(e(spec("fd00::/128")), "Network fd00::/128 too small to allocate from");
+        assert_eq!(
+            e(spec("10.0.0.0/31")),
+            "Network 10.0.0.0/31 too small to allocate from"
+        );
+        assert_eq!(
+            e(spec("10.0.0.0/32")),
+            "Network 10.0.0.0/32 too small to allocate from"
+        );
+        assert_eq!(
+            e(spec("fd00::/127")),
+            "Network fd00::/127 too small to allocate from"
+        );
+        assert_eq!(
+            e(spec("fd00::/128")),
+            "Network fd00::/128 too small to allocate from"
+        );
         assert!(Range::canonicalize(&spec("10.0.0.0/30")).is_ok());
         assert_eq!(
             e(spec("10.1.2.3/24")),
@@ -361,11 +415,22 @@ mod tests {
 
     #[test]
     fn sets_reject_mixed_and_overlapping() {
-        assert_eq!(RangeSet::canonicalize(&[]).expect_err("empty"), "empty range set");
-        assert_eq!(RangeSet::canonicalize(&[spec("10.0.0.0/24"), spec("fd00::/64")]).expect_err("mixed"), "mixed address families");
-        let e = RangeSet::canonicalize(&[spec("10.0.0.0/16"), spec("10.0.1.0/24")]).expect_err("overlap");
-        assert_eq!(e, "subnets 10.0.0.1-10.0.255.254 and 10.0.1.1-10.0.1.254 overlap");
-        let ok = RangeSet::canonicalize(&[spec("10.0.0.0/24"), spec("10.0.1.0/24")]).expect("disjoint");
+        assert_eq!(
+            RangeSet::canonicalize(&[]).expect_err("empty"),
+            "empty range set"
+        );
+        assert_eq!(
+            RangeSet::canonicalize(&[spec("10.0.0.0/24"), spec("fd00::/64")]).expect_err("mixed"),
+            "mixed address families"
+        );
+        let e = RangeSet::canonicalize(&[spec("10.0.0.0/16"), spec("10.0.1.0/24")])
+            .expect_err("overlap");
+        assert_eq!(
+            e,
+            "subnets 10.0.0.1-10.0.255.254 and 10.0.1.1-10.0.1.254 overlap"
+        );
+        let ok =
+            RangeSet::canonicalize(&[spec("10.0.0.0/24"), spec("10.0.1.0/24")]).expect("disjoint");
         assert_eq!(ok.to_string(), "10.0.0.1-10.0.0.254,10.0.1.1-10.0.1.254");
     }
 
@@ -376,7 +441,11 @@ mod tests {
         s.range_end = Some(ip("10.0.0.7"));
         s.gateway = Some(ip("10.0.0.6"));
         let r = Range::canonicalize(&s).expect("valid");
-        assert!(r.is_reserved(ip("10.0.0.0")) && r.is_reserved(ip("10.0.0.7")) && r.is_reserved(ip("10.0.0.6")));
+        assert!(
+            r.is_reserved(ip("10.0.0.0"))
+                && r.is_reserved(ip("10.0.0.7"))
+                && r.is_reserved(ip("10.0.0.6"))
+        );
         assert!(!r.is_reserved(ip("10.0.0.1")));
         assert_eq!(r.capacity(), 5);
     }
@@ -387,7 +456,10 @@ mod tests {
         let fresh: Vec<String> = set.round_robin(None).map(|a| a.to_string()).collect();
         assert_eq!(fresh.first().map(String::as_str), Some("10.0.0.1"));
         assert_eq!(fresh.len(), 12);
-        let after: Vec<String> = set.round_robin(Some(ip("10.0.0.6"))).map(|a| a.to_string()).collect();
+        let after: Vec<String> = set
+            .round_robin(Some(ip("10.0.0.6")))
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(after[0], "10.0.1.1");
         assert_eq!(after.last().map(String::as_str), Some("10.0.0.6"));
         let mut sorted = after.clone();
@@ -399,7 +471,11 @@ mod tests {
         let other: Vec<IpAddr> = set.round_robin(Some(ip("192.168.0.1"))).take(1).collect();
         assert_eq!(other, vec![ip("10.0.0.1")]);
         // Wraps from the end of the last range to the first.
-        let wrap: Vec<String> = set.round_robin(Some(ip("10.0.1.6"))).take(1).map(|a| a.to_string()).collect();
+        let wrap: Vec<String> = set
+            .round_robin(Some(ip("10.0.1.6")))
+            .take(1)
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(wrap, ["10.0.0.1"]);
     }
 
@@ -408,7 +484,10 @@ mod tests {
         assert_eq!(file_name(ip("10.1.2.2")), "10.1.2.2");
         assert_eq!(file_name(ip("2001:db8:1::2")), "2001:db8:1::2");
         assert_eq!(file_name(ip("2001:0DB8:0:0:1:0:0:1")), "2001:db8::1:0:0:1");
-        assert_eq!(file_name(ip("2001:db8:0:1:1:1:1:1")), "2001:db8:0:1:1:1:1:1");
+        assert_eq!(
+            file_name(ip("2001:db8:0:1:1:1:1:1")),
+            "2001:db8:0:1:1:1:1:1"
+        );
         assert_eq!(file_name(ip("fd00::")), "fd00::");
         assert_eq!(file_name(ip("::ffff:10.0.0.1")), "10.0.0.1");
     }

@@ -66,7 +66,10 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     /// `cid\r\nifname`
-    Attachment { container_id: String, ifname: String },
+    Attachment {
+        container_id: String,
+        ifname: String,
+    },
     /// A file written by releases older than CNI 0.7: only the container ID.
     Legacy { container_id: String },
     /// Empty: left by a writer that died between create and write.
@@ -81,8 +84,13 @@ impl Owner {
             return Owner::Nobody;
         }
         match t.split_once(LINE_BREAK) {
-            Some((cid, ifname)) => Owner::Attachment { container_id: cid.to_string(), ifname: ifname.to_string() },
-            None => Owner::Legacy { container_id: t.to_string() },
+            Some((cid, ifname)) => Owner::Attachment {
+                container_id: cid.to_string(),
+                ifname: ifname.to_string(),
+            },
+            None => Owner::Legacy {
+                container_id: t.to_string(),
+            },
         }
     }
 }
@@ -143,10 +151,17 @@ impl Store for FsStore {
         };
         for e in dir {
             let e = e?;
-            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-            let Ok(ip) = name.parse::<IpAddr>() else { continue };
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(ip) = name.parse::<IpAddr>() else {
+                continue;
+            };
             if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                out.push(Entry { name, ip: range::canonical(ip) });
+                out.push(Entry {
+                    name,
+                    ip: range::canonical(ip),
+                });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -181,7 +196,8 @@ impl Store for FsStore {
     }
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {
-        let text = std::fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"))).ok()?;
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"))).ok()?;
         text.trim().parse::<IpAddr>().ok().map(range::canonical)
     }
 
@@ -200,9 +216,17 @@ mod tests {
     fn owner_parsing() {
         assert_eq!(
             Owner::parse("abc\r\neth0"),
-            Owner::Attachment { container_id: "abc".into(), ifname: "eth0".into() }
+            Owner::Attachment {
+                container_id: "abc".into(),
+                ifname: "eth0".into()
+            }
         );
-        assert_eq!(Owner::parse(" abc \n"), Owner::Legacy { container_id: "abc".into() });
+        assert_eq!(
+            Owner::parse(" abc \n"),
+            Owner::Legacy {
+                container_id: "abc".into()
+            }
+        );
         assert_eq!(Owner::parse(""), Owner::Nobody);
         assert_eq!(Owner::parse("\n"), Owner::Nobody);
         assert_eq!(content(" abc ", "eth0"), "abc\r\neth0");

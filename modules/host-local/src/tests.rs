@@ -72,7 +72,9 @@ fn files(d: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn simple() -> Value {
-    net(json!({"type": "host-local", "ranges": [[{"subnet": "10.1.2.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}))
+    net(
+        json!({"type": "host-local", "ranges": [[{"subnet": "10.1.2.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}),
+    )
 }
 
 #[test]
@@ -81,12 +83,22 @@ fn on_disk_format_is_byte_exact() {
     let r = add(&mut h, "cid", "eth0", &simple()).expect("add");
     assert_eq!(addr_of(&r, 0), "10.1.2.2");
     let d = dir(&h);
-    assert_eq!(std::fs::read(d.join("10.1.2.2")).expect("alloc file"), b"cid\r\neth0");
-    assert_eq!(std::fs::read(d.join("last_reserved_ip.0")).expect("last"), b"10.1.2.2");
+    assert_eq!(
+        std::fs::read(d.join("10.1.2.2")).expect("alloc file"),
+        b"cid\r\neth0"
+    );
+    assert_eq!(
+        std::fs::read(d.join("last_reserved_ip.0")).expect("last"),
+        b"10.1.2.2"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(d.join("10.1.2.2")).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(d.join("10.1.2.2"))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 }
@@ -106,17 +118,32 @@ fn result_shape_is_abbreviated() {
     assert!(r.interfaces.is_empty());
     assert_eq!(r.ips.len(), 2);
     assert_eq!(r.ips[0].address.to_string(), "10.1.2.1/24");
-    assert_eq!(r.ips[0].gateway.map(|g| g.to_string()).as_deref(), Some("10.1.2.254"));
+    assert_eq!(
+        r.ips[0].gateway.map(|g| g.to_string()).as_deref(),
+        Some("10.1.2.254")
+    );
     assert_eq!(r.ips[1].address.to_string(), "2001:db8:1::2/64");
-    assert_eq!(r.ips[1].gateway.map(|g| g.to_string()).as_deref(), Some("2001:db8:1::1"));
+    assert_eq!(
+        r.ips[1].gateway.map(|g| g.to_string()).as_deref(),
+        Some("2001:db8:1::1")
+    );
     assert!(r.ips.iter().all(|i| i.interface.is_none()));
     assert_eq!(r.routes.len(), 2);
-    assert_eq!(r.routes[1].gw.map(|g| g.to_string()).as_deref(), Some("10.1.2.9"));
+    assert_eq!(
+        r.routes[1].gw.map(|g| g.to_string()).as_deref(),
+        Some("10.1.2.9")
+    );
     assert_eq!(r.dns.nameservers, ["10.1.0.10"]);
     assert_eq!(r.dns.search, ["svc.local"]);
     let d = dir(&h);
-    assert_eq!(std::fs::read(d.join("2001:db8:1::2")).expect("v6 file"), b"cid\r\neth0");
-    assert_eq!(std::fs::read(d.join("last_reserved_ip.1")).expect("last v6"), b"2001:db8:1::2");
+    assert_eq!(
+        std::fs::read(d.join("2001:db8:1::2")).expect("v6 file"),
+        b"cid\r\neth0"
+    );
+    assert_eq!(
+        std::fs::read(d.join("last_reserved_ip.1")).expect("last v6"),
+        b"2001:db8:1::2"
+    );
 }
 
 #[test]
@@ -145,21 +172,44 @@ fn exact_capacity_then_exhausted() {
     assert_eq!(got, want);
     let e = add(&mut h, "c5", "eth0", &cfg).expect_err("full");
     assert_eq!(e.code, 999);
-    assert_eq!(e.msg, "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.6");
+    assert_eq!(
+        e.msg,
+        "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.6"
+    );
     assert_eq!(files(&dir(&h)).len(), 5);
 
     // Two ranges in one set: capacity is the sum.
     let mut h = host();
-    let cfg = net(json!({"ranges": [[{"subnet": "10.0.0.0/30"}, {"subnet": "10.0.1.0/30", "gateway": "10.0.1.2"}]]}));
-    let a: Vec<String> = (0..2).map(|i| add(&mut h, &format!("c{i}"), "eth0", &cfg).map(|r| addr_of(&r, 0)).expect("ok")).collect();
+    let cfg = net(
+        json!({"ranges": [[{"subnet": "10.0.0.0/30"}, {"subnet": "10.0.1.0/30", "gateway": "10.0.1.2"}]]}),
+    );
+    let a: Vec<String> = (0..2)
+        .map(|i| {
+            add(&mut h, &format!("c{i}"), "eth0", &cfg)
+                .map(|r| addr_of(&r, 0))
+                .expect("ok")
+        })
+        .collect();
     assert_eq!(a, ["10.0.0.2", "10.0.1.1"]);
     let e = add(&mut h, "x", "eth0", &cfg).expect_err("full");
-    assert!(e.msg.ends_with("no IP addresses available in range set: 10.0.0.1-10.0.0.2,10.0.1.1-10.0.1.2"), "{}", e.msg);
+    assert!(
+        e.msg.ends_with(
+            "no IP addresses available in range set: 10.0.0.1-10.0.0.2,10.0.1.1-10.0.1.2"
+        ),
+        "{}",
+        e.msg
+    );
 
     // IPv6: the last address of the prefix is usable.
     let mut h = host();
     let cfg = net(json!({"ranges": [[{"subnet": "fd00::/126"}]]}));
-    let a: Vec<String> = (0..2).map(|i| add(&mut h, &format!("c{i}"), "eth0", &cfg).map(|r| addr_of(&r, 0)).expect("ok")).collect();
+    let a: Vec<String> = (0..2)
+        .map(|i| {
+            add(&mut h, &format!("c{i}"), "eth0", &cfg)
+                .map(|r| addr_of(&r, 0))
+                .expect("ok")
+        })
+        .collect();
     assert_eq!(a, ["fd00::2", "fd00::3"]);
     assert!(add(&mut h, "x", "eth0", &cfg).is_err());
 }
@@ -180,7 +230,10 @@ fn round_robin_resumes_after_last_reserved() {
     let cfg = simple();
     let a = add(&mut h, "a", "eth0", &cfg).expect("a");
     let b = add(&mut h, "b", "eth0", &cfg).expect("b");
-    assert_eq!((addr_of(&a, 0).as_str(), addr_of(&b, 0).as_str()), ("10.1.2.2", "10.1.2.3"));
+    assert_eq!(
+        (addr_of(&a, 0).as_str(), addr_of(&b, 0).as_str()),
+        ("10.1.2.2", "10.1.2.3")
+    );
     del(&mut h, "a", "eth0", &cfg).expect("del a");
     // .2 is free again, but round robin moves on.
     let c = add(&mut h, "c", "eth0", &cfg).expect("c");
@@ -219,7 +272,10 @@ fn never_hands_out_network_broadcast_or_gateway() {
         for i in 0..capacity {
             let r = add(&mut h, &format!("c{i}"), "eth0", &cfg).expect("within capacity");
             let a = addr_of(&r, 0);
-            assert!(a != ip(0) && a != ip(size - 1) && a != ip(gw), "handed out reserved {a}");
+            assert!(
+                a != ip(0) && a != ip(size - 1) && a != ip(gw),
+                "handed out reserved {a}"
+            );
             assert!(seen.insert(a));
         }
         assert!(add(&mut h, "over", "eth0", &cfg).is_err());
@@ -246,17 +302,33 @@ fn random_add_del_never_duplicates() {
             let r = add(&mut h, &cid, "eth0", &cfg).expect("room");
             let (v4, v6) = (addr_of(&r, 0), addr_of(&r, 1));
             let owners: Vec<&(String, String)> = live.values().collect();
-            assert!(owners.iter().all(|(a, b)| *a != v4 && *b != v6), "duplicate {v4} {v6}");
-            assert!(v4 != "10.0.0.1" && v4 != "10.0.0.15" && v4 != "10.0.1.1" && v6 != "fd00:1::1" && v6 != "fd00:1::");
+            assert!(
+                owners.iter().all(|(a, b)| *a != v4 && *b != v6),
+                "duplicate {v4} {v6}"
+            );
+            assert!(
+                v4 != "10.0.0.1"
+                    && v4 != "10.0.0.15"
+                    && v4 != "10.0.1.1"
+                    && v6 != "fd00:1::1"
+                    && v6 != "fd00:1::"
+            );
             live.insert(cid, (v4, v6));
         } else {
-            let k = live.keys().nth(rng.below(live.len())).cloned().expect("key");
+            let k = live
+                .keys()
+                .nth(rng.below(live.len()))
+                .cloned()
+                .expect("key");
             del(&mut h, &k, "eth0", &cfg).expect("del");
             live.remove(&k);
         }
         // The disk agrees with the model.
         let on_disk = files(&dir(&h));
-        let want: BTreeSet<String> = live.values().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+        let want: BTreeSet<String> = live
+            .values()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect();
         assert_eq!(on_disk.keys().cloned().collect::<BTreeSet<_>>(), want);
     }
     // Fill to exactly the v6 capacity, then one more fails and leaves nothing behind.
@@ -268,8 +340,17 @@ fn random_add_del_never_duplicates() {
     }
     let before = files(&dir(&h));
     let e = add(&mut h, "overflow", "eth0", &cfg).expect_err("v6 full");
-    assert!(e.msg.starts_with("failed to allocate for range 1: no IP addresses available"), "{}", e.msg);
-    assert_eq!(files(&dir(&h)), before, "the v4 address of the failed ADD was rolled back");
+    assert!(
+        e.msg
+            .starts_with("failed to allocate for range 1: no IP addresses available"),
+        "{}",
+        e.msg
+    );
+    assert_eq!(
+        files(&dir(&h)),
+        before,
+        "the v4 address of the failed ADD was rolled back"
+    );
 }
 
 #[test]
@@ -286,8 +367,15 @@ fn del_is_idempotent_and_exact() {
     assert_eq!(left, [b"c1\r\neth1".to_vec(), b"c2\r\neth0".to_vec()]);
     assert!(dir(&h).join("last_reserved_ip.0").exists());
     // DEL works with a broken config and with no state at all.
-    del(&mut h, "c2", "eth0", &json!({"cniVersion": "1.0.0", "name": "mynet"})).expect("del without ipam");
-    let mut fresh = FakeHost::new().with_state_dir(std::env::temp_dir().join(format!("hl-missing-{}", std::process::id())));
+    del(
+        &mut h,
+        "c2",
+        "eth0",
+        &json!({"cniVersion": "1.0.0", "name": "mynet"}),
+    )
+    .expect("del without ipam");
+    let mut fresh = FakeHost::new()
+        .with_state_dir(std::env::temp_dir().join(format!("hl-missing-{}", std::process::id())));
     del(&mut fresh, "x", "eth0", &cfg).expect("del with empty dir");
 }
 
@@ -307,7 +395,10 @@ fn check_needs_an_allocation() {
     let mut h = host();
     let cfg = simple();
     let e = HostLocal::check(&mut h, &inv("c1", "eth0", &cfg)).expect_err("nothing yet");
-    assert_eq!(e.msg, "host-local: Failed to find address added by container c1");
+    assert_eq!(
+        e.msg,
+        "host-local: Failed to find address added by container c1"
+    );
     add(&mut h, "c1", "eth0", &cfg).expect("add");
     HostLocal::check(&mut h, &inv("c1", "eth0", &cfg)).expect("found");
     assert!(HostLocal::check(&mut h, &inv("c1", "eth1", &cfg)).is_err());
@@ -331,8 +422,14 @@ fn requested_addresses() {
     let mut cfg = net(base.clone());
     cfg["runtimeConfig"] = json!({"ips": ["10.1.2.77/24", "fd00::77"]});
     let r = add(&mut h, "c", "eth0", &cfg).expect("add");
-    assert_eq!((addr_of(&r, 0).as_str(), addr_of(&r, 1).as_str()), ("10.1.2.77", "fd00::77"));
-    assert_eq!(std::fs::read(dir(&h).join("last_reserved_ip.0")).expect("last"), b"10.1.2.77");
+    assert_eq!(
+        (addr_of(&r, 0).as_str(), addr_of(&r, 1).as_str()),
+        ("10.1.2.77", "fd00::77")
+    );
+    assert_eq!(
+        std::fs::read(dir(&h).join("last_reserved_ip.0")).expect("last"),
+        b"10.1.2.77"
+    );
     // Taken.
     let e = add(&mut h, "d", "eth0", &cfg).expect_err("taken");
     assert_eq!(e.msg, "failed to allocate for range 0: requested IP address 10.1.2.77 is not available in range set 10.1.2.1-10.1.2.254");
@@ -346,7 +443,10 @@ fn requested_addresses() {
     // CNI_ARGS IP=.
     let cfg = net(base.clone());
     let mut i = inv("f", "eth0", &cfg);
-    i.args = vec![("IgnoreUnknown".into(), "1".into()), ("IP".into(), "10.1.2.60".into())];
+    i.args = vec![
+        ("IgnoreUnknown".into(), "1".into()),
+        ("IP".into(), "10.1.2.60".into()),
+    ];
     let r = HostLocal::add(&mut h, &i).expect("cni args");
     assert_eq!(addr_of(&r, 0), "10.1.2.60");
 
@@ -354,7 +454,10 @@ fn requested_addresses() {
     let mut cfg = net(base.clone());
     cfg["runtimeConfig"] = json!({"ips": ["10.1.2.1"]});
     let e = add(&mut h, "g", "eth0", &cfg).expect_err("gateway");
-    assert_eq!(e.msg, "failed to allocate for range 0: requested ip 10.1.2.1 is subnet's gateway");
+    assert_eq!(
+        e.msg,
+        "failed to allocate for range 0: requested ip 10.1.2.1 is subnet's gateway"
+    );
 
     // An address in no range set fails the whole ADD and leaves nothing behind.
     let before = files(&dir(&h));
@@ -369,7 +472,8 @@ fn requested_addresses() {
 fn runtime_ip_ranges_are_prepended() {
     let mut h = host();
     let mut cfg = simple();
-    cfg["runtimeConfig"] = json!({"ipRanges": [[{"subnet": "10.200.0.0/24", "rangeStart": "10.200.0.100"}]]});
+    cfg["runtimeConfig"] =
+        json!({"ipRanges": [[{"subnet": "10.200.0.0/24", "rangeStart": "10.200.0.100"}]]});
     let r = add(&mut h, "c", "eth0", &cfg).expect("add");
     assert_eq!(r.ips.len(), 2);
     assert_eq!(addr_of(&r, 0), "10.200.0.100");
@@ -387,7 +491,10 @@ fn gc_releases_exactly_the_unlisted() {
             let ifname = if rng.below(4) == 0 { "eth1" } else { "eth0" };
             let cid = format!("r{round}c{}", i % 20);
             if add(&mut h, &cid, ifname, &cfg).is_ok() {
-                all.push(Attachment { container_id: cid, ifname: ifname.into() });
+                all.push(Attachment {
+                    container_id: cid,
+                    ifname: ifname.into(),
+                });
             }
         }
         let d = dir(&h);
@@ -400,21 +507,39 @@ fn gc_releases_exactly_the_unlisted() {
             .iter()
             .filter(|_| rng.below(2) == 0)
             .cloned()
-            .chain([Attachment { container_id: "legacy-keep".into(), ifname: "eth9".into() }])
+            .chain([Attachment {
+                container_id: "legacy-keep".into(),
+                ifname: "eth9".into(),
+            }])
             .collect();
         HostLocal::gc(&mut h, &inv("", "", &cfg), &valid).expect("gc");
         let left = files(&d);
         for (name, content) in &left {
             let text = String::from_utf8_lossy(content);
-            let ok = valid.iter().any(|a| text == format!("{}\r\n{}", a.container_id, a.ifname) || text == a.container_id);
+            let ok = valid.iter().any(|a| {
+                text == format!("{}\r\n{}", a.container_id, a.ifname) || text == a.container_id
+            });
             assert!(ok, "{name} ({text:?}) survived GC");
         }
         for a in &valid[..valid.len() - 1] {
             let want = format!("{}\r\n{}", a.container_id, a.ifname);
-            assert_eq!(left.values().filter(|c| **c == want.as_bytes()).count(), 2, "{want:?} lost an address");
+            assert_eq!(
+                left.values().filter(|c| **c == want.as_bytes()).count(),
+                2,
+                "{want:?} lost an address"
+            );
         }
-        assert!(left.contains_key("10.3.0.250") && !left.contains_key("10.3.0.251") && !left.contains_key("10.3.0.252"));
-        for keep in ["lock", "notes.txt", "last_reserved_ip.0", "last_reserved_ip.1"] {
+        assert!(
+            left.contains_key("10.3.0.250")
+                && !left.contains_key("10.3.0.251")
+                && !left.contains_key("10.3.0.252")
+        );
+        for keep in [
+            "lock",
+            "notes.txt",
+            "last_reserved_ip.0",
+            "last_reserved_ip.1",
+        ] {
             assert!(d.join(keep).exists(), "{keep} removed by GC");
         }
         // An empty valid list releases everything.
@@ -431,9 +556,22 @@ fn crash_leftover_blocks_its_address_until_gc() {
     std::fs::write(dir(&h).join("10.0.0.2"), "").expect("empty file");
     let e = add(&mut h, "c", "eth0", &cfg).expect_err("only address is blocked");
     assert_eq!(e.code, 999);
-    assert_eq!(HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("full").code, 50);
+    assert_eq!(
+        HostLocal::status(&mut h, &inv("", "", &cfg))
+            .expect_err("full")
+            .code,
+        50
+    );
     assert!(HostLocal::check(&mut h, &inv("c", "eth0", &cfg)).is_err());
-    HostLocal::gc(&mut h, &inv("", "", &cfg), &[Attachment { container_id: "c".into(), ifname: "eth0".into() }]).expect("gc");
+    HostLocal::gc(
+        &mut h,
+        &inv("", "", &cfg),
+        &[Attachment {
+            container_id: "c".into(),
+            ifname: "eth0".into(),
+        }],
+    )
+    .expect("gc");
     let r = add(&mut h, "c", "eth0", &cfg).expect("freed");
     assert_eq!(addr_of(&r, 0), "10.0.0.2");
     HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("full again");
@@ -443,13 +581,27 @@ fn crash_leftover_blocks_its_address_until_gc() {
 fn status_reports_config_errors_and_availability() {
     let mut h = host();
     HostLocal::status(&mut h, &inv("", "", &simple())).expect("available");
-    let e = HostLocal::status(&mut h, &inv("", "", &net(json!({"ranges": [[{"subnet": "10.0.0.0/32"}]]})))).expect_err("bad");
+    let e = HostLocal::status(
+        &mut h,
+        &inv(
+            "",
+            "",
+            &net(json!({"ranges": [[{"subnet": "10.0.0.0/32"}]]})),
+        ),
+    )
+    .expect_err("bad");
     assert_eq!(e.code, 7);
     // A full v4 set fails STATUS even though v6 has room.
     let cfg = net(json!({"ranges": [[{"subnet": "10.0.0.0/30"}], [{"subnet": "fd00::/64"}]]}));
     add(&mut h, "c", "eth0", &cfg).expect("fills v4");
     let e = HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("v4 full");
-    assert_eq!((e.code, e.msg.as_str()), (50, "no IP addresses available in range set: 10.0.0.1-10.0.0.2"));
+    assert_eq!(
+        (e.code, e.msg.as_str()),
+        (
+            50,
+            "no IP addresses available in range set: 10.0.0.1-10.0.0.2"
+        )
+    );
 }
 
 #[test]
@@ -463,7 +615,10 @@ fn state_written_by_the_reference_is_understood() {
     std::fs::write(d.join("lock"), "").expect("w");
     let cfg = net(json!({"ranges": [[{"subnet": "10.1.2.0/24"}], [{"subnet": "2001:db8::/64"}]]}));
     let r = add(&mut h, "ours", "eth0", &cfg).expect("add");
-    assert_eq!((addr_of(&r, 0).as_str(), addr_of(&r, 1).as_str()), ("10.1.2.3", "2001:db8::3"));
+    assert_eq!(
+        (addr_of(&r, 0).as_str(), addr_of(&r, 1).as_str()),
+        ("10.1.2.3", "2001:db8::3")
+    );
     HostLocal::check(&mut h, &inv("goc", "eth0", &cfg)).expect("reference allocation visible");
     del(&mut h, "goc", "eth0", &cfg).expect("del");
     let left: Vec<String> = files(&d).into_keys().collect();

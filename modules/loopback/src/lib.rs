@@ -12,8 +12,11 @@ pub struct Loopback;
 /// configured it: the reference refuses those, and so do we.
 fn check_loopback_only(addrs: &[IpNet]) -> CniResultOf<()> {
     match addrs.iter().find(|a| !a.addr.is_loopback()) {
-        Some(a) => Err(CniError::internal("loopback interface found with non-loopback address")
-            .with_details(format!("lo carries {a}; remove it or use another plugin for this address"))),
+        Some(a) => Err(
+            CniError::internal("loopback interface found with non-loopback address").with_details(
+                format!("lo carries {a}; remove it or use another plugin for this address"),
+            ),
+        ),
         None => Ok(()),
     }
 }
@@ -29,15 +32,26 @@ impl InterfacePlugin for Loopback {
         if let Some(prev) = &inv.prev_result {
             return Ok(prev.clone());
         }
-        let link = ns.link(LO)?.ok_or_else(|| CniError::internal("lo is missing in the container namespace"))?;
+        let link = ns
+            .link(LO)?
+            .ok_or_else(|| CniError::internal("lo is missing in the container namespace"))?;
         let first = |v4: bool| addrs.iter().find(|a| a.is_ipv4() == v4).copied();
         let ips = [first(true), first(false)]
             .into_iter()
             .flatten()
-            .map(|address| IpConfig { address, gateway: None, interface: Some(0) })
+            .map(|address| IpConfig {
+                address,
+                gateway: None,
+                interface: Some(0),
+            })
             .collect();
         Ok(CniResult {
-            interfaces: vec![Interface { name: LO.into(), mac: link.mac, sandbox: ns.path(), ..Default::default() }],
+            interfaces: vec![Interface {
+                name: LO.into(),
+                mac: link.mac,
+                sandbox: ns.path(),
+                ..Default::default()
+            }],
             ips,
             ..Default::default()
         })
@@ -61,9 +75,12 @@ impl InterfacePlugin for Loopback {
 
     fn check<H: InterfaceHost>(host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         let ns = host.container_netns()?;
-        let link = ns.link(LO)?.ok_or_else(|| CniError::internal("lo is missing in the container namespace"))?;
+        let link = ns
+            .link(LO)?
+            .ok_or_else(|| CniError::internal("lo is missing in the container namespace"))?;
         if !link.up {
-            return Err(CniError::internal("loopback interface is down").with_details("lo must be up; run ADD again"));
+            return Err(CniError::internal("loopback interface is down")
+                .with_details("lo must be up; run ADD again"));
         }
         check_loopback_only(&ns.addresses(LO)?)
     }
@@ -80,7 +97,11 @@ mod tests {
     fn setup() -> (FakeHost, Invocation) {
         let host = FakeHost::new();
         host.netns.add_link("lo", false);
-        let mut inv = Invocation::new("c1", "eth0", json!({"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}));
+        let mut inv = Invocation::new(
+            "c1",
+            "eth0",
+            json!({"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}),
+        );
         inv.netns = "/var/run/netns/fake".into();
         (host, inv)
     }
@@ -101,7 +122,14 @@ mod tests {
     #[test]
     fn add_passes_prev_result_through() {
         let (mut host, mut inv) = setup();
-        let prev = CniResult { ips: vec![IpConfig { address: "10.0.0.2/24".parse().expect("net"), gateway: None, interface: None }], ..Default::default() };
+        let prev = CniResult {
+            ips: vec![IpConfig {
+                address: "10.0.0.2/24".parse().expect("net"),
+                gateway: None,
+                interface: None,
+            }],
+            ..Default::default()
+        };
         inv.prev_result = Some(prev.clone());
         assert_eq!(Loopback::add(&mut host, &inv).expect("add"), prev);
     }
@@ -110,7 +138,9 @@ mod tests {
     fn add_refuses_foreign_address() {
         let (mut host, inv) = setup();
         host.netns.set_link_up("lo", true).expect("up");
-        host.netns.add_address("lo", "10.9.9.9/32".parse().expect("net")).expect("addr");
+        host.netns
+            .add_address("lo", "10.9.9.9/32".parse().expect("net"))
+            .expect("addr");
         let e = Loopback::add(&mut host, &inv).expect_err("must refuse");
         assert!(e.msg.contains("non-loopback"), "{e}");
     }
@@ -121,7 +151,10 @@ mod tests {
         Loopback::add(&mut host, &inv).expect("add");
         Loopback::del(&mut host, &inv).expect("del");
         assert!(!host.netns.link_state("lo").expect("lo").up);
-        assert!(Loopback::check(&mut host, &inv).is_err(), "check must fail when lo is down");
+        assert!(
+            Loopback::check(&mut host, &inv).is_err(),
+            "check must fail when lo is down"
+        );
         host.netns.remove();
         Loopback::del(&mut host, &inv).expect("del with netns gone");
         inv.netns.clear();

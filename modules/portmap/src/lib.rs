@@ -32,7 +32,10 @@ fn opt_bool(config: &Value, key: &str, default: bool) -> CniResultOf<bool> {
     match get_ci(config, key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(cfg_err(format!("{key} must be true or false, not {v}"), format!("set \"{key}\": true or false"))),
+        Some(v) => Err(cfg_err(
+            format!("{key} must be true or false, not {v}"),
+            format!("set \"{key}\": true or false"),
+        )),
     }
 }
 
@@ -41,49 +44,104 @@ fn conditions(config: &Value, key: &str) -> CniResultOf<Vec<String>> {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|t| t.as_str().map(str::to_string).ok_or_else(|| cfg_err(format!("{key} must be a list of strings"), format!("e.g. \"{key}\": [\"!\", \"-s\", \"10.0.0.0/8\"]"))))
+            .map(|t| {
+                t.as_str().map(str::to_string).ok_or_else(|| {
+                    cfg_err(
+                        format!("{key} must be a list of strings"),
+                        format!("e.g. \"{key}\": [\"!\", \"-s\", \"10.0.0.0/8\"]"),
+                    )
+                })
+            })
             .collect(),
-        Some(_) => Err(cfg_err(format!("{key} must be a list of strings"), format!("e.g. \"{key}\": [\"!\", \"-s\", \"10.0.0.0/8\"]"))),
+        Some(_) => Err(cfg_err(
+            format!("{key} must be a list of strings"),
+            format!("e.g. \"{key}\": [\"!\", \"-s\", \"10.0.0.0/8\"]"),
+        )),
     }
 }
 
 /// iptables syntax starts with an option or a negation; anything else is nft.
 fn is_iptables_syntax(c: &[String]) -> bool {
-    c.first().is_some_and(|t| t.starts_with('-') || t.starts_with('!'))
+    c.first()
+        .is_some_and(|t| t.starts_with('-') || t.starts_with('!'))
 }
 
 fn port(entry: &Value, key: &str, i: usize) -> CniResultOf<u16> {
-    let v = get_ci(entry, key).ok_or_else(|| cfg_err(format!("portMappings[{i}] has no {key}"), format!("set {key} (1-65535)")))?;
+    let v = get_ci(entry, key).ok_or_else(|| {
+        cfg_err(
+            format!("portMappings[{i}] has no {key}"),
+            format!("set {key} (1-65535)"),
+        )
+    })?;
     v.as_u64()
         .filter(|p| (1..=65535).contains(p))
         .and_then(|p| u16::try_from(p).ok())
-        .ok_or_else(|| cfg_err(format!("Invalid {} number: {v} in portMappings[{i}]", if key == "hostPort" { "host port" } else { "container port" }), format!("{key} must be 1-65535")))
+        .ok_or_else(|| {
+            cfg_err(
+                format!(
+                    "Invalid {} number: {v} in portMappings[{i}]",
+                    if key == "hostPort" {
+                        "host port"
+                    } else {
+                        "container port"
+                    }
+                ),
+                format!("{key} must be 1-65535"),
+            )
+        })
 }
 
 fn mappings(config: &Value) -> CniResultOf<Vec<PortMapping>> {
-    let Some(list) = runtime_config(config, "portMappings") else { return Ok(Vec::new()) };
+    let Some(list) = runtime_config(config, "portMappings") else {
+        return Ok(Vec::new());
+    };
     let Some(list) = list.as_array() else {
         if list.is_null() {
             return Ok(Vec::new());
         }
-        return Err(cfg_err("runtimeConfig.portMappings must be a list", "pass [{\"hostPort\": 8080, \"containerPort\": 80, \"protocol\": \"tcp\"}]"));
+        return Err(cfg_err(
+            "runtimeConfig.portMappings must be a list",
+            "pass [{\"hostPort\": 8080, \"containerPort\": 80, \"protocol\": \"tcp\"}]",
+        ));
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, e) in list.iter().enumerate() {
         if !e.is_object() {
-            return Err(cfg_err(format!("portMappings[{i}] is not an object"), "each mapping is {\"hostPort\": .., \"containerPort\": .., \"protocol\": ..}"));
+            return Err(cfg_err(
+                format!("portMappings[{i}] is not an object"),
+                "each mapping is {\"hostPort\": .., \"containerPort\": .., \"protocol\": ..}",
+            ));
         }
-        let protocol = match get_ci(e, "protocol").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        let protocol = match get_ci(e, "protocol")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("") | Some("tcp") => Protocol::Tcp,
             Some("udp") => Protocol::Udp,
             Some("sctp") => Protocol::Sctp,
-            Some(p) => return Err(cfg_err(format!("unknown protocol {p:?} in portMappings[{i}]"), "protocol must be tcp, udp or sctp")),
+            Some(p) => {
+                return Err(cfg_err(
+                    format!("unknown protocol {p:?} in portMappings[{i}]"),
+                    "protocol must be tcp, udp or sctp",
+                ))
+            }
         };
         let host_ip = match get_ci(e, "hostIP").and_then(Value::as_str) {
             None | Some("") => None,
-            Some(h) => Some(h.parse::<IpAddr>().map_err(|_| cfg_err(format!("invalid hostIP {h:?} in portMappings[{i}]"), "hostIP must be an IP address or empty"))?),
+            Some(h) => Some(h.parse::<IpAddr>().map_err(|_| {
+                cfg_err(
+                    format!("invalid hostIP {h:?} in portMappings[{i}]"),
+                    "hostIP must be an IP address or empty",
+                )
+            })?),
         };
-        out.push(PortMapping { host_port: port(e, "hostPort", i)?, container_port: port(e, "containerPort", i)?, protocol, host_ip });
+        out.push(PortMapping {
+            host_port: port(e, "hostPort", i)?,
+            container_port: port(e, "containerPort", i)?,
+            protocol,
+            host_ip,
+        });
     }
     Ok(out)
 }
@@ -98,21 +156,40 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
             v.as_u64()
                 .filter(|b| *b <= 31)
                 .and_then(|b| u8::try_from(b).ok())
-                .ok_or_else(|| cfg_err(format!("MasqMarkBit must be between 0 and 31, not {v}"), "set markMasqBit to 0-31 (default 13)"))?,
+                .ok_or_else(|| {
+                    cfg_err(
+                        format!("MasqMarkBit must be between 0 and 31, not {v}"),
+                        "set markMasqBit to 0-31 (default 13)",
+                    )
+                })?,
         ),
     };
     let external = match get_ci(config, "externalSetMarkChain") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(v) => return Err(cfg_err(format!("externalSetMarkChain must be a chain name, not {v}"), "e.g. \"externalSetMarkChain\": \"KUBE-MARK-MASQ\"")),
+        Some(v) => {
+            return Err(cfg_err(
+                format!("externalSetMarkChain must be a chain name, not {v}"),
+                "e.g. \"externalSetMarkChain\": \"KUBE-MARK-MASQ\"",
+            ))
+        }
     };
     if mark.is_some() && external.is_some() {
-        return Err(cfg_err("Cannot specify externalSetMarkChain and markMasqBit", "set only one of them"));
+        return Err(cfg_err(
+            "Cannot specify externalSetMarkChain and markMasqBit",
+            "set only one of them",
+        ));
     }
     let conditions_v4 = conditions(config, "conditionsV4")?;
     let conditions_v6 = conditions(config, "conditionsV6")?;
-    let nft_only = [&conditions_v4, &conditions_v6].iter().any(|c| !c.is_empty() && !is_iptables_syntax(c));
-    let ipt_only = mark.is_some() || external.is_some() || [&conditions_v4, &conditions_v6].iter().any(|c| is_iptables_syntax(c));
+    let nft_only = [&conditions_v4, &conditions_v6]
+        .iter()
+        .any(|c| !c.is_empty() && !is_iptables_syntax(c));
+    let ipt_only = mark.is_some()
+        || external.is_some()
+        || [&conditions_v4, &conditions_v6]
+            .iter()
+            .any(|c| is_iptables_syntax(c));
     let backend = match get_ci(config, "backend").and_then(Value::as_str) {
         None | Some("") => {
             if nft_only {
@@ -123,7 +200,12 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
         }
         Some("iptables") => NatBackend::Iptables,
         Some("nftables") => NatBackend::Nftables,
-        Some(b) => return Err(cfg_err(format!("unknown backend {b:?}"), "backend must be \"iptables\" or \"nftables\"")),
+        Some(b) => {
+            return Err(cfg_err(
+                format!("unknown backend {b:?}"),
+                "backend must be \"iptables\" or \"nftables\"",
+            ))
+        }
     };
     match backend {
         NatBackend::Iptables if nft_only => return Err(cfg_err("conditionsV4/conditionsV6 are in nftables syntax but the backend is iptables", "write them as iptables matches or set \"backend\": \"nftables\"")),
@@ -133,7 +215,13 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
         _ => {}
     }
     Ok(Conf {
-        options: NatOptions { backend, snat, masq_all, mark_masq_bit: mark.unwrap_or(DEFAULT_MARK_BIT), external_set_mark_chain: external },
+        options: NatOptions {
+            backend,
+            snat,
+            masq_all,
+            mark_masq_bit: mark.unwrap_or(DEFAULT_MARK_BIT),
+            external_set_mark_chain: external,
+        },
         mappings: mappings(config)?,
         conditions_v4,
         conditions_v6,
@@ -153,7 +241,11 @@ pub fn container_ips(prev: &CniResult, ifname: &str) -> (Option<IpNet>, Option<I
                 }
             }
         }
-        let slot = if ip.address.is_ipv4() { &mut v4 } else { &mut v6 };
+        let slot = if ip.address.is_ipv4() {
+            &mut v4
+        } else {
+            &mut v6
+        };
         if slot.is_none() {
             *slot = Some(ip.address);
         }
@@ -165,9 +257,18 @@ pub fn spec(conf: &Conf, prev: &CniResult, ifname: &str) -> NatSpec {
     let (v4, v6) = container_ips(prev, ifname);
     let families = [(v4, &conf.conditions_v4), (v6, &conf.conditions_v6)]
         .into_iter()
-        .filter_map(|(ip, c)| ip.map(|container| FamilyMappings { container, mappings: conf.mappings.clone(), conditions: c.clone() }))
+        .filter_map(|(ip, c)| {
+            ip.map(|container| FamilyMappings {
+                container,
+                mappings: conf.mappings.clone(),
+                conditions: c.clone(),
+            })
+        })
         .collect();
-    NatSpec { options: conf.options.clone(), families }
+    NatSpec {
+        options: conf.options.clone(),
+        families,
+    }
 }
 
 fn flush_udp<H: PortmapHost>(host: &mut H, conf: &Conf, spec: &NatSpec) {
@@ -175,7 +276,13 @@ fn flush_udp<H: PortmapHost>(host: &mut H, conf: &Conf, spec: &NatSpec) {
         for m in conf.mappings.iter().filter(|m| m.protocol == Protocol::Udp) {
             // Informative only, as in the reference: the rules are what matters.
             if let Err(e) = host.flush_udp_conntrack(m.host_port, !f.container.is_ipv4()) {
-                host.log(Level::Warn, &format!("could not flush stale UDP conntrack entries for port {}: {e}", m.host_port));
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "could not flush stale UDP conntrack entries for port {}: {e}",
+                        m.host_port
+                    ),
+                );
             }
         }
     }
@@ -184,13 +291,21 @@ fn flush_udp<H: PortmapHost>(host: &mut H, conf: &Conf, spec: &NatSpec) {
 impl PortmapPlugin for Portmap {
     fn add<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let conf = parse(&inv.config)?;
-        let prev = inv.prev_result.clone().ok_or_else(|| cfg_err("must be called as chained plugin", "portmap needs a prevResult: list it after an interface plugin in a conflist"))?;
+        let prev = inv.prev_result.clone().ok_or_else(|| {
+            cfg_err(
+                "must be called as chained plugin",
+                "portmap needs a prevResult: list it after an interface plugin in a conflist",
+            )
+        })?;
         if conf.mappings.is_empty() {
             return Ok(prev);
         }
         let spec = spec(&conf, &prev, &inv.ifname);
         if spec.families.is_empty() {
-            host.log(Level::Warn, "prevResult has no container address on this interface; no port mapped");
+            host.log(
+                Level::Warn,
+                "prevResult has no container address on this interface; no port mapped",
+            );
             return Ok(prev);
         }
         host.nat_apply(&spec)?;
@@ -199,7 +314,10 @@ impl PortmapPlugin for Portmap {
             if let Some(v4) = spec.families.iter().find(|f| f.container.is_ipv4()) {
                 // Without it 127.0.0.1:hostPort cannot be DNATed to the pod.
                 if let Err(e) = host.enable_route_localnet(v4.container.addr) {
-                    host.log(Level::Warn, &format!("localhost hostPorts will not work: {e}"));
+                    host.log(
+                        Level::Warn,
+                        &format!("localhost hostPorts will not work: {e}"),
+                    );
                 }
             }
         }
@@ -220,7 +338,12 @@ impl PortmapPlugin for Portmap {
 
     fn check<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let conf = parse(&inv.config)?;
-        let prev = inv.prev_result.as_ref().ok_or_else(|| cfg_err("Required prevResult missing", "CHECK needs the prevResult of the ADD"))?;
+        let prev = inv.prev_result.as_ref().ok_or_else(|| {
+            cfg_err(
+                "Required prevResult missing",
+                "CHECK needs the prevResult of the ADD",
+            )
+        })?;
         if conf.mappings.is_empty() {
             return Ok(());
         }
@@ -249,13 +372,32 @@ mod tests {
     fn prev() -> CniResult {
         CniResult {
             interfaces: vec![
-                Interface { name: "cni0".into(), ..Default::default() },
-                Interface { name: "eth0".into(), sandbox: "/var/run/netns/x".into(), ..Default::default() },
+                Interface {
+                    name: "cni0".into(),
+                    ..Default::default()
+                },
+                Interface {
+                    name: "eth0".into(),
+                    sandbox: "/var/run/netns/x".into(),
+                    ..Default::default()
+                },
             ],
             ips: vec![
-                IpConfig { address: "10.0.0.1/24".parse().expect("net"), gateway: None, interface: Some(0) },
-                IpConfig { address: "10.0.0.2/24".parse().expect("net"), gateway: None, interface: Some(1) },
-                IpConfig { address: "fd00::2/64".parse().expect("net"), gateway: None, interface: Some(1) },
+                IpConfig {
+                    address: "10.0.0.1/24".parse().expect("net"),
+                    gateway: None,
+                    interface: Some(0),
+                },
+                IpConfig {
+                    address: "10.0.0.2/24".parse().expect("net"),
+                    gateway: None,
+                    interface: Some(1),
+                },
+                IpConfig {
+                    address: "fd00::2/64".parse().expect("net"),
+                    gateway: None,
+                    interface: Some(1),
+                },
             ],
             ..Default::default()
         }
@@ -274,16 +416,47 @@ mod tests {
     #[test]
     fn add_maps_both_families_with_pascal_case_keys() {
         let mut h = FakeHost::new();
-        let i = inv(json!({"RuntimeConfig": {"PortMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "TCP", "HostIP": ""}, {"hostPort": 53, "containerPort": 53, "protocol": "udp"}]}}));
+        let i = inv(
+            json!({"RuntimeConfig": {"PortMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "TCP", "HostIP": ""}, {"hostPort": 53, "containerPort": 53, "protocol": "udp"}]}}),
+        );
         let r = Portmap::add(&mut h, &i).expect("add");
         assert_eq!(r, prev(), "prevResult passes through");
         let s = h.nat.applied.clone().expect("applied");
-        assert_eq!(s.options, NatOptions { backend: NatBackend::Iptables, snat: true, masq_all: false, mark_masq_bit: 13, external_set_mark_chain: None });
+        assert_eq!(
+            s.options,
+            NatOptions {
+                backend: NatBackend::Iptables,
+                snat: true,
+                masq_all: false,
+                mark_masq_bit: 13,
+                external_set_mark_chain: None
+            }
+        );
         assert_eq!(s.families.len(), 2);
-        assert_eq!(s.families[0].container.to_string(), "10.0.0.2/24", "the host-side address is skipped");
+        assert_eq!(
+            s.families[0].container.to_string(),
+            "10.0.0.2/24",
+            "the host-side address is skipped"
+        );
         assert_eq!(s.families[1].container.to_string(), "fd00::2/64");
-        assert_eq!(s.families[0].mappings[0], PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp, host_ip: None });
-        assert_eq!(h.nat.calls, ["apply", "conntrack 53 v4", "conntrack 53 v6", "route_localnet 10.0.0.2"]);
+        assert_eq!(
+            s.families[0].mappings[0],
+            PortMapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+                host_ip: None
+            }
+        );
+        assert_eq!(
+            h.nat.calls,
+            [
+                "apply",
+                "conntrack 53 v4",
+                "conntrack 53 v6",
+                "route_localnet 10.0.0.2"
+            ]
+        );
         Portmap::check(&mut h, &i).expect("check");
     }
 
@@ -292,7 +465,8 @@ mod tests {
         let mut h = FakeHost::new();
         assert_eq!(Portmap::add(&mut h, &inv(json!({}))).expect("add"), prev());
         assert!(h.nat.calls.is_empty());
-        let mut i = inv(json!({"runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]}}));
+        let mut i =
+            inv(json!({"runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]}}));
         i.prev_result = None;
         let e = Portmap::add(&mut h, &i).expect_err("needs prevResult");
         assert!(e.msg.contains("chained"), "{e}");
@@ -313,9 +487,17 @@ mod tests {
         let c = parse(&json!({"snat": false, "masqAll": true, "externalSetMarkChain": "KUBE-MARK-MASQ", "conditionsV4": ["!", "-s", "10.9.0.0/16"]})).expect("parse");
         assert_eq!(c.options.backend, NatBackend::Iptables);
         assert!(!c.options.snat && c.options.masq_all);
-        assert_eq!(c.options.external_set_mark_chain.as_deref(), Some("KUBE-MARK-MASQ"));
-        let c = parse(&json!({"conditionsV4": ["ip", "saddr", "!=", "10.9.0.0/16"]})).expect("parse");
-        assert_eq!(c.options.backend, NatBackend::Nftables, "nft syntax selects nftables");
+        assert_eq!(
+            c.options.external_set_mark_chain.as_deref(),
+            Some("KUBE-MARK-MASQ")
+        );
+        let c =
+            parse(&json!({"conditionsV4": ["ip", "saddr", "!=", "10.9.0.0/16"]})).expect("parse");
+        assert_eq!(
+            c.options.backend,
+            NatBackend::Nftables,
+            "nft syntax selects nftables"
+        );
         let bad = [
             json!({"markMasqBit": 14, "externalSetMarkChain": "X"}),
             json!({"markMasqBit": 32}),
@@ -339,14 +521,29 @@ mod tests {
     fn a_failed_apply_is_the_add_error() {
         let mut h = FakeHost::new();
         h.nat.fail_next = Some(CniError::internal("boom"));
-        let e = Portmap::add(&mut h, &inv(json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80}]}}))).expect_err("fails");
+        let e = Portmap::add(
+            &mut h,
+            &inv(
+                json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80}]}}),
+            ),
+        )
+        .expect_err("fails");
         assert_eq!(e.msg, "boom");
     }
 
     #[test]
     fn gc_passes_valid_container_ids() {
         let mut h = FakeHost::new();
-        let valid = [Attachment { container_id: "a".into(), ifname: "eth0".into() }, Attachment { container_id: "b".into(), ifname: "eth0".into() }];
+        let valid = [
+            Attachment {
+                container_id: "a".into(),
+                ifname: "eth0".into(),
+            },
+            Attachment {
+                container_id: "b".into(),
+                ifname: "eth0".into(),
+            },
+        ];
         Portmap::gc(&mut h, &inv(json!({})), &valid).expect("gc");
         assert_eq!(h.nat.calls, ["gc Iptables a,b"]);
     }

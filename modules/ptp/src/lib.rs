@@ -4,7 +4,10 @@
 //! veth, and the container reaches its subnet only through the gateway.
 
 use serde::Deserialize;
-use wasm_cni_guest::host_net::util::{check_container, configure_iface, dns_of, gateway_of, ipam_type, network_of, random_veth_name, sysctl_best_effort};
+use wasm_cni_guest::host_net::util::{
+    check_container, configure_iface, dns_of, gateway_of, ipam_type, network_of, random_veth_name,
+    sysctl_best_effort,
+};
 use wasm_cni_guest::host_net::{HostScope, Side, VethConfig};
 use wasm_cni_guest::prelude::*;
 
@@ -42,17 +45,25 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
         }
     }
     if ipam_type(&inv.config).is_empty() {
-        return Err(CniError::config("ptp requires an IPAM plugin").with_details("set ipam.type, e.g. host-local"));
+        return Err(CniError::config("ptp requires an IPAM plugin")
+            .with_details("set ipam.type, e.g. host-local"));
     }
     let mtu = match n.mtu {
         0 => None,
-        m => Some(u32::try_from(m).map_err(|_| CniError::config(format!("invalid mtu {m}")).with_details("mtu must be a positive number"))?),
+        m => Some(u32::try_from(m).map_err(|_| {
+            CniError::config(format!("invalid mtu {m}"))
+                .with_details("mtu must be a positive number")
+        })?),
     };
     Ok(Conf { n, mtu })
 }
 
 fn ctx(what: String) -> impl Fn(CniError) -> CniError {
-    move |e| CniError { code: e.code, msg: format!("{what}: {}", e.msg), details: e.details }
+    move |e| CniError {
+        code: e.code,
+        msg: format!("{what}: {}", e.msg),
+        details: e.details,
+    }
 }
 
 fn host_prefix(ip: &IpNet) -> u8 {
@@ -68,10 +79,16 @@ impl InterfacePlugin for Ptp {
         let c = load(inv)?;
         let ns = host.container_netns()?;
         if ns.link(&inv.ifname)?.is_some() {
-            return Err(CniError::internal(format!("container veth name provided ({}) already exists", inv.ifname)).with_details("choose another CNI_IFNAME or remove the interface"));
+            return Err(CniError::internal(format!(
+                "container veth name provided ({}) already exists",
+                inv.ifname
+            ))
+            .with_details("choose another CNI_IFNAME or remove the interface"));
         }
         // IPAM first, as the reference does; the host releases it if ADD fails.
-        let mut result = host.ipam(IpamCommand::Add)?.ok_or_else(|| CniError::internal("IPAM plugin returned no result"))?;
+        let mut result = host
+            .ipam(IpamCommand::Add)?
+            .ok_or_else(|| CniError::internal("IPAM plugin returned no result"))?;
         if result.ips.is_empty() {
             return Err(CniError::internal("IPAM plugin returned missing IP config"));
         }
@@ -83,30 +100,56 @@ impl InterfacePlugin for Ptp {
         }
         let scope = host.host_net()?;
         if result.ips.iter().any(|i| i.address.is_ipv4()) {
-            scope.set_sysctl(Side::Host, "net/ipv4/ip_forward", "1").map_err(ctx("failed to enable forwarding".into()))?;
+            scope
+                .set_sysctl(Side::Host, "net/ipv4/ip_forward", "1")
+                .map_err(ctx("failed to enable forwarding".into()))?;
         }
         if result.ips.iter().any(|i| !i.address.is_ipv4()) {
-            scope.set_sysctl(Side::Host, "net/ipv6/conf/all/forwarding", "1").map_err(ctx("failed to enable forwarding".into()))?;
+            scope
+                .set_sysctl(Side::Host, "net/ipv6/conf/all/forwarding", "1")
+                .map_err(ctx("failed to enable forwarding".into()))?;
         }
 
         let mut hv = None;
         let mut last = None;
         for _ in 0..10 {
-            match scope.create_veth(&VethConfig { host_name: random_veth_name(), mtu: c.mtu, container_mac: None }) {
+            match scope.create_veth(&VethConfig {
+                host_name: random_veth_name(),
+                mtu: c.mtu,
+                container_mac: None,
+            }) {
                 Ok(l) => {
                     hv = Some(l);
                     break;
                 }
-                Err(e) if e.msg.contains("exists") && ns.link(&inv.ifname)?.is_none() => last = Some(e),
+                Err(e) if e.msg.contains("exists") && ns.link(&inv.ifname)?.is_none() => {
+                    last = Some(e)
+                }
                 Err(e) => return Err(e),
             }
         }
-        let hv = hv.ok_or_else(|| last.unwrap_or_else(|| CniError::internal("failed to create veth")))?;
+        let hv =
+            hv.ok_or_else(|| last.unwrap_or_else(|| CniError::internal("failed to create veth")))?;
         let ifn = &inv.ifname;
-        sysctl_best_effort(&scope, Side::Host, &format!("net/ipv6/conf/{}/accept_ra", hv.name), "0");
+        sysctl_best_effort(
+            &scope,
+            Side::Host,
+            &format!("net/ipv6/conf/{}/accept_ra", hv.name),
+            "0",
+        );
         // Host-side /128 gateways must answer neighbour solicitations at once.
-        sysctl_best_effort(&scope, Side::Host, &format!("net/ipv6/conf/{}/accept_dad", hv.name), "0");
-        sysctl_best_effort(&scope, Side::Container, &format!("net/ipv6/conf/{ifn}/accept_dad"), "0");
+        sysctl_best_effort(
+            &scope,
+            Side::Host,
+            &format!("net/ipv6/conf/{}/accept_dad", hv.name),
+            "0",
+        );
+        sysctl_best_effort(
+            &scope,
+            Side::Container,
+            &format!("net/ipv6/conf/{ifn}/accept_dad"),
+            "0",
+        );
         scope.set_link_up(&hv.name, true)?;
 
         // Container: addresses and IPAM routes, then swap the connected
@@ -116,14 +159,21 @@ impl InterfacePlugin for Ptp {
             let Some(gw) = ip.gateway else { continue };
             let subnet = network_of(&ip.address);
             if ip.address.prefix < host_prefix(&ip.address) {
-                scope.del_container_route(&Route::new(subnet, None)).map_err(ctx(format!("failed to delete route {subnet}")))?;
+                scope
+                    .del_container_route(&Route::new(subnet, None))
+                    .map_err(ctx(format!("failed to delete route {subnet}")))?;
             }
-            let gw_net = IpNet { addr: gw, prefix: host_prefix(&ip.address) };
+            let gw_net = IpNet {
+                addr: gw,
+                prefix: host_prefix(&ip.address),
+            };
             let mut on_link = Route::new(gw_net, None);
             on_link.scope = Some(253);
-            ns.add_route(ifn, &on_link).map_err(ctx(format!("failed to add route {gw_net}")))?;
+            ns.add_route(ifn, &on_link)
+                .map_err(ctx(format!("failed to add route {gw_net}")))?;
             if ip.address.prefix < host_prefix(&ip.address) {
-                ns.add_route(ifn, &Route::new(subnet, Some(gw))).map_err(ctx(format!("failed to add route {subnet} via {gw}")))?;
+                ns.add_route(ifn, &Route::new(subnet, Some(gw)))
+                    .map_err(ctx(format!("failed to add route {subnet} via {gw}")))?;
             }
         }
 
@@ -131,23 +181,46 @@ impl InterfacePlugin for Ptp {
         // to the container address.
         for ip in &result.ips {
             let Some(gw) = ip.gateway else { continue };
-            let gw_net = IpNet { addr: gw, prefix: host_prefix(&ip.address) };
-            scope.add_address(&hv.name, gw_net).map_err(ctx(format!("failed to add gateway address {gw_net} to {}", hv.name)))?;
-            let dst = IpNet { addr: ip.address.addr, prefix: host_prefix(&ip.address) };
+            let gw_net = IpNet {
+                addr: gw,
+                prefix: host_prefix(&ip.address),
+            };
+            scope.add_address(&hv.name, gw_net).map_err(ctx(format!(
+                "failed to add gateway address {gw_net} to {}",
+                hv.name
+            )))?;
+            let dst = IpNet {
+                addr: ip.address.addr,
+                prefix: host_prefix(&ip.address),
+            };
             let mut r = Route::new(dst, None);
             r.scope = Some(253);
-            scope.add_route(&hv.name, &r).map_err(ctx(format!("failed to add host route {dst} dev {}", hv.name)))?;
+            scope.add_route(&hv.name, &r).map_err(ctx(format!(
+                "failed to add host route {dst} dev {}",
+                hv.name
+            )))?;
         }
 
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
             host.masquerade_add(&addrs)?;
         }
-        let cl = ns.link(ifn)?.ok_or_else(|| CniError::internal(format!("container interface {ifn} vanished")))?;
+        let cl = ns
+            .link(ifn)?
+            .ok_or_else(|| CniError::internal(format!("container interface {ifn} vanished")))?;
         let hv_now = scope.link(&hv.name)?.unwrap_or(hv);
         result.interfaces = vec![
-            Interface { name: hv_now.name, mac: hv_now.mac, ..Default::default() },
-            Interface { name: ifn.clone(), mac: cl.mac, sandbox: ns.path(), ..Default::default() },
+            Interface {
+                name: hv_now.name,
+                mac: hv_now.mac,
+                ..Default::default()
+            },
+            Interface {
+                name: ifn.clone(),
+                mac: cl.mac,
+                sandbox: ns.path(),
+                ..Default::default()
+            },
         ];
         if let Some(d) = dns_of(&inv.config) {
             result.dns = d;
@@ -170,21 +243,36 @@ impl InterfacePlugin for Ptp {
     fn check<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         host.ipam(IpamCommand::Check)?;
-        let prev = inv.prev_result.as_ref().ok_or_else(|| CniError::config("Required prevResult missing").with_details("CHECK needs the ADD result as prevResult"))?;
+        let prev = inv.prev_result.as_ref().ok_or_else(|| {
+            CniError::config("Required prevResult missing")
+                .with_details("CHECK needs the ADD result as prevResult")
+        })?;
         let scope = host.host_net()?;
-        let peer = scope.container_peer()?.ok_or_else(|| CniError::internal(format!("{} has no host veth peer", inv.ifname)).with_details("the veth pair is broken; run DEL and ADD again"))?;
+        let peer = scope.container_peer()?.ok_or_else(|| {
+            CniError::internal(format!("{} has no host veth peer", inv.ifname))
+                .with_details("the veth pair is broken; run DEL and ADD again")
+        })?;
         if let Some(i) = prev.interfaces.iter().find(|i| i.sandbox.is_empty()) {
             if i.name != peer.name {
-                return Err(CniError::internal(format!("host veth {} does not match prevResult {}", peer.name, i.name)));
+                return Err(CniError::internal(format!(
+                    "host veth {} does not match prevResult {}",
+                    peer.name, i.name
+                )));
             }
         }
         let ns = host.container_netns()?;
-        let index = prev.interfaces.iter().position(|i| i.name == inv.ifname && !i.sandbox.is_empty()).and_then(|p| u32::try_from(p).ok()).unwrap_or(CONTAINER_IF);
+        let index = prev
+            .interfaces
+            .iter()
+            .position(|i| i.name == inv.ifname && !i.sandbox.is_empty())
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(CONTAINER_IF);
         check_container(&ns, &inv.ifname, prev, index)?;
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
             if !host.masquerade_check(&addrs)? {
-                return Err(CniError::internal("masquerade rules are missing").with_details("run ADD again"));
+                return Err(CniError::internal("masquerade rules are missing")
+                    .with_details("run ADD again"));
             }
         }
         Ok(())

@@ -17,7 +17,14 @@ fn setup(extra: Value) -> (FakeHost, Invocation) {
 
 fn ipam(addrs: &[(&str, &str)]) -> CniResult {
     CniResult {
-        ips: addrs.iter().map(|(a, g)| IpConfig { address: a.parse().unwrap(), gateway: Some(g.parse().unwrap()), interface: None }).collect(),
+        ips: addrs
+            .iter()
+            .map(|(a, g)| IpConfig {
+                address: a.parse().unwrap(),
+                gateway: Some(g.parse().unwrap()),
+                interface: None,
+            })
+            .collect(),
         routes: vec![Route::new("0.0.0.0/0".parse().unwrap(), None)],
         ..Default::default()
     }
@@ -26,7 +33,10 @@ fn ipam(addrs: &[(&str, &str)]) -> CniResult {
 #[test]
 fn add_routes_through_the_host_gateway() {
     let (mut host, inv) = setup(json!({"ipMasq": true, "mtu": 1450}));
-    host.ipam_answers.push_back(Ok(Some(ipam(&[("10.40.0.7/24", "10.40.0.1"), ("fd40::7/64", "fd40::1")]))));
+    host.ipam_answers.push_back(Ok(Some(ipam(&[
+        ("10.40.0.7/24", "10.40.0.1"),
+        ("fd40::7/64", "fd40::1"),
+    ]))));
     let r = Ptp::add(&mut host, &inv).unwrap();
     assert_eq!(r.interfaces.len(), 2);
     assert!(r.interfaces[0].name.starts_with("veth") && r.interfaces[0].sandbox.is_empty());
@@ -39,11 +49,25 @@ fn add_routes_through_the_host_gateway() {
     assert_eq!(hr, ["10.40.0.7/32", "fd40::7/128"]);
     assert_eq!(hv.link.mtu, 1450);
     let calls = host.netns.calls();
-    assert!(calls.contains(&"add-route eth0 10.40.0.1/32".to_string()), "{calls:?}");
-    assert!(calls.contains(&"add-route eth0 10.40.0.0/24".to_string()), "{calls:?}");
-    assert!(host.host_net.calls().contains(&"del-container-route eth0 10.40.0.0/24".to_string()));
+    assert!(
+        calls.contains(&"add-route eth0 10.40.0.1/32".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"add-route eth0 10.40.0.0/24".to_string()),
+        "{calls:?}"
+    );
+    assert!(host
+        .host_net
+        .calls()
+        .contains(&"del-container-route eth0 10.40.0.0/24".to_string()));
     assert_eq!(host.host_net.masqueraded().len(), 2);
-    assert_eq!(host.host_net.sysctl_value(Side::Host, "net/ipv4/ip_forward").as_deref(), Some("1"));
+    assert_eq!(
+        host.host_net
+            .sysctl_value(Side::Host, "net/ipv4/ip_forward")
+            .as_deref(),
+        Some("1")
+    );
 }
 
 #[test]
@@ -53,14 +77,21 @@ fn ipam_is_required_and_first() {
     assert_eq!(Ptp::add(&mut host, &inv).unwrap_err().code, 7);
     let (mut host, inv) = setup(json!({}));
     host.ipam_answers.push_back(Ok(Some(CniResult::default())));
-    assert!(Ptp::add(&mut host, &inv).unwrap_err().msg.contains("missing IP config"));
-    assert!(host.host_net.calls().is_empty(), "nothing created before IPAM answered");
+    assert!(Ptp::add(&mut host, &inv)
+        .unwrap_err()
+        .msg
+        .contains("missing IP config"));
+    assert!(
+        host.host_net.calls().is_empty(),
+        "nothing created before IPAM answered"
+    );
 }
 
 #[test]
 fn del_is_idempotent_and_works_without_netns() {
     let (mut host, mut inv) = setup(json!({"ipMasq": true}));
-    host.ipam_answers.push_back(Ok(Some(ipam(&[("10.40.0.7/24", "10.40.0.1")]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam(&[("10.40.0.7/24", "10.40.0.1")]))));
     let r = Ptp::add(&mut host, &inv).unwrap();
     Ptp::del(&mut host, &inv).unwrap();
     assert!(host.netns.link_state("eth0").is_none());
@@ -69,16 +100,28 @@ fn del_is_idempotent_and_works_without_netns() {
     Ptp::del(&mut host, &inv).unwrap();
     inv.netns.clear();
     Ptp::del(&mut host, &inv).unwrap();
-    assert_eq!(host.ipam_calls.iter().filter(|c| **c == IpamCommand::Del).count(), 3);
+    assert_eq!(
+        host.ipam_calls
+            .iter()
+            .filter(|c| **c == IpamCommand::Del)
+            .count(),
+        3
+    );
 }
 
 #[test]
 fn check_follows_prev_result() {
     let (mut host, mut inv) = setup(json!({}));
-    host.ipam_answers.push_back(Ok(Some(ipam(&[("10.40.0.7/24", "10.40.0.1")]))));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam(&[("10.40.0.7/24", "10.40.0.1")]))));
     let r = Ptp::add(&mut host, &inv).unwrap();
     inv.prev_result = Some(r);
     Ptp::check(&mut host, &inv).unwrap();
-    host.netns.del_address("eth0", "10.40.0.7/24".parse().unwrap()).unwrap();
-    assert!(Ptp::check(&mut host, &inv).unwrap_err().msg.contains("not found"));
+    host.netns
+        .del_address("eth0", "10.40.0.7/24".parse().unwrap())
+        .unwrap();
+    assert!(Ptp::check(&mut host, &inv)
+        .unwrap_err()
+        .msg
+        .contains("not found"));
 }

@@ -18,8 +18,23 @@ use wasm_cni_guest::prelude::*;
 pub struct Static;
 
 const KNOWN_KEYS: &[&str] = &[
-    "type", "addresses", "address", "gateway", "routes", "dst", "gw", "mtu", "advmss", "priority", "table", "scope", "dns",
-    "nameservers", "domain", "search", "options",
+    "type",
+    "addresses",
+    "address",
+    "gateway",
+    "routes",
+    "dst",
+    "gw",
+    "mtu",
+    "advmss",
+    "priority",
+    "table",
+    "scope",
+    "dns",
+    "nameservers",
+    "domain",
+    "search",
+    "options",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -84,18 +99,27 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 fn cidr(s: &str) -> CniResultOf<IpNet> {
     let t = s.trim();
-    let n: IpNet = t.parse().map_err(|e: String| bad(format!("invalid CIDR {t}: {e}")))?;
+    let n: IpNet = t
+        .parse()
+        .map_err(|e: String| bad(format!("invalid CIDR {t}: {e}")))?;
     let addr = canonical(n.addr);
     if addr != n.addr {
         // ::ffff:a.b.c.d/p: the prefix counts IPv6 bits.
-        let prefix = n.prefix.checked_sub(96).ok_or_else(|| bad(format!("invalid CIDR {t}: prefix too short for an IPv4-mapped address")))?;
+        let prefix = n.prefix.checked_sub(96).ok_or_else(|| {
+            bad(format!(
+                "invalid CIDR {t}: prefix too short for an IPv4-mapped address"
+            ))
+        })?;
         return Ok(IpNet { addr, prefix });
     }
     Ok(n)
 }
 
 fn ip(what: &str, s: &str) -> CniResultOf<IpAddr> {
-    s.trim().parse::<IpAddr>().map(canonical).map_err(|_| bad(format!("invalid {what}: {s}")))
+    s.trim()
+        .parse::<IpAddr>()
+        .map(canonical)
+        .map_err(|_| bad(format!("invalid {what}: {s}")))
 }
 
 fn opt_ip(what: &str, v: &Option<String>) -> CniResultOf<Option<IpAddr>> {
@@ -115,7 +139,10 @@ fn cidr_list(source: &str, v: Option<&Value>) -> CniResultOf<Option<Vec<Address>
     items
         .iter()
         .map(|i| match i.as_str() {
-            Some(s) => Ok(Address { address: cidr(s)?, gateway: None }),
+            Some(s) => Ok(Address {
+                address: cidr(s)?,
+                gateway: None,
+            }),
             None => Err(bad(format!("{source} must be a list of CIDR strings"))),
         })
         .collect::<CniResultOf<Vec<_>>>()
@@ -123,8 +150,20 @@ fn cidr_list(source: &str, v: Option<&Value>) -> CniResultOf<Option<Vec<Address>
 }
 
 fn route(r: &RawRoute) -> CniResultOf<Route> {
-    let dst: IpNet = r.dst.trim().parse().map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
-    Ok(Route { dst, gw: opt_ip("route gateway", &r.gw)?, mtu: r.mtu, advmss: r.advmss, priority: r.priority, table: r.table, scope: r.scope })
+    let dst: IpNet = r
+        .dst
+        .trim()
+        .parse()
+        .map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
+    Ok(Route {
+        dst,
+        gw: opt_ip("route gateway", &r.gw)?,
+        mtu: r.mtu,
+        advmss: r.advmss,
+        priority: r.priority,
+        table: r.table,
+        scope: r.scope,
+    })
 }
 
 /// `major.minor.patch` ≥ 0.3.0; unparsable is not.
@@ -155,7 +194,10 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     let mut addresses = Vec::new();
     for a in raw.addresses.unwrap_or_default() {
         let text = a.address.as_deref().unwrap_or_default();
-        addresses.push(Address { address: cidr(text)?, gateway: opt_ip("gateway address", &a.gateway)? });
+        addresses.push(Address {
+            address: cidr(text)?,
+            gateway: opt_ip("gateway address", &a.gateway)?,
+        });
     }
 
     // CNI_ARGS: IP appends; GATEWAY applies to the IP= addresses that
@@ -164,20 +206,28 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     let from_args = addresses.len();
     if let Some(list) = inv.arg("IP").filter(|s| !s.trim().is_empty()) {
         for item in list.split(',') {
-            addresses.push(Address { address: cidr(item)?, gateway: None });
+            addresses.push(Address {
+                address: cidr(item)?,
+                gateway: None,
+            });
         }
     }
     if let Some(list) = inv.arg("GATEWAY").filter(|s| !s.trim().is_empty()) {
         for item in list.split(',') {
             let gw = ip("gateway address", item)?;
-            for a in addresses[from_args..].iter_mut().filter(|a| a.address.contains(gw)) {
+            for a in addresses[from_args..]
+                .iter_mut()
+                .filter(|a| a.address.contains(gw))
+            {
                 a.gateway = Some(gw);
             }
         }
     }
 
     // `args.cni.ips` and then runtimeConfig `ips` replace everything above.
-    let args_ips = get_ci(&inv.config, "args").and_then(|a| get_ci(a, "cni")).and_then(|c| get_ci(c, "ips"));
+    let args_ips = get_ci(&inv.config, "args")
+        .and_then(|a| get_ci(a, "cni"))
+        .and_then(|c| get_ci(c, "ips"));
     if let Some(list) = cidr_list("args.cni.ips", args_ips)? {
         addresses = list;
     }
@@ -188,10 +238,18 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     let v4 = addresses.iter().filter(|a| a.address.is_ipv4()).count();
     let v6 = addresses.len() - v4;
     if (v4 > 1 || v6 > 1) && !at_least_0_3_0(&inv.cni_version) {
-        return Err(bad(format!("CNI version {} does not support more than 1 address per family", inv.cni_version)));
+        return Err(bad(format!(
+            "CNI version {} does not support more than 1 address per family",
+            inv.cni_version
+        )));
     }
 
-    let routes = raw.routes.unwrap_or_default().iter().map(route).collect::<CniResultOf<Vec<_>>>()?;
+    let routes = raw
+        .routes
+        .unwrap_or_default()
+        .iter()
+        .map(route)
+        .collect::<CniResultOf<Vec<_>>>()?;
     let d = raw.dns.unwrap_or_default();
     let dns = Dns {
         nameservers: d.nameservers.unwrap_or_default(),
@@ -199,7 +257,11 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
         search: d.search.unwrap_or_default(),
         options: d.options.unwrap_or_default(),
     };
-    Ok(Config { addresses, routes, dns })
+    Ok(Config {
+        addresses,
+        routes,
+        dns,
+    })
 }
 
 impl IpamPlugin for Static {
@@ -207,7 +269,15 @@ impl IpamPlugin for Static {
         let cfg = load(inv)?;
         Ok(CniResult {
             interfaces: Vec::new(),
-            ips: cfg.addresses.iter().map(|a| IpConfig { address: a.address, gateway: a.gateway, interface: None }).collect(),
+            ips: cfg
+                .addresses
+                .iter()
+                .map(|a| IpConfig {
+                    address: a.address,
+                    gateway: a.gateway,
+                    interface: None,
+                })
+                .collect(),
             routes: cfg.routes,
             dns: cfg.dns,
         })
@@ -217,15 +287,31 @@ impl IpamPlugin for Static {
     /// gateway when one is set.
     fn check<H: IpamHost>(_host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let cfg = load(inv)?;
-        let prev = inv.prev_result.as_ref().ok_or_else(|| CniError::internal("Required prevResult missing"))?;
+        let prev = inv
+            .prev_result
+            .as_ref()
+            .ok_or_else(|| CniError::internal("Required prevResult missing"))?;
         for a in &cfg.addresses {
-            let found = prev.ips.iter().find(|p| canonical(p.address.addr) == a.address.addr).ok_or_else(|| {
-                CniError::internal(format!("static: Failed to find addr {} on interface {}", a.address.addr, inv.ifname))
-            })?;
+            let found = prev
+                .ips
+                .iter()
+                .find(|p| canonical(p.address.addr) == a.address.addr)
+                .ok_or_else(|| {
+                    CniError::internal(format!(
+                        "static: Failed to find addr {} on interface {}",
+                        a.address.addr, inv.ifname
+                    ))
+                })?;
             if let Some(gw) = a.gateway {
                 if found.gateway.map(canonical) != Some(gw) {
-                    return Err(CniError::internal(format!("static: Failed to match addr {} on interface {}", a.address.addr, inv.ifname))
-                        .with_details(format!("expected gateway {gw}, prevResult has {:?}", found.gateway.map(|g| g.to_string()))));
+                    return Err(CniError::internal(format!(
+                        "static: Failed to match addr {} on interface {}",
+                        a.address.addr, inv.ifname
+                    ))
+                    .with_details(format!(
+                        "expected gateway {gw}, prevResult has {:?}",
+                        found.gateway.map(|g| g.to_string())
+                    )));
                 }
             }
         }
@@ -266,7 +352,10 @@ mod tests {
     }
 
     fn ips(r: &CniResult) -> Vec<(String, Option<String>)> {
-        r.ips.iter().map(|i| (i.address.to_string(), i.gateway.map(|g| g.to_string()))).collect()
+        r.ips
+            .iter()
+            .map(|i| (i.address.to_string(), i.gateway.map(|g| g.to_string())))
+            .collect()
     }
 
     #[test]
@@ -278,12 +367,18 @@ mod tests {
             ips(&r),
             [
                 ("10.10.0.1/24".to_string(), Some("10.10.0.254".to_string())),
-                ("3ffe:ffff:0:1ff::1/64".to_string(), Some("3ffe:ffff::1".to_string()))
+                (
+                    "3ffe:ffff:0:1ff::1/64".to_string(),
+                    Some("3ffe:ffff::1".to_string())
+                )
             ]
         );
         assert!(r.ips.iter().all(|i| i.interface.is_none()));
         assert_eq!(r.routes.len(), 2);
-        assert_eq!(r.routes[1].gw.map(|g| g.to_string()).as_deref(), Some("10.10.5.1"));
+        assert_eq!(
+            r.routes[1].gw.map(|g| g.to_string()).as_deref(),
+            Some("10.10.5.1")
+        );
         assert_eq!(r.dns.nameservers, ["8.8.8.8"]);
         assert_eq!(r.dns.domain, "example.com");
         assert_eq!(r.dns.options, ["ndots:2"]);
@@ -296,14 +391,19 @@ mod tests {
         let c = json!({"cniVersion": "1.0.0", "name": "n", "IPAM": {"Addresses": [{"Address": "10.0.0.5/8", "Gateway": "10.0.0.1"}],
             "DNS": {"Nameservers": ["1.1.1.1"]}}});
         let r = Static::add(&mut h, &inv(c)).expect("add");
-        assert_eq!(ips(&r), [("10.0.0.5/8".to_string(), Some("10.0.0.1".to_string()))]);
+        assert_eq!(
+            ips(&r),
+            [("10.0.0.5/8".to_string(), Some("10.0.0.1".to_string()))]
+        );
         assert_eq!(r.dns.nameservers, ["1.1.1.1"]);
     }
 
     #[test]
     fn cni_args_append_and_set_gateways() {
         let mut h = FakeHost::new();
-        let mut i = inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "static", "addresses": [{"address": "10.10.0.1/24"}]}}));
+        let mut i = inv(
+            json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "static", "addresses": [{"address": "10.10.0.1/24"}]}}),
+        );
         i.args = vec![
             ("IgnoreUnknown".into(), "1".into()),
             ("IP".into(), "10.20.0.5/24, fd00::5/64".into()),
@@ -327,19 +427,37 @@ mod tests {
         c["args"] = json!({"cni": {"ips": ["10.30.0.3/16"]}});
         let mut i = inv(c.clone());
         i.args = vec![("IP".into(), "10.20.0.5/24".into())];
-        assert_eq!(ips(&Static::add(&mut h, &i).expect("args")), [("10.30.0.3/16".to_string(), None)]);
+        assert_eq!(
+            ips(&Static::add(&mut h, &i).expect("args")),
+            [("10.30.0.3/16".to_string(), None)]
+        );
         c["runtimeConfig"] = json!({"ips": ["10.40.0.4/24", "fd40::4/64"]});
         let r = Static::add(&mut h, &inv(c)).expect("runtime");
-        assert_eq!(ips(&r), [("10.40.0.4/24".to_string(), None), ("fd40::4/64".to_string(), None)]);
+        assert_eq!(
+            ips(&r),
+            [
+                ("10.40.0.4/24".to_string(), None),
+                ("fd40::4/64".to_string(), None)
+            ]
+        );
     }
 
     #[test]
     fn validation_errors() {
         let mut h = FakeHost::new();
         let cases = [
-            (json!({"cniVersion": "1.0.0", "name": "n"}), "IPAM config missing 'ipam' key"),
-            (json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1"}]}}), "invalid CIDR 10.0.0.1"),
-            (json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1/24", "gateway": "x"}]}}), "invalid gateway"),
+            (
+                json!({"cniVersion": "1.0.0", "name": "n"}),
+                "IPAM config missing 'ipam' key",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1"}]}}),
+                "invalid CIDR 10.0.0.1",
+            ),
+            (
+                json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1/24", "gateway": "x"}]}}),
+                "invalid gateway",
+            ),
             (
                 json!({"cniVersion": "0.2.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1/24"}, {"address": "10.0.1.1/24"}]}}),
                 "CNI version 0.2.0 does not support more than 1 address per family",
@@ -356,11 +474,18 @@ mod tests {
         }
         let mut i = inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {}}));
         i.args = vec![("GATEWAY".into(), "nope".into())];
-        assert_eq!(Static::add(&mut h, &i).expect_err("gw").msg, "invalid gateway address: nope");
+        assert_eq!(
+            Static::add(&mut h, &i).expect_err("gw").msg,
+            "invalid gateway address: nope"
+        );
         // Dual stack on an old version is fine, as is no address at all.
         Static::add(&mut h, &inv(json!({"cniVersion": "0.2.0", "name": "n", "ipam": {"addresses": [{"address": "10.0.0.1/24"}, {"address": "fd00::1/64"}]}})))
             .expect("one per family");
-        let r = Static::add(&mut h, &inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "static"}}))).expect("empty");
+        let r = Static::add(
+            &mut h,
+            &inv(json!({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "static"}})),
+        )
+        .expect("empty");
         assert!(r.ips.is_empty());
         Static::status(&mut h, &inv(base())).expect("status");
     }
@@ -369,7 +494,10 @@ mod tests {
     fn check_compares_with_prev_result() {
         let mut h = FakeHost::new();
         let mut i = inv(base());
-        assert_eq!(Static::check(&mut h, &i).expect_err("no prev").msg, "Required prevResult missing");
+        assert_eq!(
+            Static::check(&mut h, &i).expect_err("no prev").msg,
+            "Required prevResult missing"
+        );
         let mut prev = Static::add(&mut h, &i).expect("add");
         // A main plugin attaches the addresses to an interface: still fine.
         for ip in &mut prev.ips {
@@ -380,10 +508,16 @@ mod tests {
         let mut wrong_gw = prev.clone();
         wrong_gw.ips[0].gateway = Some("10.10.0.9".parse().expect("ip"));
         i.prev_result = Some(wrong_gw);
-        assert_eq!(Static::check(&mut h, &i).expect_err("gw").msg, "static: Failed to match addr 10.10.0.1 on interface eth0");
+        assert_eq!(
+            Static::check(&mut h, &i).expect_err("gw").msg,
+            "static: Failed to match addr 10.10.0.1 on interface eth0"
+        );
         let mut missing = prev;
         missing.ips.remove(1);
         i.prev_result = Some(missing);
-        assert!(Static::check(&mut h, &i).expect_err("missing").msg.contains("3ffe:ffff:0:1ff::1"));
+        assert!(Static::check(&mut h, &i)
+            .expect_err("missing")
+            .msg
+            .contains("3ffe:ffff:0:1ff::1"));
     }
 }

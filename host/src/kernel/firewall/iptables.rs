@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::kernel::exec::run;
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
+use crate::kernel::exec::run;
 use crate::kernel::{KResult, KernelError};
 
 pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
@@ -25,8 +25,16 @@ struct Tools {
     list: &'static str,
 }
 
-const V4: Tools = Tools { save: "iptables-save", restore: "iptables-restore", list: "iptables" };
-const V6: Tools = Tools { save: "ip6tables-save", restore: "ip6tables-restore", list: "ip6tables" };
+const V4: Tools = Tools {
+    save: "iptables-save",
+    restore: "iptables-restore",
+    list: "iptables",
+};
+const V6: Tools = Tools {
+    save: "ip6tables-save",
+    restore: "ip6tables-restore",
+    list: "ip6tables",
+};
 
 fn tools(v6: bool) -> &'static Tools {
     if v6 {
@@ -50,7 +58,10 @@ fn line(args: &[String]) -> String {
 
 /// The reference's jump comment, cut to iptables' 255-byte limit.
 pub fn dnat_comment(owner: &Owner) -> String {
-    let c = format!("dnat name: \"{}\" id: \"{}\"", owner.network, owner.container_id);
+    let c = format!(
+        "dnat name: \"{}\" id: \"{}\"",
+        owner.network, owner.container_id
+    );
     if c.len() <= 255 {
         return c;
     }
@@ -82,13 +93,35 @@ fn s(v: &[&str]) -> Vec<String> {
 /// sorted, every mapping's port counted as the reference does.
 pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
     let comment = dnat_comment(owner);
-    let mut protos: Vec<_> = fam.mappings.iter().map(|m| m.proto).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut protos: Vec<_> = fam
+        .mappings
+        .iter()
+        .map(|m| m.proto)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     protos.sort_by_key(|p| p.as_str());
     let mut out = Vec::new();
     for p in protos {
-        let ports: Vec<String> = fam.mappings.iter().filter(|m| m.proto == p).map(|m| m.host_port.to_string()).collect();
+        let ports: Vec<String> = fam
+            .mappings
+            .iter()
+            .filter(|m| m.proto == p)
+            .map(|m| m.host_port.to_string())
+            .collect();
         for chunk in ports.chunks(15) {
-            let mut r = s(&["-m", "comment", "--comment", &comment, "-m", "multiport", "-p", p.as_str(), "--destination-ports", &chunk.join(",")]);
+            let mut r = s(&[
+                "-m",
+                "comment",
+                "--comment",
+                &comment,
+                "-m",
+                "multiport",
+                "-p",
+                p.as_str(),
+                "--destination-ports",
+                &chunk.join(","),
+            ]);
             r.extend(fam.conditions.iter().cloned());
             out.push(r);
         }
@@ -100,7 +133,10 @@ pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
 /// mark (IPv4) and the DNAT, in that order.
 pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
     let v6 = fam.container.ip.is_ipv6();
-    let setmark = opts.external_mark_chain.clone().unwrap_or_else(|| SETMARK.to_string());
+    let setmark = opts
+        .external_mark_chain
+        .clone()
+        .unwrap_or_else(|| SETMARK.to_string());
     let mut out = Vec::new();
     for m in fam.mappings.iter().filter(|m| !m.other_family) {
         let mut base = s(&["-p", m.proto.as_str(), "--dport", &m.host_port.to_string()]);
@@ -109,7 +145,11 @@ pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
         }
         if opts.snat {
             let src = if opts.masq_all {
-                if v6 { "::/0".to_string() } else { "0.0.0.0/0".to_string() }
+                if v6 {
+                    "::/0".to_string()
+                } else {
+                    "0.0.0.0/0".to_string()
+                }
             } else {
                 format!("{}/{}", fam.container.ip, fam.container.prefix)
             };
@@ -123,7 +163,12 @@ pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
             }
         }
         let mut r = base;
-        r.extend(s(&["-j", "DNAT", "--to-destination", &ip_port(fam.container.ip, m.container_port)]));
+        r.extend(s(&[
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &ip_port(fam.container.ip, m.container_port),
+        ]));
         out.push(r);
     }
     out
@@ -134,7 +179,16 @@ fn top_jump() -> Vec<String> {
 }
 
 fn setmark_rule(bit: u8) -> Vec<String> {
-    s(&["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", &mark(bit)])
+    s(&[
+        "-m",
+        "comment",
+        "--comment",
+        "CNI portfwd masquerade mark",
+        "-j",
+        "MARK",
+        "--set-xmark",
+        &mark(bit),
+    ])
 }
 
 fn masq_rule(bit: u8) -> Vec<String> {
@@ -142,7 +196,14 @@ fn masq_rule(bit: u8) -> Vec<String> {
 }
 
 fn masq_jump() -> Vec<String> {
-    s(&["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ])
+    s(&[
+        "-m",
+        "comment",
+        "--comment",
+        "CNI portfwd requiring masquerade",
+        "-j",
+        MASQ,
+    ])
 }
 
 /// What `iptables-save -t nat` says exists.
@@ -182,7 +243,10 @@ impl NatState {
 fn jumps_to<'a>(rules: impl Iterator<Item = &'a str>, chain: &str, target: &str) -> Vec<String> {
     let prefix = format!("-A {chain} ");
     let suffix = format!(" -j {target}");
-    rules.filter(|r| r.starts_with(&prefix) && r.trim_end().ends_with(&suffix)).map(|r| format!("-D {chain} {}", &r[prefix.len()..])).collect()
+    rules
+        .filter(|r| r.starts_with(&prefix) && r.trim_end().ends_with(&suffix))
+        .map(|r| format!("-D {chain} {}", &r[prefix.len()..]))
+        .collect()
 }
 
 /// The attachment part of an ADD batch: (re)create its chain and rules, then
@@ -210,7 +274,10 @@ pub fn render_fast(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
         b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
     }
     if needs_own_masq(opts) {
-        b.push_str(&format!("-C {SETMARK} {}\n", line(&setmark_rule(opts.mark_bit))));
+        b.push_str(&format!(
+            "-C {SETMARK} {}\n",
+            line(&setmark_rule(opts.mark_bit))
+        ));
         b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
         b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
     }
@@ -244,7 +311,10 @@ pub fn render_add(owner: &Owner, opts: &Options, fam: &FamilySpec, st: &NatState
     }
     if needs_own_masq(opts) {
         if !st.has(SETMARK, &setmark_rule(opts.mark_bit)) {
-            body.push_str(&format!("-A {SETMARK} {}\n", line(&setmark_rule(opts.mark_bit))));
+            body.push_str(&format!(
+                "-A {SETMARK} {}\n",
+                line(&setmark_rule(opts.mark_bit))
+            ));
         }
         if !st.has(MASQ, &masq_rule(opts.mark_bit)) {
             body.push_str(&format!("-A {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
@@ -294,7 +364,9 @@ pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
 fn list_chain(v6: bool, chain: &str) -> KResult<Vec<String>> {
     match run(tools(v6).list, &["-w", "-t", "nat", "-S", chain], "") {
         Ok(out) => Ok(out.lines().map(str::to_string).collect()),
-        Err(KernelError::Failed(m)) if m.contains("No chain") || m.contains("does not exist") => Ok(Vec::new()),
+        Err(KernelError::Failed(m)) if m.contains("No chain") || m.contains("does not exist") => {
+            Ok(Vec::new())
+        }
         Err(e) => Err(e),
     }
 }
@@ -356,7 +428,11 @@ pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
     for fam in &spec.families {
         let v6 = fam.container.ip.is_ipv6();
         restore(v6, &render_check(owner, &spec.options, fam)).map_err(|e| {
-            KernelError::Failed(format!("port mapping rules of {} are missing or changed in chain {}: {e}", fam.container.ip, dnat_chain(owner)))
+            KernelError::Failed(format!(
+                "port mapping rules of {} are missing or changed in chain {}: {e}",
+                fam.container.ip,
+                dnat_chain(owner)
+            ))
         })?;
     }
     Ok(())
@@ -385,7 +461,10 @@ pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
         for r in &rules {
             if let Some((net, cid)) = parse_comment(r) {
                 if net == network && !valid.contains(&cid) {
-                    stale.insert(dnat_chain(&Owner { network: net, container_id: cid }));
+                    stale.insert(dnat_chain(&Owner {
+                        network: net,
+                        container_id: cid,
+                    }));
                 }
             }
         }
@@ -418,23 +497,52 @@ mod tests {
     use crate::kernel::Addr;
 
     fn owner() -> Owner {
-        Owner { network: "net1".into(), container_id: "cid1".into() }
+        Owner {
+            network: "net1".into(),
+            container_id: "cid1".into(),
+        }
     }
 
     fn fam() -> FamilySpec {
         FamilySpec {
-            container: Addr { ip: "10.0.0.2".parse().expect("ip"), prefix: 24 },
+            container: Addr {
+                ip: "10.0.0.2".parse().expect("ip"),
+                prefix: 24,
+            },
             mappings: vec![
-                Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false },
-                Mapping { host_port: 53, container_port: 53, proto: Proto::Udp, host_ip: Some("192.168.1.1".parse().expect("ip")), other_family: false },
-                Mapping { host_port: 9090, container_port: 90, proto: Proto::Tcp, host_ip: Some("fd00::1".parse().expect("ip")), other_family: true },
+                Mapping {
+                    host_port: 8080,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    other_family: false,
+                },
+                Mapping {
+                    host_port: 53,
+                    container_port: 53,
+                    proto: Proto::Udp,
+                    host_ip: Some("192.168.1.1".parse().expect("ip")),
+                    other_family: false,
+                },
+                Mapping {
+                    host_port: 9090,
+                    container_port: 90,
+                    proto: Proto::Tcp,
+                    host_ip: Some("fd00::1".parse().expect("ip")),
+                    other_family: true,
+                },
             ],
             conditions: vec!["!".into(), "-s".into(), "10.9.0.0/16".into()],
         }
     }
 
     fn opts() -> Options {
-        Options { snat: true, masq_all: false, mark_bit: 13, external_mark_chain: None }
+        Options {
+            snat: true,
+            masq_all: false,
+            mark_bit: 13,
+            external_mark_chain: None,
+        }
     }
 
     #[test]
@@ -470,13 +578,35 @@ COMMIT
     fn masq_all_external_chain_and_many_ports() {
         let mut f = fam();
         f.conditions.clear();
-        f.mappings = (1..=16).map(|p| Mapping { host_port: p, container_port: p, proto: Proto::Tcp, host_ip: None, other_family: false }).collect();
-        let o = Options { snat: true, masq_all: true, mark_bit: 13, external_mark_chain: Some("KUBE-MARK-MASQ".into()) };
+        f.mappings = (1..=16)
+            .map(|p| Mapping {
+                host_port: p,
+                container_port: p,
+                proto: Proto::Tcp,
+                host_ip: None,
+                other_family: false,
+            })
+            .collect();
+        let o = Options {
+            snat: true,
+            masq_all: true,
+            mark_bit: 13,
+            external_mark_chain: Some("KUBE-MARK-MASQ".into()),
+        };
         let b = render_add(&owner(), &o, &f, &NatState::default());
-        assert!(!b.contains("SETMARK") && !b.contains("CNI-HOSTPORT-MASQ"), "{b}");
-        assert!(b.contains("-p tcp --dport 1 -s 0.0.0.0/0 -j KUBE-MARK-MASQ"), "{b}");
+        assert!(
+            !b.contains("SETMARK") && !b.contains("CNI-HOSTPORT-MASQ"),
+            "{b}"
+        );
+        assert!(
+            b.contains("-p tcp --dport 1 -s 0.0.0.0/0 -j KUBE-MARK-MASQ"),
+            "{b}"
+        );
         assert!(!b.contains("127.0.0.1"), "{b}");
-        assert!(b.contains("--destination-ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 "), "{b}");
+        assert!(
+            b.contains("--destination-ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 "),
+            "{b}"
+        );
         assert!(b.contains("--destination-ports 16 "), "{b}");
     }
 
@@ -487,24 +617,42 @@ COMMIT
             "*nat\n:PREROUTING ACCEPT [0:0]\n:CNI-HOSTPORT-DNAT - [0:0]\n:{c} - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT\n-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 80 -j {c}\nCOMMIT\n"
         );
         let st = NatState::parse(&save);
-        let o = Options { snat: false, ..opts() };
+        let o = Options {
+            snat: false,
+            ..opts()
+        };
         let b = render_add(&owner(), &o, &fam(), &st);
         assert!(!b.contains(":CNI-HOSTPORT-DNAT"), "{b}");
         assert!(!b.contains("-A PREROUTING"), "{b}");
         assert!(b.contains("-A OUTPUT"), "{b}");
         assert!(b.contains(&format!("-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 80 -j {c}\n")), "{b}");
-        assert_eq!(parse_comment(&st.rules[1]), Some(("net1".into(), "cid1".into())));
+        assert_eq!(
+            parse_comment(&st.rules[1]),
+            Some(("net1".into(), "cid1".into()))
+        );
     }
 
     #[test]
     fn v6_has_no_localhost_rule() {
         let f = FamilySpec {
-            container: Addr { ip: "fd00::2".parse().expect("ip"), prefix: 64 },
-            mappings: vec![Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false }],
+            container: Addr {
+                ip: "fd00::2".parse().expect("ip"),
+                prefix: 64,
+            },
+            mappings: vec![Mapping {
+                host_port: 8080,
+                container_port: 80,
+                proto: Proto::Tcp,
+                host_ip: None,
+                other_family: false,
+            }],
             conditions: vec![],
         };
         let r = chain_rules(&opts(), &f);
         assert_eq!(r.len(), 2);
-        assert_eq!(line(&r[1]), "-p tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80");
+        assert_eq!(
+            line(&r[1]),
+            "-p tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80"
+        );
     }
 }

@@ -136,7 +136,11 @@ impl Firewall for System {
         let port = port.to_string();
         let family = if ipv6 { "ipv6" } else { "ipv4" };
         // conntrack exits 1 when nothing matched; only a failure to run counts.
-        match crate::kernel::exec::run("conntrack", &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family], "") {
+        match crate::kernel::exec::run(
+            "conntrack",
+            &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family],
+            "",
+        ) {
             Ok(_) => Ok(()),
             Err(KernelError::Failed(m)) if m.contains("0 flow entries") => Ok(()),
             Err(e) => Err(e),
@@ -150,13 +154,18 @@ impl Firewall for System {
             .skip_while(|t| *t != "dev")
             .nth(1)
             .map(str::to_string)
-            .ok_or_else(|| KernelError::Failed(format!("no route to {ip}: `ip route get` said {out:?}")))?;
+            .ok_or_else(|| {
+                KernelError::Failed(format!("no route to {ip}: `ip route get` said {out:?}"))
+            })?;
         // Never on lo (local address) or a name that could walk the path.
         if dev == "lo" || dev.contains('/') || dev.starts_with('.') {
-            return Err(KernelError::Failed(format!("{ip} is routed through {dev:?}, not a container link")));
+            return Err(KernelError::Failed(format!(
+                "{ip} is routed through {dev:?}, not a container link"
+            )));
         }
         let path = format!("/proc/sys/net/ipv4/conf/{dev}/route_localnet");
-        std::fs::write(&path, "1").map_err(|e| KernelError::Failed(format!("writing {path}: {e}")))?;
+        std::fs::write(&path, "1")
+            .map_err(|e| KernelError::Failed(format!("writing {path}: {e}")))?;
         Ok(dev)
     }
 }
@@ -183,15 +192,28 @@ impl Fake {
 impl Firewall for Fake {
     fn portmap_apply(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
         let batch = match spec.backend {
-            Backend::Iptables => spec.families.iter().map(|f| iptables::render_add(owner, &spec.options, f, &iptables::NatState::default())).collect::<Vec<_>>().join(""),
+            Backend::Iptables => spec
+                .families
+                .iter()
+                .map(|f| {
+                    iptables::render_add(owner, &spec.options, f, &iptables::NatState::default())
+                })
+                .collect::<Vec<_>>()
+                .join(""),
             Backend::Nftables => nft::render_add(owner, spec, true, &[]),
         };
-        self.record(format!("apply {}/{}\n{batch}", owner.network, owner.container_id));
+        self.record(format!(
+            "apply {}/{}\n{batch}",
+            owner.network, owner.container_id
+        ));
         Ok(())
     }
 
     fn portmap_remove(&self, owner: &Owner, backend: Backend) -> KResult<()> {
-        self.record(format!("remove {}/{} {backend:?}", owner.network, owner.container_id));
+        self.record(format!(
+            "remove {}/{} {backend:?}",
+            owner.network, owner.container_id
+        ));
         Ok(())
     }
 
@@ -238,13 +260,19 @@ mod tests {
 
     #[test]
     fn chain_name_matches_the_reference_length_and_prefix() {
-        let o = Owner { network: "net".into(), container_id: "cid".into() };
+        let o = Owner {
+            network: "net".into(),
+            container_id: "cid".into(),
+        };
         let n = dnat_chain(&o);
         assert_eq!(n.len(), 28);
         assert!(n.starts_with("CNI-DN-"));
         // sha512("netcid") starts with these hex digits.
         use sha2::{Digest, Sha512};
-        let hex: String = Sha512::digest(b"netcid").iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = Sha512::digest(b"netcid")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(&n[7..], &hex[..21]);
     }
 }

@@ -28,8 +28,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::kernel::exec::run;
 use super::{Owner, PortmapSpec};
+use crate::kernel::exec::run;
 use crate::kernel::{KResult, KernelError};
 
 pub const TABLE: &str = "cni_hostport";
@@ -59,24 +59,47 @@ pub fn skeleton(v6: bool) -> String {
     let (f, a) = fam(v6);
     let t = format!("{f} {TABLE}");
     let mut s = String::new();
-    s.push_str(&format!("add table {t} {{ comment \"CNI portmap plugin\" ; }}\n"));
-    s.push_str(&format!("add map {t} {MAP_PORTS} {{ type inet_proto . inet_service : {a} . inet_service ; }}\n"));
+    s.push_str(&format!(
+        "add table {t} {{ comment \"CNI portmap plugin\" ; }}\n"
+    ));
+    s.push_str(&format!(
+        "add map {t} {MAP_PORTS} {{ type inet_proto . inet_service : {a} . inet_service ; }}\n"
+    ));
     s.push_str(&format!("add map {t} {MAP_HOSTIP} {{ type {a} . inet_proto . inet_service : {a} . inet_service ; }}\n"));
     s.push_str(&format!("add set {t} {SET_MASQ} {{ type {a} . {a} ; }}\n"));
     s.push_str(&format!("add set {t} {SET_MASQ_ALL} {{ type {a} ; }}\n"));
     s.push_str(&format!("add chain {t} wasm_hostports\n"));
-    s.push_str(&format!("add chain {t} wasm_prerouting {{ type nat hook prerouting priority dstnat ; }}\n"));
-    s.push_str(&format!("add chain {t} wasm_output {{ type nat hook output priority -100 ; }}\n"));
-    s.push_str(&format!("add chain {t} wasm_postrouting {{ type nat hook postrouting priority srcnat ; }}\n"));
-    for c in ["wasm_hostports", "wasm_prerouting", "wasm_output", "wasm_postrouting"] {
+    s.push_str(&format!(
+        "add chain {t} wasm_prerouting {{ type nat hook prerouting priority dstnat ; }}\n"
+    ));
+    s.push_str(&format!(
+        "add chain {t} wasm_output {{ type nat hook output priority -100 ; }}\n"
+    ));
+    s.push_str(&format!(
+        "add chain {t} wasm_postrouting {{ type nat hook postrouting priority srcnat ; }}\n"
+    ));
+    for c in [
+        "wasm_hostports",
+        "wasm_prerouting",
+        "wasm_output",
+        "wasm_postrouting",
+    ] {
         s.push_str(&format!("flush chain {t} {c}\n"));
     }
-    s.push_str(&format!("add rule {t} wasm_prerouting fib daddr type local jump wasm_hostports\n"));
-    s.push_str(&format!("add rule {t} wasm_output fib daddr type local jump wasm_hostports\n"));
+    s.push_str(&format!(
+        "add rule {t} wasm_prerouting fib daddr type local jump wasm_hostports\n"
+    ));
+    s.push_str(&format!(
+        "add rule {t} wasm_output fib daddr type local jump wasm_hostports\n"
+    ));
     s.push_str(&format!("add rule {t} wasm_hostports dnat {f} to {f} daddr . meta l4proto . th dport map @{MAP_HOSTIP}\n"));
-    s.push_str(&format!("add rule {t} wasm_hostports dnat {f} to meta l4proto . th dport map @{MAP_PORTS}\n"));
+    s.push_str(&format!(
+        "add rule {t} wasm_hostports dnat {f} to meta l4proto . th dport map @{MAP_PORTS}\n"
+    ));
     s.push_str(&format!("add rule {t} wasm_postrouting ct status dnat {f} saddr . {f} daddr @{SET_MASQ} masquerade\n"));
-    s.push_str(&format!("add rule {t} wasm_postrouting ct status dnat {f} daddr @{SET_MASQ_ALL} masquerade\n"));
+    s.push_str(&format!(
+        "add rule {t} wasm_postrouting ct status dnat {f} daddr @{SET_MASQ_ALL} masquerade\n"
+    ));
     s
 }
 
@@ -103,8 +126,22 @@ pub fn elements(spec: &PortmapSpec) -> Vec<Elem> {
         for m in f.mappings.iter().filter(|m| !m.other_family) {
             let value = Some(port_pair(cip, m.container_port));
             match m.host_ip {
-                Some(h) => out.insert((v6, MAP_HOSTIP, format!("{h} . {} . {}", m.proto.as_str(), m.host_port)), value),
-                None => out.insert((v6, MAP_PORTS, format!("{} . {}", m.proto.as_str(), m.host_port)), value),
+                Some(h) => out.insert(
+                    (
+                        v6,
+                        MAP_HOSTIP,
+                        format!("{h} . {} . {}", m.proto.as_str(), m.host_port),
+                    ),
+                    value,
+                ),
+                None => out.insert(
+                    (
+                        v6,
+                        MAP_PORTS,
+                        format!("{} . {}", m.proto.as_str(), m.host_port),
+                    ),
+                    value,
+                ),
             };
         }
         if spec.options.snat && f.mappings.iter().any(|m| !m.other_family) {
@@ -118,14 +155,27 @@ pub fn elements(spec: &PortmapSpec) -> Vec<Elem> {
             }
         }
     }
-    out.into_iter().map(|((v6, set, key), value)| Elem { v6, set, key, value }).collect()
+    out.into_iter()
+        .map(|((v6, set, key), value)| Elem {
+            v6,
+            set,
+            key,
+            value,
+        })
+        .collect()
 }
 
 fn elem_line(verb: &str, e: &Elem, comment: &str) -> String {
     let (f, _) = fam(e.v6);
     match &e.value {
-        Some(v) => format!("{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" : {v} }}\n", e.set, e.key),
-        None => format!("{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" }}\n", e.set, e.key),
+        Some(v) => format!(
+            "{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" : {v} }}\n",
+            e.set, e.key
+        ),
+        None => format!(
+            "{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" }}\n",
+            e.set, e.key
+        ),
     }
 }
 
@@ -146,7 +196,11 @@ pub fn render_add(owner: &Owner, spec: &PortmapSpec, full: bool, deletes: &[Stri
         }
     }
     for e in elements(spec) {
-        s.push_str(&elem_line(if full { "add" } else { "create" }, &e, &comment));
+        s.push_str(&elem_line(
+            if full { "add" } else { "create" },
+            &e,
+            &comment,
+        ));
     }
     s
 }
@@ -164,11 +218,21 @@ pub struct TableState {
 
 fn render_part(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) => Some(s.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| s.clone())),
+        Value::String(s) => Some(
+            s.parse::<IpAddr>()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|_| s.clone()),
+        ),
         Value::Number(n) => Some(n.to_string()),
         Value::Object(o) => {
             let parts = o.get("concat")?.as_array()?;
-            Some(parts.iter().map(render_part).collect::<Option<Vec<_>>>()?.join(" . "))
+            Some(
+                parts
+                    .iter()
+                    .map(render_part)
+                    .collect::<Option<Vec<_>>>()?
+                    .join(" . "),
+            )
         }
         _ => None,
     }
@@ -178,21 +242,40 @@ fn render_part(v: &Value) -> Option<String> {
 fn render_elem(v: &Value) -> Option<(String, Option<String>)> {
     if let Some(e) = v.get("elem") {
         let key = render_part(e.get("val")?)?;
-        return Some((key, e.get("comment").and_then(Value::as_str).map(str::to_string)));
+        return Some((
+            key,
+            e.get("comment").and_then(Value::as_str).map(str::to_string),
+        ));
     }
     Some((render_part(v)?, None))
 }
 
 impl TableState {
     pub fn parse(v6: bool, json: &str) -> KResult<TableState> {
-        let v: Value = serde_json::from_str(json).map_err(|e| KernelError::Failed(format!("nft -j output is not JSON: {e}")))?;
-        let mut st = TableState { v6, ..Default::default() };
-        for item in v.get("nftables").and_then(Value::as_array).into_iter().flatten() {
+        let v: Value = serde_json::from_str(json)
+            .map_err(|e| KernelError::Failed(format!("nft -j output is not JSON: {e}")))?;
+        let mut st = TableState {
+            v6,
+            ..Default::default()
+        };
+        for item in v
+            .get("nftables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for kind in ["set", "map"] {
                 let Some(set) = item.get(kind) else { continue };
-                let Some(name) = set.get("name").and_then(Value::as_str) else { continue };
+                let Some(name) = set.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
                 st.sets.push(name.to_string());
-                for e in set.get("elem").and_then(Value::as_array).into_iter().flatten() {
+                for e in set
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let (k, val) = match (kind, e.as_array()) {
                         ("map", Some(pair)) if pair.len() == 2 => (&pair[0], render_part(&pair[1])),
                         _ => (e, None),
@@ -203,8 +286,15 @@ impl TableState {
                 }
             }
             if let Some(r) = item.get("rule") {
-                if let (Some(chain), Some(handle)) = (r.get("chain").and_then(Value::as_str), r.get("handle").and_then(Value::as_u64)) {
-                    st.rules.push((chain.to_string(), handle, r.get("comment").and_then(Value::as_str).map(str::to_string)));
+                if let (Some(chain), Some(handle)) = (
+                    r.get("chain").and_then(Value::as_str),
+                    r.get("handle").and_then(Value::as_u64),
+                ) {
+                    st.rules.push((
+                        chain.to_string(),
+                        handle,
+                        r.get("comment").and_then(Value::as_str).map(str::to_string),
+                    ));
                 }
             }
         }
@@ -212,17 +302,28 @@ impl TableState {
     }
 
     fn delete_elem(&self, set: &str, key: &str) -> String {
-        format!("delete element {} {TABLE} {set} {{ {key} }}\n", fam(self.v6).0)
+        format!(
+            "delete element {} {TABLE} {set} {{ {key} }}\n",
+            fam(self.v6).0
+        )
     }
 
     /// Deletes of everything `comment` owns here, plus the upstream plugin's
     /// rules of `container_id`.
     fn deletes_owned(&self, comment: &str, container_id: Option<&str>) -> Vec<String> {
-        let mut out: Vec<String> = self.elems.iter().filter(|e| e.3.as_deref() == Some(comment)).map(|e| self.delete_elem(&e.0, &e.1)).collect();
+        let mut out: Vec<String> = self
+            .elems
+            .iter()
+            .filter(|e| e.3.as_deref() == Some(comment))
+            .map(|e| self.delete_elem(&e.0, &e.1))
+            .collect();
         if let Some(cid) = container_id {
             for (chain, handle, c) in &self.rules {
                 if UPSTREAM_CHAINS.contains(&chain.as_str()) && c.as_deref() == Some(cid) {
-                    out.push(format!("delete rule {} {TABLE} {chain} handle {handle}\n", fam(self.v6).0));
+                    out.push(format!(
+                        "delete rule {} {TABLE} {chain} handle {handle}\n",
+                        fam(self.v6).0
+                    ));
                 }
             }
         }
@@ -259,7 +360,11 @@ pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
         let Some(st) = list(v6)? else { continue };
         let mut d = st.deletes_owned(&comment, None);
         for (set, key, _, c) in &st.elems {
-            if c.as_deref() != Some(comment.as_str()) && want.iter().any(|w| w.v6 == v6 && w.set == set && w.key == *key) {
+            if c.as_deref() != Some(comment.as_str())
+                && want
+                    .iter()
+                    .any(|w| w.v6 == v6 && w.set == set && w.key == *key)
+            {
                 d.push(st.delete_elem(set, key));
             }
         }
@@ -286,11 +391,23 @@ pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
         if want.is_empty() {
             continue;
         }
-        let st = list(v6)?.ok_or_else(|| KernelError::Failed(format!("table {} {TABLE} does not exist", fam(v6).0)))?;
+        let st = list(v6)?.ok_or_else(|| {
+            KernelError::Failed(format!("table {} {TABLE} does not exist", fam(v6).0))
+        })?;
         for w in want {
-            let ok = st.elems.iter().any(|(set, key, val, c)| set == w.set && *key == w.key && *val == w.value && c.as_deref() == Some(comment.as_str()));
+            let ok = st.elems.iter().any(|(set, key, val, c)| {
+                set == w.set
+                    && *key == w.key
+                    && *val == w.value
+                    && c.as_deref() == Some(comment.as_str())
+            });
             if !ok {
-                return Err(KernelError::Failed(format!("element {{ {} }} of this attachment is missing from {} {TABLE} {}", w.key, fam(v6).0, w.set)));
+                return Err(KernelError::Failed(format!(
+                    "element {{ {} }} of this attachment is missing from {} {TABLE} {}",
+                    w.key,
+                    fam(v6).0,
+                    w.set
+                )));
             }
         }
     }
@@ -302,7 +419,9 @@ pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
     for v6 in [false, true] {
         let Some(st) = list(v6)? else { continue };
         for (set, key, _, c) in &st.elems {
-            let Some((net, cid)) = c.as_deref().and_then(|c| c.split_once(':')) else { continue };
+            let Some((net, cid)) = c.as_deref().and_then(|c| c.split_once(':')) else {
+                continue;
+            };
             if net == network && !valid.iter().any(|v| v == cid) {
                 script.push_str(&st.delete_elem(set, key));
             }
@@ -320,19 +439,48 @@ mod tests {
     fn spec() -> PortmapSpec {
         PortmapSpec {
             backend: Backend::Nftables,
-            options: Options { snat: true, masq_all: false, mark_bit: 13, external_mark_chain: None },
+            options: Options {
+                snat: true,
+                masq_all: false,
+                mark_bit: 13,
+                external_mark_chain: None,
+            },
             families: vec![
                 FamilySpec {
-                    container: Addr { ip: "10.0.0.2".parse().expect("ip"), prefix: 24 },
+                    container: Addr {
+                        ip: "10.0.0.2".parse().expect("ip"),
+                        prefix: 24,
+                    },
                     mappings: vec![
-                        Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false },
-                        Mapping { host_port: 53, container_port: 53, proto: Proto::Udp, host_ip: Some("192.168.1.1".parse().expect("ip")), other_family: false },
+                        Mapping {
+                            host_port: 8080,
+                            container_port: 80,
+                            proto: Proto::Tcp,
+                            host_ip: None,
+                            other_family: false,
+                        },
+                        Mapping {
+                            host_port: 53,
+                            container_port: 53,
+                            proto: Proto::Udp,
+                            host_ip: Some("192.168.1.1".parse().expect("ip")),
+                            other_family: false,
+                        },
                     ],
                     conditions: vec![],
                 },
                 FamilySpec {
-                    container: Addr { ip: "fd00::2".parse().expect("ip"), prefix: 64 },
-                    mappings: vec![Mapping { host_port: 8080, container_port: 80, proto: Proto::Tcp, host_ip: None, other_family: false }],
+                    container: Addr {
+                        ip: "fd00::2".parse().expect("ip"),
+                        prefix: 64,
+                    },
+                    mappings: vec![Mapping {
+                        host_port: 8080,
+                        container_port: 80,
+                        proto: Proto::Tcp,
+                        host_ip: None,
+                        other_family: false,
+                    }],
                     conditions: vec![],
                 },
             ],
@@ -341,7 +489,10 @@ mod tests {
 
     #[test]
     fn fast_path_only_creates_elements() {
-        let o = Owner { network: "n".into(), container_id: "c".into() };
+        let o = Owner {
+            network: "n".into(),
+            container_id: "c".into(),
+        };
         let s = render_add(&o, &spec(), false, &[]);
         assert_eq!(
             s,
@@ -364,8 +515,19 @@ create element ip6 cni_hostport wasm_masq { fd00::2 . fd00::2 comment \"n:c\" }
             {"set": {"name": "wasm_masq", "elem": [{"elem": {"val": {"concat": ["127.0.0.1", "10.0.0.2"]}, "comment": "n:c"}}, {"concat": ["10.0.0.3", "10.0.0.3"]}]}},
             {"rule": {"family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 7, "comment": "c", "expr": []}}]}"#;
         let st = TableState::parse(false, json).expect("parse");
-        assert_eq!(st.elems[0], ("wasm_hostports".into(), "tcp . 8080".into(), Some("10.0.0.2 . 80".into()), Some("n:c".into())));
-        assert_eq!(st.elems[2], ("wasm_masq".into(), "10.0.0.3 . 10.0.0.3".into(), None, None));
+        assert_eq!(
+            st.elems[0],
+            (
+                "wasm_hostports".into(),
+                "tcp . 8080".into(),
+                Some("10.0.0.2 . 80".into()),
+                Some("n:c".into())
+            )
+        );
+        assert_eq!(
+            st.elems[2],
+            ("wasm_masq".into(), "10.0.0.3 . 10.0.0.3".into(), None, None)
+        );
         let d = st.deletes_owned("n:c", Some("c"));
         assert_eq!(
             d,

@@ -127,7 +127,9 @@ impl TrafficControl for Fake {
         Ok(Vec::new())
     }
     fn add_ifb(&self, name: &str, _mtu: u32, _alias: &str) -> KResult<TcLink> {
-        Err(KernelError::Failed(format!("add ifb {name}: not supported by the empty fake")))
+        Err(KernelError::Failed(format!(
+            "add ifb {name}: not supported by the empty fake"
+        )))
     }
     fn del_link(&self, name: &str) -> KResult<()> {
         Err(KernelError::NoSuchLink(name.to_string()))
@@ -186,9 +188,18 @@ impl FakeTc {
         self.with(|s| {
             s.next_index += 2;
             let (hi, pi) = (s.next_index + 10, s.next_index + 11);
-            let mk = |name: &str, index, peer| TcLink { name: name.into(), index, mac: "0a:00:00:00:00:01".into(), mtu: 1500, kind: "veth".into(), peer: Some(peer), alias: String::new() };
+            let mk = |name: &str, index, peer| TcLink {
+                name: name.into(),
+                index,
+                mac: "0a:00:00:00:00:01".into(),
+                mtu: 1500,
+                kind: "veth".into(),
+                peer: Some(peer),
+                alias: String::new(),
+            };
             s.links.insert(host.into(), mk(host, hi, pi));
-            s.container.insert((netns.into(), peer.into()), mk(peer, pi, hi));
+            s.container
+                .insert((netns.into(), peer.into()), mk(peer, pi, hi));
         })
     }
 
@@ -202,7 +213,13 @@ impl FakeTc {
     }
 
     pub fn qdisc_list(&self, index: u32) -> Vec<Qdisc> {
-        self.with(|s| s.qdiscs.iter().filter(|(i, _)| *i == index).map(|(_, q)| q.clone()).collect())
+        self.with(|s| {
+            s.qdiscs
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, q)| q.clone())
+                .collect()
+        })
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -224,7 +241,9 @@ impl TrafficControl for FakeTc {
             if !s.container.keys().any(|(ns, _)| ns == netns) {
                 return Err(KernelError::NetnsGone(netns.to_string()));
             }
-            Ok(s.container.get(&(netns.to_string(), name.to_string())).cloned())
+            Ok(s.container
+                .get(&(netns.to_string(), name.to_string()))
+                .cloned())
         })
     }
 
@@ -243,7 +262,15 @@ impl TrafficControl for FakeTc {
                 return Err(KernelError::Failed("add ifb: File exists".into()));
             }
             s.next_index += 1;
-            let l = TcLink { name: name.into(), index: s.next_index + 10, mac: "0a:00:00:00:00:02".into(), mtu, kind: "ifb".into(), peer: None, alias: alias.into() };
+            let l = TcLink {
+                name: name.into(),
+                index: s.next_index + 10,
+                mac: "0a:00:00:00:00:02".into(),
+                mtu,
+                kind: "ifb".into(),
+                peer: None,
+                alias: alias.into(),
+            };
             s.links.insert(name.into(), l.clone());
             Ok(l)
         })
@@ -255,7 +282,8 @@ impl TrafficControl for FakeTc {
             match s.links.remove(name) {
                 Some(l) => {
                     s.qdiscs.retain(|(i, _)| *i != l.index);
-                    s.filters.retain(|(i, f)| *i != l.index && !f.redirects_to.contains(&l.index));
+                    s.filters
+                        .retain(|(i, f)| *i != l.index && !f.redirects_to.contains(&l.index));
                     Ok(())
                 }
                 None => Err(KernelError::NoSuchLink(name.to_string())),
@@ -266,12 +294,27 @@ impl TrafficControl for FakeTc {
     fn add_tbf(&self, index: u32, t: &Tbf) -> KResult<()> {
         let buffer = self.buffer_ticks(t.rate, t.burst)?;
         self.with(|s| {
-            s.calls.push(format!("add-tbf {index} rate {} burst {} limit {}", t.rate, t.burst, t.limit));
+            s.calls.push(format!(
+                "add-tbf {index} rate {} burst {} limit {}",
+                t.rate, t.burst, t.limit
+            ));
             Self::index_exists(s, index)?;
-            if s.qdiscs.iter().any(|(i, q)| *i == index && q.parent == ROOT) {
+            if s.qdiscs
+                .iter()
+                .any(|(i, q)| *i == index && q.parent == ROOT)
+            {
                 return Err(KernelError::Failed("add tbf: File exists".into()));
             }
-            let q = Qdisc { kind: "tbf".into(), handle: TBF_HANDLE, parent: ROOT, tbf: Some(TbfState { rate: t.rate, limit: t.limit, buffer }) };
+            let q = Qdisc {
+                kind: "tbf".into(),
+                handle: TBF_HANDLE,
+                parent: ROOT,
+                tbf: Some(TbfState {
+                    rate: t.rate,
+                    limit: t.limit,
+                    buffer,
+                }),
+            };
             s.qdiscs.push((index, q));
             Ok(())
         })
@@ -286,12 +329,15 @@ impl TrafficControl for FakeTc {
             s.calls.push(format!("del-qdisc {index} {parent:x}"));
             Self::index_exists(s, index)?;
             let before = s.qdiscs.len();
-            s.qdiscs.retain(|(i, q)| !(*i == index && q.parent == parent));
+            s.qdiscs
+                .retain(|(i, q)| !(*i == index && q.parent == parent));
             if parent == INGRESS_PARENT {
                 s.filters.retain(|(i, _)| *i != index);
             }
             if s.qdiscs.len() == before {
-                return Err(KernelError::Failed("delete qdisc: No such file or directory".into()));
+                return Err(KernelError::Failed(
+                    "delete qdisc: No such file or directory".into(),
+                ));
             }
             Ok(())
         })
@@ -302,17 +348,42 @@ impl TrafficControl for FakeTc {
             s.calls.push(format!("add-redirect {index} -> {to}"));
             Self::index_exists(s, index)?;
             Self::index_exists(s, to)?;
-            if s.qdiscs.iter().any(|(i, q)| *i == index && q.parent == INGRESS_PARENT) {
+            if s.qdiscs
+                .iter()
+                .any(|(i, q)| *i == index && q.parent == INGRESS_PARENT)
+            {
                 return Err(KernelError::Failed("add ingress qdisc: File exists".into()));
             }
-            s.qdiscs.push((index, Qdisc { kind: "ingress".into(), handle: INGRESS_HANDLE, parent: INGRESS_PARENT, tbf: None }));
-            s.filters.push((index, Filter { kind: "u32".into(), protocol: 3, match_all: true, redirects_to: vec![to] }));
+            s.qdiscs.push((
+                index,
+                Qdisc {
+                    kind: "ingress".into(),
+                    handle: INGRESS_HANDLE,
+                    parent: INGRESS_PARENT,
+                    tbf: None,
+                },
+            ));
+            s.filters.push((
+                index,
+                Filter {
+                    kind: "u32".into(),
+                    protocol: 3,
+                    match_all: true,
+                    redirects_to: vec![to],
+                },
+            ));
             Ok(())
         })
     }
 
     fn ingress_filters(&self, index: u32) -> KResult<Vec<Filter>> {
-        Ok(self.with(|s| s.filters.iter().filter(|(i, _)| *i == index).map(|(_, f)| f.clone()).collect()))
+        Ok(self.with(|s| {
+            s.filters
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, f)| f.clone())
+                .collect()
+        }))
     }
 
     fn buffer_ticks(&self, rate: u64, burst: u32) -> KResult<u32> {

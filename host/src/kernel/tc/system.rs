@@ -5,12 +5,16 @@
 use netlink_packet_core::{DefaultNla, Nla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::tc::{
-    TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption, TcActionType, TcAttribute, TcFilterMatchAllOption,
-    TcFilterU32Option, TcHandle, TcMessage, TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
+    TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
+    TcActionType, TcAttribute, TcFilterMatchAllOption, TcFilterU32Option, TcHandle, TcMessage,
+    TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{tbf, Filter, Qdisc, Tbf, TcLink, TrafficControl, INGRESS_HANDLE, INGRESS_PARENT, ROOT, TBF_HANDLE};
+use super::{
+    tbf, Filter, Qdisc, Tbf, TcLink, TrafficControl, INGRESS_HANDLE, INGRESS_PARENT, ROOT,
+    TBF_HANDLE,
+};
 use crate::kernel::netlink::NetlinkNs;
 use crate::kernel::{KResult, KernelError};
 
@@ -27,11 +31,23 @@ fn host() -> KResult<NetlinkNs> {
 }
 
 fn format_mac(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn tc_link(msg: &LinkMessage) -> TcLink {
-    let mut l = TcLink { name: String::new(), index: msg.header.index, mac: String::new(), mtu: 0, kind: String::new(), peer: None, alias: String::new() };
+    let mut l = TcLink {
+        name: String::new(),
+        index: msg.header.index,
+        mac: String::new(),
+        mtu: 0,
+        kind: String::new(),
+        peer: None,
+        alias: String::new(),
+    };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => l.name = n.clone(),
@@ -109,7 +125,12 @@ fn mirred_targets(actions: &[TcAction]) -> Vec<u32> {
 }
 
 fn filter(msg: &TcMessage) -> Option<Filter> {
-    let mut f = Filter { kind: String::new(), protocol: u16::from_be((msg.header.info & 0xffff) as u16), match_all: false, redirects_to: Vec::new() };
+    let mut f = Filter {
+        kind: String::new(),
+        protocol: u16::from_be((msg.header.info & 0xffff) as u16),
+        match_all: false,
+        redirects_to: Vec::new(),
+    };
     let mut has_selector = false;
     for attr in &msg.attributes {
         match attr {
@@ -121,8 +142,12 @@ fn filter(msg: &TcMessage) -> Option<Filter> {
                             has_selector = true;
                             f.match_all = sel.keys.iter().all(|k| k.mask == 0);
                         }
-                        TcOption::U32(TcFilterU32Option::Action(acts)) => f.redirects_to.extend(mirred_targets(acts)),
-                        TcOption::MatchAll(TcFilterMatchAllOption::Action(acts)) => f.redirects_to.extend(mirred_targets(acts)),
+                        TcOption::U32(TcFilterU32Option::Action(acts)) => {
+                            f.redirects_to.extend(mirred_targets(acts))
+                        }
+                        TcOption::MatchAll(TcFilterMatchAllOption::Action(acts)) => {
+                            f.redirects_to.extend(mirred_targets(acts))
+                        }
                         _ => {}
                     }
                 }
@@ -149,7 +174,12 @@ impl TrafficControl for System {
     }
 
     fn links(&self) -> KResult<Vec<TcLink>> {
-        let replies = host()?.request("list links", "", RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
+        let replies = host()?.request(
+            "list links",
+            "",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .iter()
             .filter_map(|r| match r {
@@ -167,12 +197,19 @@ impl TrafficControl for System {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         msg.attributes.push(LinkAttribute::TxQueueLen(0));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ifb)]));
-        nl.request("add ifb", name, RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ifb)]));
+        nl.request(
+            "add ifb",
+            name,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
         // The kernel ignores IFLA_IFALIAS at creation; set it on the new link.
         let mut set = LinkMessage::default();
         set.attributes.push(LinkAttribute::IfName(name.to_string()));
-        set.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        set.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
         let tagged = nl.request("tag ifb", name, RouteNetlinkMessage::SetLink(set), 0);
         let link = get_link(&mut nl, name);
         match (tagged, link) {
@@ -188,28 +225,52 @@ impl TrafficControl for System {
     fn del_link(&self, name: &str) -> KResult<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        host()?.request("delete link", name, RouteNetlinkMessage::DelLink(msg), 0).map(drop)
+        host()?
+            .request("delete link", name, RouteNetlinkMessage::DelLink(msg), 0)
+            .map(drop)
     }
 
     fn add_tbf(&self, index: u32, t: &Tbf) -> KResult<()> {
         let buffer = self.buffer_ticks(t.rate, t.burst)?;
         let mut m = tc_message(index, TBF_HANDLE, ROOT)?;
         m.attributes.push(TcAttribute::Kind("tbf".into()));
-        let opts = tbf::encode(t, buffer).into_iter().map(|(k, v)| TcOption::Other(DefaultNla::new(k, v))).collect();
+        let opts = tbf::encode(t, buffer)
+            .into_iter()
+            .map(|(k, v)| TcOption::Other(DefaultNla::new(k, v)))
+            .collect();
         m.attributes.push(TcAttribute::Options(opts));
-        host()?.request("add tbf qdisc", &format!("ifindex {index}"), RouteNetlinkMessage::NewQueueDiscipline(m), NLM_F_CREATE | NLM_F_EXCL).map(drop)
+        host()?
+            .request(
+                "add tbf qdisc",
+                &format!("ifindex {index}"),
+                RouteNetlinkMessage::NewQueueDiscipline(m),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .map(drop)
     }
 
     fn qdiscs(&self, index: u32) -> KResult<Vec<Qdisc>> {
         let m = tc_message(index, 0, 0)?;
-        let replies = host()?.request("list qdiscs", &format!("ifindex {index}"), RouteNetlinkMessage::GetQueueDiscipline(m), NLM_F_DUMP)?;
+        let replies = host()?.request(
+            "list qdiscs",
+            &format!("ifindex {index}"),
+            RouteNetlinkMessage::GetQueueDiscipline(m),
+            NLM_F_DUMP,
+        )?;
         let mut out = Vec::new();
         for r in replies {
-            let RouteNetlinkMessage::NewQueueDiscipline(q) = r else { continue };
+            let RouteNetlinkMessage::NewQueueDiscipline(q) = r else {
+                continue;
+            };
             if u32::try_from(q.header.index).ok() != Some(index) {
                 continue;
             }
-            let mut qd = Qdisc { kind: String::new(), handle: q.header.handle.into(), parent: q.header.parent.into(), tbf: None };
+            let mut qd = Qdisc {
+                kind: String::new(),
+                handle: q.header.handle.into(),
+                parent: q.header.parent.into(),
+                tbf: None,
+            };
             let mut options = None;
             for a in &q.attributes {
                 match a {
@@ -227,9 +288,20 @@ impl TrafficControl for System {
     }
 
     fn del_qdisc(&self, index: u32, parent: u32) -> KResult<()> {
-        let handle = if parent == INGRESS_PARENT { INGRESS_HANDLE } else { 0 };
+        let handle = if parent == INGRESS_PARENT {
+            INGRESS_HANDLE
+        } else {
+            0
+        };
         let m = tc_message(index, handle, parent)?;
-        host()?.request("delete qdisc", &format!("ifindex {index}"), RouteNetlinkMessage::DelQueueDiscipline(m), 0).map(drop)
+        host()?
+            .request(
+                "delete qdisc",
+                &format!("ifindex {index}"),
+                RouteNetlinkMessage::DelQueueDiscipline(m),
+                0,
+            )
+            .map(drop)
     }
 
     fn add_redirect(&self, index: u32, to: u32) -> KResult<()> {
@@ -238,7 +310,12 @@ impl TrafficControl for System {
         let mut q = tc_message(index, INGRESS_HANDLE, INGRESS_PARENT)?;
         q.attributes.push(TcAttribute::Kind("ingress".into()));
         q.attributes.push(TcAttribute::Options(Vec::new()));
-        nl.request("add ingress qdisc", &what, RouteNetlinkMessage::NewQueueDiscipline(q), NLM_F_CREATE | NLM_F_EXCL)?;
+        nl.request(
+            "add ingress qdisc",
+            &what,
+            RouteNetlinkMessage::NewQueueDiscipline(q),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
 
         // u32, prio 1, protocol all, one zero-mask key (match everything),
         // flowid 1:1, mirred egress redirect (stolen): the reference's filter.
@@ -257,14 +334,21 @@ impl TrafficControl for System {
         let mut action = TcAction::default();
         action.attributes = vec![
             TcActionAttribute::Kind("mirred".into()),
-            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(mirror))]),
+            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+                mirror,
+            ))]),
         ];
         f.attributes.push(TcAttribute::Options(vec![
             TcOption::U32(TcFilterU32Option::ClassId(TcHandle::from(0x0001_0001u32))),
             TcOption::U32(TcFilterU32Option::Selector(sel)),
             TcOption::U32(TcFilterU32Option::Action(vec![action])),
         ]));
-        let added = nl.request("add redirect filter", &what, RouteNetlinkMessage::NewTrafficFilter(f), NLM_F_CREATE | NLM_F_EXCL);
+        let added = nl.request(
+            "add redirect filter",
+            &what,
+            RouteNetlinkMessage::NewTrafficFilter(f),
+            NLM_F_CREATE | NLM_F_EXCL,
+        );
         if let Err(e) = added {
             // Leave no half-made redirect: the ingress qdisc goes too.
             let _ = self.del_qdisc(index, INGRESS_PARENT);
@@ -275,10 +359,19 @@ impl TrafficControl for System {
 
     fn ingress_filters(&self, index: u32) -> KResult<Vec<Filter>> {
         let m = tc_message(index, 0, INGRESS_HANDLE)?;
-        let replies = match host()?.request("list filters", &format!("ifindex {index}"), RouteNetlinkMessage::GetTrafficFilter(m), NLM_F_DUMP) {
+        let replies = match host()?.request(
+            "list filters",
+            &format!("ifindex {index}"),
+            RouteNetlinkMessage::GetTrafficFilter(m),
+            NLM_F_DUMP,
+        ) {
             Ok(r) => r,
             // No ingress qdisc: no filters.
-            Err(KernelError::Failed(e)) if e.contains("Invalid argument") || e.contains("No such file") => return Ok(Vec::new()),
+            Err(KernelError::Failed(e))
+                if e.contains("Invalid argument") || e.contains("No such file") =>
+            {
+                return Ok(Vec::new())
+            }
             Err(e) => return Err(e),
         };
         Ok(replies
@@ -291,8 +384,11 @@ impl TrafficControl for System {
     }
 
     fn buffer_ticks(&self, rate: u64, burst: u32) -> KResult<u32> {
-        let psched = std::fs::read_to_string("/proc/net/psched").map_err(|e| KernelError::Failed(format!("read /proc/net/psched: {e}")))?;
-        let tick = tbf::tick_in_usec(&psched).ok_or_else(|| KernelError::Failed(format!("cannot parse /proc/net/psched: {psched:?}")))?;
+        let psched = std::fs::read_to_string("/proc/net/psched")
+            .map_err(|e| KernelError::Failed(format!("read /proc/net/psched: {e}")))?;
+        let tick = tbf::tick_in_usec(&psched).ok_or_else(|| {
+            KernelError::Failed(format!("cannot parse /proc/net/psched: {psched:?}"))
+        })?;
         Ok(tbf::buffer_ticks(rate, burst, tick))
     }
 }

@@ -93,7 +93,11 @@ pub fn decode(options: &[u8]) -> Option<TbfState> {
     }
     let p = parms?;
     let word = |o: usize| u32::from_ne_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
-    Some(TbfState { rate: rate64.unwrap_or(u64::from(word(8))), limit: word(24), buffer: word(28) })
+    Some(TbfState {
+        rate: rate64.unwrap_or(u64::from(word(8))),
+        limit: word(24),
+        buffer: word(28),
+    })
 }
 
 #[cfg(test)]
@@ -102,9 +106,15 @@ mod tests {
 
     #[test]
     fn psched_factor() {
-        assert_eq!(tick_in_usec("000003e8 00000040 000f4240 3b9aca00\n"), Some(15.625));
+        assert_eq!(
+            tick_in_usec("000003e8 00000040 000f4240 3b9aca00\n"),
+            Some(15.625)
+        );
         // Old 1 GHz clock layout.
-        assert_eq!(tick_in_usec("00000001 00000001 3b9aca00 3b9aca00"), Some(1000.0));
+        assert_eq!(
+            tick_in_usec("00000001 00000001 3b9aca00 3b9aca00"),
+            Some(1000.0)
+        );
         assert_eq!(tick_in_usec("junk"), None);
     }
 
@@ -113,9 +123,15 @@ mod tests {
     #[test]
     fn golden_buffers_wrap_like_the_reference() {
         // CRI-O: 34359738359 bits -> 4294967294 bytes; 1717986917 µs -> wraps.
-        assert_eq!(buffer_ticks(2_500_000, 4_294_967_294, 15.625), 1_073_741_802);
+        assert_eq!(
+            buffer_ticks(2_500_000, 4_294_967_294, 15.625),
+            1_073_741_802
+        );
         // containerd: 4294967295 bits -> 536870911 bytes.
-        assert_eq!(buffer_ticks(2_500_000, 536_870_911, 15.625), go_u32(214_748_364.0 * 15.625));
+        assert_eq!(
+            buffer_ticks(2_500_000, 536_870_911, 15.625),
+            go_u32(214_748_364.0 * 15.625)
+        );
         // The reference unit test: 8 bits/s with an 8-bit burst.
         assert_eq!(buffer_ticks(1, 1, 15.625), 15_625_000);
         assert_eq!(go_u32(f64::INFINITY), 0);
@@ -125,7 +141,11 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         for rate in [1u64, 2_500_000, 5_000_000_000] {
-            let t = Tbf { rate, burst: 1000, limit: 62_500 };
+            let t = Tbf {
+                rate,
+                burst: 1000,
+                limit: 62_500,
+            };
             let mut bytes = Vec::new();
             for (kind, value) in encode(&t, 777) {
                 let len = 4 + value.len();
@@ -134,7 +154,14 @@ mod tests {
                 bytes.extend_from_slice(&value);
                 bytes.resize((bytes.len() + 3) & !3, 0);
             }
-            assert_eq!(decode(&bytes), Some(TbfState { rate, limit: 62_500, buffer: 777 }));
+            assert_eq!(
+                decode(&bytes),
+                Some(TbfState {
+                    rate,
+                    limit: 62_500,
+                    buffer: 777
+                })
+            );
         }
     }
 }
