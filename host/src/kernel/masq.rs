@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::exec::run;
-use super::{Addr, KResult, KernelError};
+use super::{both_families, Addr, KResult, KernelError};
 
 /// Bound for one iptables exec (the xtables lock wait included).
 
@@ -164,6 +164,26 @@ fn restore(f: &Family, body: &str) -> KResult<()> {
     run(f.restore, &["--noflush", "--wait"], &batch).map(drop)
 }
 
+/// Unhooks every jump to `chain` and deletes it, in one batch.
+fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
+    let (rules, exists) = nat_rules(f, chain)?;
+    let mut body = String::new();
+    for r in &rules {
+        let t = tokens(r);
+        if t.get(1) != Some(&chain) && t.windows(2).any(|w| w == ["-j", chain]) {
+            // `-A X <spec>` → `-D X <spec>`, spec exactly as saved.
+            body.push_str(&format!("-D {}\n", &r[3..]));
+        }
+    }
+    if exists {
+        body.push_str(&format!("-F {chain}\n-X {chain}\n"));
+    }
+    if body.is_empty() {
+        return Ok(());
+    }
+    restore(f, &body)
+}
+
 impl Masquerade for System {
     fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
         let c = go_quote(comment);
@@ -220,32 +240,13 @@ impl Masquerade for System {
     }
 
     fn teardown(&self, chain: &str) -> KResult<()> {
-        for f in [&V4, &V6] {
-            let (rules, exists) = match nat_rules(f, chain) {
-                Ok(r) => r,
-                // No ip6tables (or no v6 nat table): nothing of ours can be there.
-                Err(e) if std::ptr::eq(f, &V6) => {
-                    tracing::debug!(error = %e, "ip6tables unavailable; skipping IPv6 masquerade teardown");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut body = String::new();
-            for r in &rules {
-                let t = tokens(r);
-                if t.get(1) != Some(&chain) && t.windows(2).any(|w| w == ["-j", chain]) {
-                    // `-A X <spec>` → `-D X <spec>`, spec exactly as saved.
-                    body.push_str(&format!("-D {}\n", &r[3..]));
-                }
-            }
-            if exists {
-                body.push_str(&format!("-F {chain}\n-X {chain}\n"));
-            }
-            if !body.is_empty() {
-                restore(f, &body)?;
-            }
+        // Both families at once: a DEL then waits for one family's execs, not two.
+        let [v4, v6] = both_families(|v6| teardown_family(if v6 { &V6 } else { &V4 }, chain));
+        // No ip6tables (or no v6 nat table): nothing of ours can be there.
+        if let Err(e) = v6 {
+            tracing::debug!(error = %e, "ip6tables unavailable; skipping IPv6 masquerade teardown");
         }
-        Ok(())
+        v4
     }
 
     fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {

@@ -183,3 +183,15 @@ impl Kernels {
         }
     }
 }
+
+/// Runs `f` for IPv4 (`false`) and IPv6 (`true`) at the same time and
+/// returns `[v4, v6]`: the families are separate tables, and each step is an
+/// exec that mostly waits on the kernel, so a DEL pays one family's latency.
+pub fn both_families<T: Send>(f: impl Fn(bool) -> T + Sync) -> [T; 2] {
+    std::thread::scope(|s| {
+        let v6 = s.spawn(|| f(true));
+        let v4 = f(false);
+        let v6 = v6.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        [v4, v6]
+    })
+}

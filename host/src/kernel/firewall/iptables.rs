@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
 use crate::kernel::exec::run;
-use crate::kernel::{KResult, KernelError};
+use crate::kernel::{both_families, KResult, KernelError};
 
 pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
 pub const SETMARK: &str = "CNI-HOSTPORT-SETMARK";
@@ -341,23 +341,29 @@ fn save(v6: bool) -> KResult<NatState> {
 }
 
 pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
-    for fam in &spec.families {
-        let v6 = fam.container.ip.is_ipv6();
-        if restore(v6, &render_fast(owner, &spec.options, fam)).is_ok() {
-            continue;
-        }
-        let st = save(v6)?;
-        if let Some(ext) = &spec.options.external_mark_chain {
-            if !st.chains.contains(ext) {
-                return Err(KernelError::Failed(format!(
-                    "externalSetMarkChain {ext} does not exist in the {} nat table; create it first (kube-proxy does for KUBE-MARK-MASQ) or leave the option out",
-                    if v6 { "ip6tables" } else { "iptables" }
-                )));
-            }
-        }
-        restore(v6, &render_add(owner, &spec.options, fam, &st))?;
+    let [v4, v6] = both_families(|v6| {
+        spec.families
+            .iter()
+            .filter(|fam| fam.container.ip.is_ipv6() == v6)
+            .try_for_each(|fam| apply_family(owner, &spec.options, fam, v6))
+    });
+    v4.and(v6)
+}
+
+fn apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<()> {
+    if restore(v6, &render_fast(owner, opts, fam)).is_ok() {
+        return Ok(());
     }
-    Ok(())
+    let st = save(v6)?;
+    if let Some(ext) = &opts.external_mark_chain {
+        if !st.chains.contains(ext) {
+            return Err(KernelError::Failed(format!(
+                "externalSetMarkChain {ext} does not exist in the {} nat table; create it first (kube-proxy does for KUBE-MARK-MASQ) or leave the option out",
+                if v6 { "ip6tables" } else { "iptables" }
+            )));
+        }
+    }
+    restore(v6, &render_add(owner, opts, fam, &st))
 }
 
 /// The lines of `iptables -S <chain>`, empty when the chain does not exist.
@@ -387,16 +393,13 @@ pub fn render_remove(chain: &str, unhook: &[String]) -> String {
 /// not work at all is skipped as long as the other one worked.
 pub fn remove(owner: &Owner) -> KResult<()> {
     let chain = dnat_chain(owner);
-    let mut errors = Vec::new();
-    for v6 in [false, true] {
-        let r = list_chain(v6, TOP_DNAT).and_then(|rules| {
+    let results = both_families(|v6| {
+        list_chain(v6, TOP_DNAT).and_then(|rules| {
             let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, &chain);
             restore(v6, &render_remove(&chain, &unhook))
-        });
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    }
+        })
+    });
+    let errors: Vec<KernelError> = results.into_iter().filter_map(Result::err).collect();
     // The reference also tolerates one unusable family; a timeout is never tolerated.
     let mut errors = errors.into_iter();
     match (errors.next(), errors.next()) {

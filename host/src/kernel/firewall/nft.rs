@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::{Owner, PortmapSpec};
 use crate::kernel::exec::run;
-use crate::kernel::{KResult, KernelError};
+use crate::kernel::{both_families, KResult, KernelError};
 
 pub const TABLE: &str = "cni_hostport";
 const MAP_PORTS: &str = "wasm_hostports";
@@ -356,8 +356,8 @@ pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
     let comment = element_comment(owner);
     let want = elements(spec);
     let mut deletes = Vec::new();
-    for v6 in [false, true] {
-        let Some(st) = list(v6)? else { continue };
+    for (v6, st) in [false, true].into_iter().zip(both_families(list)) {
+        let Some(st) = st? else { continue };
         let mut d = st.deletes_owned(&comment, None);
         for (set, key, _, c) in &st.elems {
             if c.as_deref() != Some(comment.as_str())
@@ -376,8 +376,8 @@ pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
 pub fn remove(owner: &Owner) -> KResult<()> {
     let comment = element_comment(owner);
     let mut script = String::new();
-    for v6 in [false, true] {
-        if let Some(st) = list(v6)? {
+    for st in both_families(list) {
+        if let Some(st) = st? {
             script.extend(st.deletes_owned(&comment, Some(&owner.container_id)));
         }
     }
