@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasm-cni needs on a fresh Debian 12
 # machine (as root): the wasm32-wasip2 Rust target, iproute2 for the netns
-# tests, and the reference plugins from containernetworking-plugins to
-# compare and interoperate with.
+# tests, the reference plugins from containernetworking-plugins to
+# compare and interoperate with, and the end-to-end clients (podman, libcni,
+# containerd's CRI driven by a python gRPC client).
 set -euo pipefail
 
-packages=(iproute2 iptables nftables conntrack containernetworking-plugins iperf3 curl time python3 iputils-ping podman runc busybox-static golang-go golang-github-appc-cni-dev)
+packages=(iproute2 iptables nftables conntrack containernetworking-plugins iperf3 curl time python3 iputils-ping podman runc busybox-static golang-go golang-github-appc-cni-dev containerd python3-grpcio python3-protobuf protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
