@@ -56,6 +56,31 @@ pub struct Vlan {
     pub untagged: bool,
 }
 
+/// Where masquerade rules live (`ipMasqBackend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MasqBackend {
+    /// The reference's default: a `CNI-<hash>` nat chain per attachment.
+    #[default]
+    Iptables,
+    /// The reference's `inet cni_plugins_masquerade` table.
+    Nftables,
+}
+
+impl MasqBackend {
+    /// `ipMasqBackend` as the reference reads it: absent or empty is
+    /// iptables; anything but `iptables`/`nftables` is a config error.
+    pub fn from_config(v: Option<&str>) -> CniResultOf<MasqBackend> {
+        match v {
+            None | Some("") | Some("iptables") => Ok(MasqBackend::Iptables),
+            Some("nftables") => Ok(MasqBackend::Nftables),
+            Some(other) => Err(
+                CniError::config(format!("unknown ipmasq backend {other:?}"))
+                    .with_details("ipMasqBackend must be \"iptables\" or \"nftables\""),
+            ),
+        }
+    }
+}
+
 /// Which namespace a sysctl lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -97,6 +122,14 @@ pub trait HostScope {
     fn sysctl(&self, side: Side, key: &str) -> CniResultOf<String>;
     /// Writes a sysctl; returns the previous value.
     fn set_sysctl(&self, side: Side, key: &str, value: &str) -> CniResultOf<String>;
+    /// Waits (bounded by the host) until no address of CNI_IFNAME is
+    /// tentative; false when one still is at the end.
+    fn settle_addresses(&self, timeout_ms: u32) -> CniResultOf<bool>;
+    /// Installs the reference's MAC spoof check: frames from the host peer
+    /// of CNI_IFNAME must carry CNI_IFNAME's MAC.
+    fn spoofcheck_add(&self) -> CniResultOf<()>;
+    /// Whether that spoof check is in place.
+    fn spoofcheck_check(&self) -> CniResultOf<bool>;
 }
 
 /// Operations of the `host-net` capability.
@@ -111,6 +144,16 @@ pub trait HostNetCaps {
     /// Removes this attachment's masquerade rules; needs nothing else.
     fn masquerade_del(&mut self) -> CniResultOf<()>;
     fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool>;
+    /// `masquerade_add` in the given backend.
+    fn masquerade_add_in(&mut self, backend: MasqBackend, addresses: &[IpNet]) -> CniResultOf<()>;
+    /// `masquerade_check` in the given backend.
+    fn masquerade_check_in(
+        &mut self,
+        backend: MasqBackend,
+        addresses: &[IpNet],
+    ) -> CniResultOf<bool>;
+    /// Removes this attachment's spoof check; needs nothing else.
+    fn spoofcheck_del(&mut self) -> CniResultOf<()>;
 }
 
 /// Helpers shared by veth-based interface modules (bridge, ptp), following
@@ -191,6 +234,12 @@ pub mod util {
         ns.set_link_up(ifname, true).map_err(|e| {
             CniError::internal(format!("failed to set {ifname:?} UP")).with_details(e.to_string())
         })?;
+        // As the reference: with an IPv6 gateway, wait (10 s at most, cut by
+        // the host to fit the deadline) for DAD to finish; a timeout is not
+        // an error.
+        if ips.iter().any(|ip| ip.gateway.is_some_and(|g| g.is_ipv6())) {
+            let _ = scope.settle_addresses(10_000);
+        }
         let gw4 = ips
             .iter()
             .find(|ip| ip.address.is_ipv4())
@@ -522,6 +571,22 @@ mod real {
         fn set_sysctl(&self, s: Side, key: &str, value: &str) -> CniResultOf<String> {
             self.0.set_sysctl(side(s), key, value).map_err(err)
         }
+        fn settle_addresses(&self, timeout_ms: u32) -> CniResultOf<bool> {
+            self.0.settle_addresses(timeout_ms).map_err(err)
+        }
+        fn spoofcheck_add(&self) -> CniResultOf<()> {
+            self.0.spoofcheck_add().map_err(err)
+        }
+        fn spoofcheck_check(&self) -> CniResultOf<bool> {
+            self.0.spoofcheck_check().map_err(err)
+        }
+    }
+
+    fn backend(b: MasqBackend) -> wit::MasqBackend {
+        match b {
+            MasqBackend::Iptables => wit::MasqBackend::Iptables,
+            MasqBackend::Nftables => wit::MasqBackend::Nftables,
+        }
     }
 
     impl HostNetCaps for crate::wasm_host::WasmHost {
@@ -540,6 +605,21 @@ mod real {
         fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool> {
             let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
             wit::masquerade_check(&a).map_err(err)
+        }
+        fn masquerade_add_in(&mut self, b: MasqBackend, addresses: &[IpNet]) -> CniResultOf<()> {
+            let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+            wit::masquerade_add_in(backend(b), &a).map_err(err)
+        }
+        fn masquerade_check_in(
+            &mut self,
+            b: MasqBackend,
+            addresses: &[IpNet],
+        ) -> CniResultOf<bool> {
+            let a: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+            wit::masquerade_check_in(backend(b), &a).map_err(err)
+        }
+        fn spoofcheck_del(&mut self) -> CniResultOf<()> {
+            wit::spoofcheck_del().map_err(err)
         }
     }
 }
@@ -578,6 +658,11 @@ mod fake {
         created: BTreeSet<String>,
         sysctls: BTreeMap<(bool, String), String>,
         masq: BTreeSet<IpNet>,
+        masq_nft: BTreeSet<IpNet>,
+        /// (host veth, mac) of the installed spoof check
+        spoofcheck: Option<(String, String)>,
+        /// settle calls that still report tentative addresses
+        dad_pending: u32,
         calls: Vec<String>,
         next_index: u32,
     }
@@ -646,6 +731,22 @@ mod fake {
         }
         pub fn masqueraded(&self) -> Vec<IpNet> {
             self.state.borrow().masq.iter().copied().collect()
+        }
+        /// Addresses masqueraded through nftables.
+        pub fn masqueraded_nft(&self) -> Vec<IpNet> {
+            self.state.borrow().masq_nft.iter().copied().collect()
+        }
+        /// The spoof check: (host veth, container MAC).
+        pub fn spoofcheck(&self) -> Option<(String, String)> {
+            self.state.borrow().spoofcheck.clone()
+        }
+        /// Removes the spoof check behind the module's back (as an admin flushing nftables).
+        pub fn spoofcheck_del_for_test(&self) {
+            self.state.borrow_mut().spoofcheck = None;
+        }
+        /// Makes the next `n` settle calls time out (DAD never finishes).
+        pub fn set_dad_pending(&self, n: u32) {
+            self.state.borrow_mut().dad_pending = n;
         }
         /// Every mutating call, e.g. `create-veth veth1234 eth0`.
         pub fn calls(&self) -> Vec<String> {
@@ -964,6 +1065,45 @@ mod fake {
                 .unwrap_or_else(|| "0".into()))
         }
 
+        fn settle_addresses(&self, timeout_ms: u32) -> CniResultOf<bool> {
+            self.record(format!("settle-addresses {timeout_ms}"));
+            let mut s = self.host.state.borrow_mut();
+            if s.dad_pending > 0 {
+                s.dad_pending -= 1;
+                return Ok(false);
+            }
+            Ok(true)
+        }
+
+        fn spoofcheck_add(&self) -> CniResultOf<()> {
+            self.record("spoofcheck-add".into());
+            let Some(peer) = self.container_peer()? else {
+                return Err(CniError::config(
+                    "cannot set up the MAC spoof check: CNI_IFNAME or its host veth does not exist",
+                ));
+            };
+            let ifname = self.host.state.borrow().ifname.clone();
+            let mac = self
+                .netns
+                .link_state(&ifname)
+                .map(|l| l.mac)
+                .unwrap_or_default();
+            self.host.state.borrow_mut().spoofcheck = Some((peer.name, mac));
+            Ok(())
+        }
+
+        fn spoofcheck_check(&self) -> CniResultOf<bool> {
+            let Some(peer) = self.container_peer()? else {
+                return Ok(false);
+            };
+            let ifname = self.host.state.borrow().ifname.clone();
+            let mac = self.netns.link_state(&ifname).map(|l| l.mac);
+            let s = self.host.state.borrow();
+            Ok(s.spoofcheck.as_ref().is_some_and(|(v, m)| {
+                *v == peer.name && mac.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m))
+            }))
+        }
+
         fn set_sysctl(&self, side: Side, key: &str, value: &str) -> CniResultOf<String> {
             self.record(format!("sysctl {:?} {key}={value}", side));
             let old = self.sysctl(side, key)?;
@@ -1005,13 +1145,55 @@ mod fake {
         fn masquerade_del(&mut self) -> CniResultOf<()> {
             let mut s = self.host_net.state.borrow_mut();
             s.calls.push("masquerade-del".into());
+            // Both backends, as the host does.
             s.masq.clear();
+            s.masq_nft.clear();
             Ok(())
         }
 
         fn masquerade_check(&mut self, addresses: &[IpNet]) -> CniResultOf<bool> {
             let s = self.host_net.state.borrow();
             Ok(addresses.iter().all(|a| s.masq.contains(a)))
+        }
+
+        fn masquerade_add_in(
+            &mut self,
+            backend: MasqBackend,
+            addresses: &[IpNet],
+        ) -> CniResultOf<()> {
+            if backend == MasqBackend::Iptables {
+                return self.masquerade_add(addresses);
+            }
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push(format!(
+                "masquerade-add-nft {}",
+                addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            s.masq_nft.extend(addresses.iter().copied());
+            Ok(())
+        }
+
+        fn masquerade_check_in(
+            &mut self,
+            backend: MasqBackend,
+            addresses: &[IpNet],
+        ) -> CniResultOf<bool> {
+            if backend == MasqBackend::Iptables {
+                return self.masquerade_check(addresses);
+            }
+            let s = self.host_net.state.borrow();
+            Ok(addresses.iter().all(|a| s.masq_nft.contains(a)))
+        }
+
+        fn spoofcheck_del(&mut self) -> CniResultOf<()> {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push("spoofcheck-del".into());
+            s.spoofcheck = None;
+            Ok(())
         }
     }
 }

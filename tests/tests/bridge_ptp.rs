@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wasm_cni::kernel::hostfw::Attachment;
 use wasm_cni::kernel::masq::{chain_name, comment};
 use wasm_cni_tests::*;
 
@@ -127,6 +128,11 @@ impl Host {
         format!("{v4}{v6}")
     }
 
+    /// The host netns' whole nftables ruleset.
+    fn nft(&self) -> String {
+        self.ns.exec("nft list ruleset")
+    }
+
     /// Host-side link names other than lo and `keep`.
     fn veths(&self) -> Vec<String> {
         self.ns
@@ -226,6 +232,15 @@ sys.exit(1)
 
 /// Pings `dst` from `ns` until it answers, within `secs` (IPv6 DAD on a
 /// fresh bridge address takes a moment).
+/// Whether one echo to `dst` from `ns` is answered.
+fn ping_once(ns: &str, dst: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", PING, dst])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
 #[track_caller]
 fn ping(ns: &str, dst: &str, secs: u64) {
     let start = Instant::now();
@@ -675,5 +690,231 @@ fn interop_with_the_reference_bridge_and_ptp() {
                 h.allocations(&net)
             );
         }
+    }
+}
+
+fn att(net: &str, cid: &str) -> Attachment {
+    Attachment {
+        network: net.into(),
+        container_id: cid.into(),
+        ifname: "eth0".into(),
+    }
+}
+
+#[test]
+fn bridge_macspoofchk_drops_spoofed_frames_passes_legit_ones_and_del_cleans_up() {
+    let h = Host::new("spoof");
+    let (a, b) = (Netns::new("spa"), Netns::new("spb"));
+    let conf = bridge_conf(
+        "1.0.0",
+        "spoofnet",
+        &h.data_dir(),
+        json!({"macspoofchk": true}),
+    );
+    let ra = h.ours("bridge", "ADD", "sp-a", &a.path(), &conf);
+    ra.ok();
+    let ra = ra.json();
+    let rb = h.ours("bridge", "ADD", "sp-b", &b.path(), &conf);
+    rb.ok();
+    let b4 = addr_of(&rb.json(), true);
+    let b4 = b4.as_str();
+    let veth = ra["interfaces"][1]["name"].as_str().expect("veth");
+    let mac = ra["interfaces"][2]["mac"].as_str().expect("mac");
+
+    // The reference's layout, names and comments.
+    let nft = h.nft();
+    for want in [
+        "table bridge nat {".to_string(),
+        "type filter hook prerouting priority dstnat; policy accept;".to_string(),
+        format!("iifname \"{veth}\" jump cni-br-iface-sp-a-eth0 comment \"macspoofchk-sp-a-eth0\""),
+        "jump cni-br-iface-sp-a-eth0-mac comment \"macspoofchk-sp-a-eth0\"".to_string(),
+        format!("ether saddr {mac} return comment \"macspoofchk-sp-a-eth0\""),
+        "drop comment \"macspoofchk-sp-a-eth0\"".to_string(),
+        "cni-br-iface-sp-b-eth0".to_string(),
+    ] {
+        assert!(nft.contains(&want), "missing {want:?} in\n{nft}");
+    }
+
+    ping(&a.name, b4, 10);
+    // A spoofed source MAC: every frame from the pod is dropped at the bridge.
+    a.exec("ip link set eth0 address 02:de:ad:be:ef:01");
+    a.exec("ip neigh flush dev eth0");
+    for _ in 0..3 {
+        assert!(
+            !ping_once(&a.name, b4),
+            "spoofed frames must be dropped\n{}",
+            h.nft()
+        );
+    }
+    let counters =
+        h.ns.exec("nft list chain bridge nat cni-br-iface-sp-a-eth0-mac");
+    assert!(counters.contains("drop"), "{counters}");
+    // Back to its own MAC: legitimate traffic passes again.
+    a.exec(&format!("ip link set eth0 address {mac}"));
+    ping(&a.name, b4, 10);
+
+    // CHECK verifies the rules; it fails once they are gone.
+    let mut chk: Value = serde_json::from_str(&conf).expect("conf");
+    chk["prevResult"] = ra.clone();
+    h.ours("bridge", "CHECK", "sp-a", &a.path(), &chk.to_string())
+        .ok();
+    h.ns.exec("nft flush chain bridge nat cni-br-iface-sp-a-eth0-mac");
+    let e = h
+        .ours("bridge", "CHECK", "sp-a", &a.path(), &chk.to_string())
+        .err(999);
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("spoof check"),
+        "{e}"
+    );
+
+    // DEL with the netns present, then with it gone: no chain or rule left.
+    h.ours("bridge", "DEL", "sp-a", &a.path(), &conf).ok();
+    let bpath = b.path();
+    drop(b);
+    h.ours("bridge", "DEL", "sp-b", &bpath, &conf).ok();
+    h.ours("bridge", "DEL", "sp-b", "", &conf).ok();
+    let nft = h.nft();
+    assert!(
+        !nft.contains("cni-br-iface") && !nft.contains("macspoofchk"),
+        "{nft}"
+    );
+    h.wait_no_veths();
+
+    // A failed ADD takes its spoof check with it.
+    h.ns.exec("ip addr flush dev cni0");
+    h.ns.exec("ip addr add 10.99.0.1/24 dev cni0");
+    let c = Netns::new("spc");
+    h.ours("bridge", "ADD", "sp-c", &c.path(), &conf).err(999);
+    let nft = h.nft();
+    assert!(!nft.contains("cni-br-iface-sp-c"), "{nft}");
+    assert!(h.veths().is_empty(), "{:?}", h.veths());
+}
+
+#[test]
+fn ip_masq_backend_nftables_for_bridge_and_ptp() {
+    let h = Host::new("nftmasq");
+    for plugin in ["bridge", "ptp"] {
+        let net = format!("{plugin}-nft");
+        let mut conf: Value = serde_json::from_str(&match plugin {
+            "bridge" => bridge_conf("1.0.0", &net, &h.data_dir(), json!({})),
+            _ => ptp_conf("1.0.0", &net, &h.data_dir(), "host-local"),
+        })
+        .expect("conf");
+        conf["ipMasqBackend"] = json!("nftables");
+        let conf = conf.to_string();
+        let ns = Netns::new("nfm");
+        let cid = format!("{plugin}-nft-cid");
+        let r = h.ours(plugin, "ADD", &cid, &ns.path(), &conf);
+        r.ok();
+        let r = r.json();
+        let (ip4, ip6) = (addr_of(&r, true), addr_of(&r, false));
+        let a = att(&net, &cid);
+        let c = a.masq_comment().expect("comment");
+        let nft = h.nft();
+        let subnet4 = if plugin == "bridge" {
+            "10.77.0.0/24"
+        } else {
+            "10.88.0.0/24"
+        };
+        for want in [
+            "table inet cni_plugins_masquerade {".to_string(),
+            "comment \"Masquerading for plugins from github.com/containernetworking/plugins\""
+                .to_string(),
+            "type nat hook postrouting priority srcnat; policy accept;".to_string(),
+            "ip daddr 224.0.0.0/4 return".to_string(),
+            "ip6 daddr ff00::/8 return".to_string(),
+            "goto masq_checks".to_string(),
+            format!("ip saddr {ip4} ip daddr != {subnet4} masquerade comment \"{c}\""),
+            format!("ip6 saddr {ip6} ip6 daddr != "),
+        ] {
+            assert!(nft.contains(&want), "{plugin}: missing {want:?} in\n{nft}");
+        }
+        assert!(
+            c.starts_with(&a.masq_hash())
+                && c.contains(&format!("net: {net}, if: eth0, id: {cid}"))
+        );
+        assert!(
+            !h.nat().contains(&chain_name(&net, &cid)),
+            "{plugin}: no iptables chain with the nftables backend\n{}",
+            h.nat()
+        );
+        ping(&h.ns.name, &ip4, 10);
+        let mut chk: Value = serde_json::from_str(&conf).expect("conf");
+        chk["prevResult"] = r.clone();
+        h.ours(plugin, "CHECK", &cid, &ns.path(), &chk.to_string())
+            .ok();
+        h.ours(plugin, "DEL", &cid, &ns.path(), &conf).ok();
+        let nft = h.nft();
+        assert!(!nft.contains(&a.masq_hash()), "{plugin}: rules left\n{nft}");
+
+        // ADD with iptables, DEL configured for nftables: both backends go.
+        let ipt = conf.replace("\"nftables\"", "\"iptables\"");
+        h.ours(plugin, "ADD", &cid, &ns.path(), &ipt).ok();
+        assert!(h.nat().contains(&chain_name(&net, &cid)));
+        h.ours(plugin, "DEL", &cid, &ns.path(), &conf).ok();
+        assert!(!h.nat().contains("CNI-"), "{plugin}: {}", h.nat());
+        assert!(h.allocations(&net).is_empty());
+    }
+    h.wait_no_veths();
+}
+
+#[test]
+fn enabledad_keeps_dad_and_add_returns_with_settled_addresses() {
+    let h = Host::new("dad");
+    for (dad, accept) in [(true, "1"), (false, "0")] {
+        let net = format!("dad-{dad}");
+        let conf = bridge_conf("1.0.0", &net, &h.data_dir(), json!({"enabledad": dad}));
+        let ns = Netns::new("dad");
+        h.ours("bridge", "ADD", "dad-1", &ns.path(), &conf).ok();
+        assert_eq!(
+            ns.exec("cat /proc/sys/net/ipv6/conf/eth0/accept_dad")
+                .trim(),
+            accept
+        );
+        let addrs = ns.exec("ip -6 addr show dev eth0");
+        assert!(addrs.contains("fd77::"), "{addrs}");
+        assert!(!addrs.contains("tentative"), "enabledad={dad}: {addrs}");
+        h.ours("bridge", "DEL", "dad-1", &ns.path(), &conf).ok();
+    }
+}
+
+/// macspoofchk between ours and Debian's reference bridge (1.1.1, which
+/// knows macspoofchk but not ipMasqBackend): ADD by one, DEL by the other.
+#[test]
+fn macspoofchk_interop_with_the_reference_bridge() {
+    let h = Host::new("spoofiop");
+    for (adder, deleter) in [("reference", "ours"), ("ours", "reference")] {
+        let net = format!("spoof-{adder}");
+        let conf = bridge_conf("0.4.0", &net, &h.data_dir(), json!({"macspoofchk": true}));
+        let ns = Netns::new("spi");
+        let cid = format!("spoof-{adder}-cid");
+        let run = |who: &str, cmd: &str| {
+            if who == "ours" {
+                h.ours("bridge", cmd, &cid, &ns.path(), &conf)
+            } else {
+                h.reference("bridge", cmd, &cid, &ns.path(), &conf)
+            }
+        };
+        let r = run(adder, "ADD");
+        r.ok();
+        let r = r.json();
+        let veth = r["interfaces"][1]["name"].as_str().expect("veth");
+        let nft = h.nft();
+        assert!(
+            nft.contains(&format!(
+                "iifname \"{veth}\" jump cni-br-iface-{cid}-eth0 comment \"macspoofchk-{cid}-eth0\""
+            )),
+            "{adder}: same layout\n{nft}"
+        );
+        ping(&h.ns.name, &addr_of(&r, true), 10);
+        run(deleter, "DEL").ok();
+        let nft = h.nft();
+        assert!(
+            !nft.contains("cni-br-iface") && !nft.contains("macspoofchk"),
+            "{adder}->{deleter}: residue\n{nft}"
+        );
+        assert!(h.veths().is_empty(), "{adder}->{deleter}: {:?}", h.veths());
+        assert!(!h.nat().contains("CNI-"), "{adder}->{deleter}: {}", h.nat());
+        assert!(h.allocations(&net).is_empty());
     }
 }

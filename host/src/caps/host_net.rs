@@ -6,16 +6,18 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Resource;
 
 use super::bindings::cni::plugin::host_net::{
-    BridgeConfig, Host, HostLink, HostScope, PortConfig, Side, VethConfig, Vlan,
+    BridgeConfig, Host, HostLink, HostScope, MasqBackend, PortConfig, Side, VethConfig, Vlan,
 };
 use super::bindings::wit::{CniError, Route};
 use super::netns::{check_link_name, kernel_error, parse_cidr, route_from_wit, route_to_wit};
 use super::undo::Undo;
 use super::{cap_error, CallContext};
+use crate::kernel::hostfw::Attachment;
 use crate::kernel::masq::{self, MasqEntry};
 use crate::kernel::{KernelError, LinkDetails, NetnsOps, PortFlags, PortVlan, VethSpec};
 use crate::protocol::error::code;
@@ -388,6 +390,252 @@ impl ScopeHandle {
     }
 }
 
+/// Upper bound of one settle wait, whatever the module asks.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
+/// How often a settle wait looks at the addresses (the reference's interval).
+const SETTLE_INTERVAL: Duration = Duration::from_millis(50);
+
+impl ScopeHandle {
+    /// How long a settle wait may take: what the module asks, at most 10 s
+    /// and at most 60% of the call's deadline (the module still has to
+    /// finish after it).
+    fn settle_budget(&self, timeout_ms: u32) -> Duration {
+        let deadline = self.call.runtime.limits.deadline;
+        Duration::from_millis(u64::from(timeout_ms))
+            .min(SETTLE_MAX)
+            .min(deadline.mul_f64(0.6))
+    }
+
+    fn settle_addresses(&mut self, timeout_ms: u32) -> Result<bool, CniError> {
+        let ifname = self.call.invocation.ifname.clone();
+        check_link_name(&ifname)?;
+        let budget = self.settle_budget(timeout_ms);
+        let start = Instant::now();
+        let c = self.container()?;
+        loop {
+            let pending = c
+                .unsettled_addresses(&ifname)
+                .map_err(|e| kernel_error("listing the container interface's addresses", e))?;
+            if pending.is_empty() {
+                return Ok(true);
+            }
+            let left = budget.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                tracing::info!(interface = %ifname, ?pending, waited_ms = budget.as_millis() as u64, "addresses still tentative");
+                return Ok(false);
+            }
+            std::thread::sleep(SETTLE_INTERVAL.min(left));
+        }
+    }
+
+    /// The host peer of CNI_IFNAME and CNI_IFNAME's MAC, None when either is gone.
+    fn spoof_target(&mut self) -> Result<Option<(String, String)>, CniError> {
+        let Some(peer) = self.container_peer()? else {
+            return Ok(None);
+        };
+        let ifname = self.call.invocation.ifname.clone();
+        let mac = self
+            .container()?
+            .link(&ifname)
+            .map_err(|e| kernel_error("reading the container interface", e))?
+            .map(|l| l.mac);
+        Ok(mac.map(|m| (peer.name, m)))
+    }
+
+    fn spoofcheck_add(&mut self) -> Result<(), CniError> {
+        let a = spoof_attachment(&self.call)?;
+        let Some((veth, mac)) = self.spoof_target()? else {
+            return Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!(
+                    "cannot set up the MAC spoof check: {} or its host veth does not exist",
+                    self.call.invocation.ifname
+                ),
+                "create the veth pair before calling spoofcheck-add",
+            ));
+        };
+        let r = self
+            .call
+            .runtime
+            .kernels
+            .hostfw
+            .spoofcheck_setup(&a, &veth, &mac)
+            .map_err(|e| kernel_error("setting up the MAC spoof check", e));
+        // Journaled even on failure: a half-applied batch is still ours to remove.
+        self.call.journal(Undo::SpoofcheckDel);
+        r
+    }
+
+    fn spoofcheck_check(&mut self) -> Result<bool, CniError> {
+        let a = spoof_attachment(&self.call)?;
+        let Some((veth, mac)) = self.spoof_target()? else {
+            return Ok(false);
+        };
+        match self
+            .call
+            .runtime
+            .kernels
+            .hostfw
+            .spoofcheck_check(&a, &veth, &mac)
+            .map_err(|e| kernel_error("checking the MAC spoof check", e))?
+        {
+            None => Ok(true),
+            Some(missing) => {
+                tracing::info!(%missing, "spoof check incomplete");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The attachment whose rules this invocation may touch.
+pub fn attachment(call: &CallContext) -> Attachment {
+    let inv = &call.invocation;
+    Attachment {
+        network: inv.network_name.clone(),
+        container_id: inv.container_id.clone(),
+        ifname: inv.ifname.clone(),
+    }
+}
+
+fn unusable_names(m: String) -> CniError {
+    cap_error(
+        code::INVALID_NETWORK_CONFIG,
+        "this attachment's names cannot be used in nftables rules",
+        m,
+    )
+}
+
+/// The attachment, when its spoof-check names are valid nft names.
+fn spoof_attachment(call: &CallContext) -> Result<Attachment, CniError> {
+    let a = attachment(call);
+    a.spoof_names().map_err(unusable_names)?;
+    Ok(a)
+}
+
+/// The attachment, when its masquerade comment can be written.
+fn masq_attachment(call: &CallContext) -> Result<Attachment, CniError> {
+    let a = attachment(call);
+    a.masq_comment().map_err(unusable_names)?;
+    Ok(a)
+}
+
+/// A missing `nft` binary means no nftables rules can exist: nothing to remove.
+fn nft_absent(e: &KernelError) -> bool {
+    matches!(e, KernelError::Failed(m) if m.starts_with("cannot run nft"))
+}
+
+/// Removes the attachment's nftables masquerade rules (DEL and rollback).
+pub fn nft_unmasquerade(call: &CallContext) -> Result<(), CniError> {
+    // Found by the hash of the names alone: works whatever they contain.
+    let a = attachment(call);
+    match call.runtime.kernels.hostfw.masq_teardown(&a) {
+        Ok(()) => Ok(()),
+        Err(e) if nft_absent(&e) => Ok(()),
+        Err(e) => Err(kernel_error("removing nftables masquerade", e)),
+    }
+}
+
+/// Removes the attachment's spoof check (DEL and rollback).
+pub fn spoofcheck_del(call: &CallContext) -> Result<(), CniError> {
+    // Names nft cannot hold were never installed.
+    let Ok(a) = spoof_attachment(call) else {
+        return Ok(());
+    };
+    match call.runtime.kernels.hostfw.spoofcheck_teardown(&a) {
+        Ok(()) => Ok(()),
+        Err(e) if nft_absent(&e) => Ok(()),
+        Err(e) => Err(kernel_error("removing the MAC spoof check", e)),
+    }
+}
+
+fn masq_entries(addresses: &[String]) -> Result<Vec<MasqEntry>, CniError> {
+    addresses
+        .iter()
+        .map(|a| {
+            parse_cidr(a).map(|subnet| MasqEntry {
+                ip: subnet.ip,
+                subnet,
+            })
+        })
+        .collect()
+}
+
+fn check_ips(addresses: &[String]) -> Result<Vec<IpAddr>, CniError> {
+    addresses
+        .iter()
+        .map(|a| match a.split_once('/') {
+            Some(_) => parse_cidr(a).map(|x| x.ip),
+            None => a.parse::<IpAddr>().map_err(|_| {
+                cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("invalid address {a:?}"),
+                    "expected an IP address or CIDR",
+                )
+            }),
+        })
+        .collect()
+}
+
+fn masquerade_add(
+    call: &CallContext,
+    backend: MasqBackend,
+    addresses: &[String],
+) -> Result<(), CniError> {
+    let entries = masq_entries(addresses)?;
+    match backend {
+        MasqBackend::Iptables => {
+            let (chain, comment) = masq_ids(call);
+            let r = call
+                .runtime
+                .kernels
+                .masq
+                .setup(&chain, &comment, &entries)
+                .map_err(|e| kernel_error("setting up masquerade", e));
+            // Journaled even on failure: a half-applied batch is still ours to remove.
+            call.journal(Undo::Unmasquerade { chain });
+            r
+        }
+        MasqBackend::Nftables => {
+            let a = masq_attachment(call)?;
+            let r = call
+                .runtime
+                .kernels
+                .hostfw
+                .masq_setup(&a, &entries)
+                .map_err(|e| kernel_error("setting up nftables masquerade", e));
+            call.journal(Undo::UnmasqueradeNft);
+            r
+        }
+    }
+}
+
+fn masquerade_check(
+    call: &CallContext,
+    backend: MasqBackend,
+    addresses: &[String],
+) -> Result<bool, CniError> {
+    let ips = check_ips(addresses)?;
+    match backend {
+        MasqBackend::Iptables => {
+            let (chain, _) = masq_ids(call);
+            call.runtime
+                .kernels
+                .masq
+                .check(&chain, &ips)
+                .map_err(|e| kernel_error("checking masquerade", e))
+        }
+        MasqBackend::Nftables => {
+            let a = attachment(call);
+            call.runtime
+                .kernels
+                .hostfw
+                .masq_check(&a, &ips)
+                .map_err(|e| kernel_error("checking nftables masquerade", e))
+        }
+    }
+}
+
 fn parse_vlan(v: &Vlan) -> Result<PortVlan, CniError> {
     if v.vid == 0 || v.vid > 4094 {
         return Err(cap_error(
@@ -440,75 +688,60 @@ impl Host for StoreData {
     }
 
     fn masquerade_add(&mut self, addresses: Vec<String>) -> wasmtime::Result<Result<(), CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
-        };
-        let mut entries = Vec::new();
-        for a in &addresses {
-            match parse_cidr(a) {
-                Ok(subnet) => entries.push(MasqEntry {
-                    ip: subnet.ip,
-                    subnet,
-                }),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        let (chain, comment) = masq_ids(&call);
-        let r = call
-            .runtime
-            .kernels
-            .masq
-            .setup(&chain, &comment, &entries)
-            .map_err(|e| kernel_error("setting up masquerade", e));
-        // Journaled even on failure: a half-applied batch is still ours to remove.
-        call.journal(Undo::Unmasquerade { chain });
-        Ok(r)
+        self.masquerade_add_in(MasqBackend::Iptables, addresses)
     }
 
     fn masquerade_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
         let Some(call) = self.call.clone() else {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
+        // Both backends, as the reference does: the pod may have been set up
+        // by another version or configuration.
         let (chain, _) = masq_ids(&call);
-        Ok(call
+        let ipt = call
             .runtime
             .kernels
             .masq
             .teardown(&chain)
-            .map_err(|e| kernel_error("removing masquerade", e)))
+            .map_err(|e| kernel_error("removing masquerade", e));
+        let nft = nft_unmasquerade(&call);
+        Ok(ipt.and(nft))
     }
 
     fn masquerade_check(
         &mut self,
         addresses: Vec<String>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
+        self.masquerade_check_in(MasqBackend::Iptables, addresses)
+    }
+
+    fn masquerade_add_in(
+        &mut self,
+        backend: MasqBackend,
+        addresses: Vec<String>,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let Some(call) = self.call.clone() else {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
-        let mut ips = Vec::new();
-        for a in &addresses {
-            let ip = match a.split_once('/') {
-                Some(_) => parse_cidr(a).map(|x| x.ip),
-                None => a.parse::<IpAddr>().map_err(|_| {
-                    cap_error(
-                        code::INVALID_NETWORK_CONFIG,
-                        format!("invalid address {a:?}"),
-                        "expected an IP address or CIDR",
-                    )
-                }),
-            };
-            match ip {
-                Ok(ip) => ips.push(ip),
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        let (chain, _) = masq_ids(&call);
-        Ok(call
-            .runtime
-            .kernels
-            .masq
-            .check(&chain, &ips)
-            .map_err(|e| kernel_error("checking masquerade", e)))
+        Ok(masquerade_add(&call, backend, &addresses))
+    }
+
+    fn masquerade_check_in(
+        &mut self,
+        backend: MasqBackend,
+        addresses: Vec<String>,
+    ) -> wasmtime::Result<Result<bool, CniError>> {
+        let Some(call) = self.call.clone() else {
+            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        };
+        Ok(masquerade_check(&call, backend, &addresses))
+    }
+
+    fn spoofcheck_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
+        let Some(call) = self.call.clone() else {
+            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        };
+        Ok(spoofcheck_del(&call))
     }
 }
 
@@ -842,6 +1075,31 @@ impl HostScope for StoreData {
     ) -> wasmtime::Result<Result<String, CniError>> {
         let s = self.scope(&r)?;
         cap!(s.sysctl(side, &key, Some(&value)))
+    }
+
+    fn settle_addresses(
+        &mut self,
+        r: Resource<ScopeHandle>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<bool, CniError>> {
+        let s = self.scope(&r)?;
+        cap!(s.settle_addresses(timeout_ms))
+    }
+
+    fn spoofcheck_add(
+        &mut self,
+        r: Resource<ScopeHandle>,
+    ) -> wasmtime::Result<Result<(), CniError>> {
+        let s = self.scope(&r)?;
+        cap!(s.spoofcheck_add())
+    }
+
+    fn spoofcheck_check(
+        &mut self,
+        r: Resource<ScopeHandle>,
+    ) -> wasmtime::Result<Result<bool, CniError>> {
+        let s = self.scope(&r)?;
+        cap!(s.spoofcheck_check())
     }
 
     fn drop(&mut self, r: Resource<ScopeHandle>) -> wasmtime::Result<()> {

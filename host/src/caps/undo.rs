@@ -39,6 +39,10 @@ pub enum Undo {
     DelHostLink { name: String },
     /// Masquerade rules of this attachment (chain derived by the host).
     Unmasquerade { chain: String },
+    /// nftables masquerade rules of this attachment (names derived by the host).
+    UnmasqueradeNft,
+    /// The MAC spoof check of this attachment (names derived by the host).
+    SpoofcheckDel,
 }
 
 impl CallContext {
@@ -113,6 +117,10 @@ impl CallContext {
                     .masq
                     .teardown(chain)
                     .map_err(|e| e.to_string()),
+                Undo::UnmasqueradeNft => super::host_net::nft_unmasquerade(self)
+                    .map_err(|e| format!("{}: {}", e.msg, e.details)),
+                Undo::SpoofcheckDel => super::host_net::spoofcheck_del(self)
+                    .map_err(|e| format!("{}: {}", e.msg, e.details)),
             };
             match r {
                 Ok(()) => {

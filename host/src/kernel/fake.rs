@@ -58,6 +58,9 @@ struct FakeNetns {
     links: Vec<FakeLink>,
     next_index: u32,
     sysctls: BTreeMap<String, String>,
+    /// link → how many more `unsettled_addresses` reads report its IPv6
+    /// addresses as tentative
+    dad_polls: BTreeMap<String, u32>,
 }
 
 impl FakeNetns {
@@ -253,6 +256,7 @@ impl FakeKernel {
                 }],
                 next_index: 2,
                 sysctls: BTreeMap::new(),
+                dad_polls: BTreeMap::new(),
             });
     }
 
@@ -298,6 +302,14 @@ impl FakeKernel {
             .iter()
             .find(|l| l.info.name == name)
             .cloned()
+    }
+
+    /// Makes the next `polls` reads of `link`'s unsettled addresses report
+    /// its IPv6 addresses as tentative (DAD under way). Not logged.
+    pub fn set_dad_polls(&self, path: &str, link: &str, polls: u32) {
+        if let Some(ns) = self.lock().namespaces.get_mut(path) {
+            ns.dad_polls.insert(link.to_string(), polls);
+        }
     }
 
     /// Every mutating call so far, in order.
@@ -428,6 +440,25 @@ impl NetnsOps for FakeNs {
             v4.extend(v6);
             Ok(v4)
         })
+    }
+
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
+        let v6: Vec<Addr> = self
+            .addresses(link)?
+            .into_iter()
+            .filter(|a| a.ip.is_ipv6())
+            .collect();
+        let mut st = self.kernel.lock();
+        let Some(ns) = st.namespaces.get_mut(&self.path) else {
+            return Err(KernelError::NetnsGone(self.path.clone()));
+        };
+        match ns.dad_polls.get_mut(link) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Ok(v6)
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()> {

@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod fake;
 pub mod firewall;
+pub mod hostfw;
 pub mod masq;
 pub mod netlink;
 pub mod tc;
@@ -119,6 +120,9 @@ pub trait NetnsOps: Send {
     fn link(&mut self, name: &str) -> KResult<Option<LinkInfo>>;
     fn set_link_up(&mut self, name: &str, up: bool) -> KResult<()>;
     fn addresses(&mut self, link: &str) -> KResult<Vec<Addr>>;
+    /// Addresses of `link` still tentative (IPv6 duplicate address detection
+    /// under way) or whose DAD failed.
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>>;
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn del_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>>;
@@ -160,6 +164,8 @@ pub struct Kernels {
     pub firewall: Arc<dyn firewall::Firewall>,
     pub tc: Arc<dyn tc::TrafficControl>,
     pub masq: Arc<dyn masq::Masquerade>,
+    /// nftables rules of bridge/ptp attachments (spoof check, nft masquerade).
+    pub hostfw: Arc<dyn hostfw::HostFirewall>,
 }
 
 impl Kernels {
@@ -170,6 +176,7 @@ impl Kernels {
             firewall: Arc::new(firewall::System),
             tc: Arc::new(tc::System),
             masq: Arc::new(masq::System),
+            hostfw: Arc::new(hostfw::System),
         }
     }
 
@@ -180,6 +187,7 @@ impl Kernels {
             firewall: Arc::new(firewall::Fake::default()),
             tc: Arc::new(tc::Fake),
             masq: Arc::new(masq::Fake::default()),
+            hostfw: Arc::new(hostfw::Fake::default()),
         }
     }
 }

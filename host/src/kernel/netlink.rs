@@ -16,7 +16,9 @@ use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
     NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData,
     InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
@@ -138,6 +140,55 @@ pub(crate) struct NetlinkNs {
 }
 
 impl NetlinkNs {
+    /// Addresses of `link`, each with whether it is still tentative (IPv6
+    /// DAD under way) or failed DAD.
+    fn address_list(&mut self, link: &str) -> KResult<Vec<(Addr, bool)>> {
+        let index = self.index(link)?;
+        let replies = self.request(
+            "get addresses",
+            link,
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        let mut out = Vec::new();
+        for reply in &replies {
+            let RouteNetlinkMessage::NewAddress(msg) = reply else {
+                continue;
+            };
+            if msg.header.index != index {
+                continue;
+            }
+            let mut local = None;
+            let mut address = None;
+            let mut unsettled = msg
+                .header
+                .flags
+                .intersects(AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed);
+            for attr in &msg.attributes {
+                match attr {
+                    AddressAttribute::Local(ip) => local = Some(*ip),
+                    AddressAttribute::Address(ip) => address = Some(*ip),
+                    AddressAttribute::Flags(f) => {
+                        unsettled |= f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed)
+                    }
+                    _ => {}
+                }
+            }
+            // IFA_LOCAL is the own address when present (IFA_ADDRESS is then
+            // the peer); IPv6 without a peer only sends IFA_ADDRESS.
+            if let Some(ip) = local.or(address) {
+                out.push((
+                    Addr {
+                        ip,
+                        prefix: msg.header.prefix_len,
+                    },
+                    unsettled,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// A socket in the namespace at `path` (`/proc/self/ns/net` for the host's).
     pub(crate) fn open(path: &str) -> KResult<NetlinkNs> {
         Ok(NetlinkNs {
@@ -454,40 +505,19 @@ impl NetnsOps for NetlinkNs {
     }
 
     fn addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
-        let index = self.index(link)?;
-        let replies = self.request(
-            "get addresses",
-            link,
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        let mut out = Vec::new();
-        for reply in &replies {
-            let RouteNetlinkMessage::NewAddress(msg) = reply else {
-                continue;
-            };
-            if msg.header.index != index {
-                continue;
-            }
-            let mut local = None;
-            let mut address = None;
-            for attr in &msg.attributes {
-                match attr {
-                    AddressAttribute::Local(ip) => local = Some(*ip),
-                    AddressAttribute::Address(ip) => address = Some(*ip),
-                    _ => {}
-                }
-            }
-            // IFA_LOCAL is the own address when present (IFA_ADDRESS is then
-            // the peer); IPv6 without a peer only sends IFA_ADDRESS.
-            if let Some(ip) = local.or(address) {
-                out.push(Addr {
-                    ip,
-                    prefix: msg.header.prefix_len,
-                });
-            }
-        }
-        Ok(out)
+        Ok(self
+            .address_list(link)?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
+    }
+
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
+        Ok(self
+            .address_list(link)?
+            .into_iter()
+            .filter_map(|(a, unsettled)| unsettled.then_some(a))
+            .collect())
     }
 
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()> {

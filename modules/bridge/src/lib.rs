@@ -8,7 +8,9 @@ use wasm_cni_guest::host_net::util::{
     check_container, configure_iface, dns_of, gateway_of, ipam_type, random_veth_name,
     sysctl_best_effort,
 };
-use wasm_cni_guest::host_net::{BridgeConfig, HostScope, PortConfig, Side, VethConfig, Vlan};
+use wasm_cni_guest::host_net::{
+    BridgeConfig, HostScope, MasqBackend, PortConfig, Side, VethConfig, Vlan,
+};
 use wasm_cni_guest::prelude::*;
 
 pub struct Bridge;
@@ -101,6 +103,7 @@ struct Conf {
     vlans: Vec<u16>,
     mac: Option<String>,
     ipam: String,
+    masq_backend: MasqBackend,
 }
 
 fn trunk_vlans(trunk: &Option<Vec<VlanTrunk>>) -> CniResultOf<Vec<u16>> {
@@ -205,19 +208,10 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
                 .with_details("remove ipam or disableContainerInterface"),
         );
     }
-    if n.mac_spoof_chk {
-        return Err(CniError::config("macspoofchk is not supported by this wasm-cni build")
-            .with_details("it needs nftables bridge-family rules, which the host-net capability does not offer yet; remove macspoofchk or use the reference bridge"));
-    }
-    match n.ip_masq_backend.as_deref() {
-        None | Some("") | Some("iptables") => {}
-        Some(b) => {
-            return Err(CniError::config(format!("ipMasqBackend {b:?} is not supported")).with_details("this build masquerades with iptables only; remove ipMasqBackend or set it to \"iptables\""))
-        }
-    }
+    let masq_backend = MasqBackend::from_config(n.ip_masq_backend.as_deref())?;
     if n.vlan > 0 && n.is_gw {
         return Err(CniError::config("isGateway with vlan is not supported by this wasm-cni build")
-            .with_details("the reference puts the gateway on a <bridge>.<vlan> veth, which is not implemented; drop isGateway or vlan"));
+            .with_details("the reference puts the gateway on a <bridge>.<vlan> veth pair in that vlan; this build does not implement it (it could not be tested: the test kernels lack bridge vlan filtering); drop isGateway or vlan"));
     }
     let mtu = match n.mtu {
         0 => None,
@@ -233,6 +227,7 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
         vlans: if vlan > 0 { Vec::new() } else { vlans },
         mac: requested_mac(inv),
         ipam,
+        masq_backend,
     })
 }
 
@@ -460,6 +455,14 @@ impl InterfacePlugin for Bridge {
         let cl = ns.link(&inv.ifname)?.ok_or_else(|| {
             CniError::internal(format!("container interface {} vanished", inv.ifname))
         })?;
+        // As the reference: right after the veth, before IPAM. The host
+        // derives the chains from container id + ifname, and takes the veth
+        // and MAC from the kernel.
+        if n.mac_spoof_chk {
+            scope
+                .spoofcheck_add()
+                .map_err(net_err("failed to setup spoof-check"))?;
+        }
 
         let mut result = CniResult {
             interfaces: vec![
@@ -539,7 +542,7 @@ impl InterfacePlugin for Bridge {
             }
             if n.ip_masq {
                 let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-                host.masquerade_add(&addrs)?;
+                host.masquerade_add_in(c.masq_backend, &addrs)?;
             }
         } else if !n.disable_container_interface {
             ns.set_link_up(&inv.ifname, true)
@@ -571,8 +574,13 @@ impl InterfacePlugin for Bridge {
         if l3 {
             host.ipam(IpamCommand::Del)?;
         }
-        // The chain is named from network + container id: no addresses needed,
-        // so this works with the netns gone and no prevResult.
+        // Names derive from container id + ifname: works with the netns gone.
+        if c.n.mac_spoof_chk {
+            host.spoofcheck_del()?;
+        }
+        // The rules are named from network + container id (+ ifname): no
+        // addresses needed, so this works with the netns gone and no
+        // prevResult. Both backends go, as in the reference.
         if l3 && c.n.ip_masq {
             host.masquerade_del()?;
         }
@@ -643,9 +651,17 @@ impl InterfacePlugin for Bridge {
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(CONTAINER_IF);
         check_container(&ns, &inv.ifname, prev, index)?;
+        if c.n.mac_spoof_chk && !scope.spoofcheck_check()? {
+            return Err(
+                CniError::internal("MAC spoof check rules are missing").with_details(format!(
+                    "the nftables chains of {} are gone or changed; run DEL and ADD again",
+                    inv.ifname
+                )),
+            );
+        }
         if c.n.ip_masq && !c.ipam.is_empty() {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
-            if !host.masquerade_check(&addrs)? {
+            if !host.masquerade_check_in(c.masq_backend, &addrs)? {
                 return Err(CniError::internal("masquerade rules are missing")
                     .with_details("run ADD again"));
             }

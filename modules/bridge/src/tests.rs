@@ -260,8 +260,10 @@ fn bad_configs_get_code_7_with_what_to_fix() {
             json!({"hairpinMode": true, "promiscMode": true}),
             "hairpin mode and promiscuous mode",
         ),
-        (json!({"macspoofchk": true}), "macspoofchk"),
-        (json!({"ipMasqBackend": "nftables"}), "ipMasqBackend"),
+        (
+            json!({"ipMasqBackend": "ebtables"}),
+            "unknown ipmasq backend",
+        ),
         (json!({"mtu": "big"}), "invalid bridge configuration"),
         (json!({"vlan": 5, "isGateway": true}), "isGateway with vlan"),
     ] {
@@ -348,4 +350,104 @@ fn fake_scope_refuses_foreign_host_links() {
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("outside this invocation's scope"), "{e}");
     }
+}
+
+#[test]
+fn macspoofchk_installs_checks_and_deletes_the_spoof_check() {
+    let (mut host, mut inv) = setup(json!({"macspoofchk": true}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    let r = Bridge::add(&mut host, &inv).unwrap();
+    let (veth, mac) = host.host_net.spoofcheck().expect("spoof check installed");
+    assert_eq!(veth, r.interfaces[1].name);
+    assert_eq!(mac, r.interfaces[2].mac);
+    // Before IPAM, as the reference.
+    let calls = host.host_net.calls();
+    assert!(calls.iter().any(|c| c == "spoofcheck-add"), "{calls:?}");
+
+    inv.prev_result = Some(r);
+    Bridge::check(&mut host, &inv).unwrap();
+    host.host_net.spoofcheck_del_for_test();
+    let e = Bridge::check(&mut host, &inv).unwrap_err();
+    assert!(e.msg.contains("spoof check"), "{e}");
+
+    // DEL without netns still removes it.
+    inv.netns.clear();
+    Bridge::del(&mut host, &inv).unwrap();
+    assert!(host.host_net.calls().iter().any(|c| c == "spoofcheck-del"));
+    assert!(host.host_net.spoofcheck().is_none());
+}
+
+#[test]
+fn no_spoof_check_unless_asked() {
+    let (mut host, inv) = setup(json!({}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    Bridge::add(&mut host, &inv).unwrap();
+    Bridge::del(&mut host, &inv).unwrap();
+    assert!(!host
+        .host_net
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("spoofcheck")));
+}
+
+#[test]
+fn ip_masq_backend_nftables_and_del_of_both_backends() {
+    let (mut host, mut inv) = setup(json!({"ipMasq": true, "ipMasqBackend": "nftables"}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    let r = Bridge::add(&mut host, &inv).unwrap();
+    assert_eq!(
+        host.host_net.masqueraded_nft(),
+        ["10.1.0.5/24".parse().unwrap()]
+    );
+    assert!(host.host_net.masqueraded().is_empty(), "not in iptables");
+    inv.prev_result = Some(r);
+    Bridge::check(&mut host, &inv).unwrap();
+    // The same attachment read as iptables-backed: its rules are not there.
+    let mut ipt = inv.clone();
+    ipt.config["ipMasqBackend"] = json!("iptables");
+    assert!(Bridge::check(&mut host, &ipt).is_err());
+    Bridge::del(&mut host, &inv).unwrap();
+    assert!(host.host_net.masqueraded_nft().is_empty());
+}
+
+#[test]
+fn enabledad_keeps_dad_and_waits_for_it_bounded() {
+    for (dad, accept_dad) in [(true, "1"), (false, "0")] {
+        let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": dad}));
+        host.ipam_answers
+            .push_back(Ok(Some(ipam_result(&["fd00::5/64"]))));
+        // DAD never finishes: ADD still succeeds, as the reference ignores it.
+        host.host_net.set_dad_pending(1);
+        Bridge::add(&mut host, &inv).unwrap();
+        assert_eq!(
+            host.host_net
+                .sysctl_value(Side::Container, "net/ipv6/conf/eth0/accept_dad")
+                .as_deref(),
+            Some(accept_dad)
+        );
+        let calls = host.host_net.calls();
+        assert!(
+            calls.iter().any(|c| c == "settle-addresses 10000"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            host.host_net
+                .sysctl_value(Side::Container, "net/ipv6/conf/eth0/enhanced_dad")
+                .is_some(),
+            dad
+        );
+    }
+    // IPv4 only: nothing to wait for.
+    let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": true}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    Bridge::add(&mut host, &inv).unwrap();
+    assert!(!host
+        .host_net
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("settle")));
 }

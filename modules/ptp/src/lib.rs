@@ -8,7 +8,7 @@ use wasm_cni_guest::host_net::util::{
     check_container, configure_iface, dns_of, gateway_of, ipam_type, network_of, random_veth_name,
     sysctl_best_effort,
 };
-use wasm_cni_guest::host_net::{HostScope, Side, VethConfig};
+use wasm_cni_guest::host_net::{HostScope, MasqBackend, Side, VethConfig};
 use wasm_cni_guest::prelude::*;
 
 pub struct Ptp;
@@ -29,6 +29,7 @@ const KEYS: &[&str] = &["ipMasq", "ipMasqBackend", "mtu"];
 struct Conf {
     n: NetConf,
     mtu: Option<u32>,
+    masq_backend: MasqBackend,
 }
 
 fn load(inv: &Invocation) -> CniResultOf<Conf> {
@@ -38,12 +39,7 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
     }
     normalize_keys(&mut v, KEYS);
     let n: NetConf = decode("ptp", &v)?;
-    match n.ip_masq_backend.as_deref() {
-        None | Some("") | Some("iptables") => {}
-        Some(b) => {
-            return Err(CniError::config(format!("ipMasqBackend {b:?} is not supported")).with_details("this build masquerades with iptables only; remove ipMasqBackend or set it to \"iptables\""))
-        }
-    }
+    let masq_backend = MasqBackend::from_config(n.ip_masq_backend.as_deref())?;
     if ipam_type(&inv.config).is_empty() {
         return Err(CniError::config("ptp requires an IPAM plugin")
             .with_details("set ipam.type, e.g. host-local"));
@@ -55,7 +51,11 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
                 .with_details("mtu must be a positive number")
         })?),
     };
-    Ok(Conf { n, mtu })
+    Ok(Conf {
+        n,
+        mtu,
+        masq_backend,
+    })
 }
 
 fn ctx(what: String) -> impl Fn(CniError) -> CniError {
@@ -203,7 +203,7 @@ impl InterfacePlugin for Ptp {
 
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-            host.masquerade_add(&addrs)?;
+            host.masquerade_add_in(c.masq_backend, &addrs)?;
         }
         let cl = ns
             .link(ifn)?
@@ -270,7 +270,7 @@ impl InterfacePlugin for Ptp {
         check_container(&ns, &inv.ifname, prev, index)?;
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
-            if !host.masquerade_check(&addrs)? {
+            if !host.masquerade_check_in(c.masq_backend, &addrs)? {
                 return Err(CniError::internal("masquerade rules are missing")
                     .with_details("run ADD again"));
             }

@@ -125,3 +125,25 @@ fn check_follows_prev_result() {
         .msg
         .contains("not found"));
 }
+
+#[test]
+fn ip_masq_backend_nftables_is_used_checked_and_removed() {
+    let (mut host, mut inv) = setup(json!({"ipMasq": true, "ipMasqBackend": "nftables"}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam(&[("10.88.0.5/24", "10.88.0.1")]))));
+    let r = Ptp::add(&mut host, &inv).unwrap();
+    assert_eq!(
+        host.host_net.masqueraded_nft(),
+        ["10.88.0.5/24".parse().unwrap()]
+    );
+    assert!(host.host_net.masqueraded().is_empty());
+    inv.prev_result = Some(r);
+    Ptp::check(&mut host, &inv).unwrap();
+    Ptp::del(&mut host, &inv).unwrap();
+    assert!(host.host_net.masqueraded_nft().is_empty());
+
+    let (mut host, inv) = setup(json!({"ipMasq": true, "ipMasqBackend": "pf"}));
+    let e = Ptp::add(&mut host, &inv).unwrap_err();
+    assert_eq!(e.code, 7, "{e}");
+    assert!(e.msg.contains("unknown ipmasq backend"), "{e}");
+}
