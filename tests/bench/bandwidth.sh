@@ -41,8 +41,9 @@ ip -n "$host" link set vbench0 up
 ip -n "$pod" link set eth0 up
 
 # The whole loop runs inside the host netns, so no `ip netns exec` per call.
-ip netns exec "$host" python3 - "$tmp" "$rounds" "$reference" "/var/run/netns/$pod" <<'PY'
-import json, os, subprocess, sys, time
+ip netns exec "$host" env PYTHONPATH=tests/bench python3 - "$tmp" "$rounds" "$reference" "/var/run/netns/$pod" <<'PY'
+import json, os, subprocess, sys
+from benchlib import base_env, call, fms, interleaved, median, p90, table
 
 tmp, rounds, reference, netns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 impls = {
@@ -57,19 +58,14 @@ conf = json.dumps({
     "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "vbench0"}, {"name": "eth0", "sandbox": netns}],
                    "ips": [], "dns": {}},
 }).encode()
-base_env = {k: os.environ[k] for k in ("PATH", "WASM_CNI_CACHE_DIR", "WASM_CNI_LOG_FILE")}
 
 def run(name, command, cid):
     path, cni_path = impls[name]
-    env = dict(base_env, CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH=cni_path)
-    t0 = time.perf_counter_ns()
-    p = subprocess.run([path], input=conf, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t1 = time.perf_counter_ns()
-    if p.returncode != 0:
-        sys.exit(f"{name} {command} {cid} failed ({p.returncode}): {p.stdout.decode()} {p.stderr.decode()}")
+    env = dict(base_env(), CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0", CNI_PATH=cni_path)
+    ms, out, _ = call([path], env, conf)
     if command == "ADD":
-        assert json.loads(p.stdout)["interfaces"][2]["name"].startswith("bwp")
-    return (t1 - t0) / 1e6
+        assert json.loads(out)["interfaces"][2]["name"].startswith("bwp")
+    return ms
 
 def reset():
     # Untimed: what the veth's deletion would do after a real pod's DEL.
@@ -81,36 +77,20 @@ def reset():
 
 samples = {name: {"ADD": [], "DEL": [], "ADD+DEL": []} for name in impls}
 warmup = 5
-order = list(impls)
-for r in range(warmup + rounds):
-    # Alternate who goes first so neither always runs on a warmer cache.
-    for name in (order if r % 2 == 0 else order[::-1]):
+for r, counted, order in interleaved(rounds, warmup, impls):
+    for name in order:
         cid = f"bench-{name}-{r}"
         add = run(name, "ADD", cid)
         dele = run(name, "DEL", cid)
         reset()
-        if r >= warmup:
+        if counted:
             s = samples[name]
             s["ADD"].append(add)
             s["DEL"].append(dele)
             s["ADD+DEL"].append(add + dele)
 
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-def p90(xs):
-    xs = sorted(xs)
-    return xs[max(0, -(-9 * len(xs) // 10) - 1)]
-
-print(f"bandwidth (ingress+egress), {rounds} rounds of ADD+DEL per implementation (interleaved, {warmup} warm-up rounds not counted), ms per call\n")
-print("| implementation | ADD median | ADD p90 | DEL median | DEL p90 | ADD+DEL median | ADD+DEL p90 |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for name in impls:
-    s = samples[name]
-    cells = []
-    for k in ("ADD", "DEL", "ADD+DEL"):
-        cells += [f"{median(s[k]):.2f}", f"{p90(s[k]):.2f}"]
-    print(f"| {name} | " + " | ".join(cells) + " |")
+print(f"## bandwidth on its own (ingress+egress): {rounds} rounds of ADD+DEL per implementation (interleaved, {warmup} warm-up rounds not counted), ms per call\n")
+print(table(["implementation", "ADD median", "ADD p90", "DEL median", "DEL p90", "ADD+DEL median", "ADD+DEL p90"],
+            [[name] + [fms(f(samples[name][k])) for k in ("ADD", "DEL", "ADD+DEL") for f in (median, p90)]
+             for name in impls]))
 PY

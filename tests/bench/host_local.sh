@@ -24,8 +24,9 @@ export WASM_CNI_CACHE_DIR="$tmp/cache" WASM_CNI_LOG_FILE="$tmp/wasm-cni.log"
 # Installs and precompiles the modules, as a node install would.
 "$bin" install --bin-dir "$tmp/bin" --modules-dir "$modules" >/dev/null
 
-python3 - "$tmp" "$rounds" "$reference" <<'PY'
-import json, os, subprocess, sys, time
+PYTHONPATH=tests/bench python3 - "$tmp" "$rounds" "$reference" <<'PY'
+import json, os, sys
+from benchlib import base_env, call, fms, interleaved, median, p90, table
 
 tmp, rounds, reference = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 impls = {
@@ -40,31 +41,24 @@ def conf(name):
     }).encode()
 
 confs = {name: conf(name) for name in impls}
-base_env = {k: os.environ[k] for k in ("PATH", "WASM_CNI_CACHE_DIR", "WASM_CNI_LOG_FILE")}
 
 def run(name, command, cid):
     path, cni_path = impls[name]
-    env = dict(base_env, CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS="/var/run/netns/bench",
+    env = dict(base_env(), CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS="/var/run/netns/bench",
                CNI_IFNAME="eth0", CNI_PATH=cni_path)
-    t0 = time.perf_counter_ns()
-    p = subprocess.run([path], input=confs[name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t1 = time.perf_counter_ns()
-    if p.returncode != 0:
-        sys.exit(f"{name} {command} {cid} failed ({p.returncode}): {p.stdout.decode()} {p.stderr.decode()}")
+    ms, out, _ = call([path], env, confs[name])
     if command == "ADD":
-        json.loads(p.stdout)["ips"][0]["address"]
-    return (t1 - t0) / 1e6
+        json.loads(out)["ips"][0]["address"]
+    return ms
 
 samples = {name: {"ADD": [], "DEL": [], "ADD+DEL": []} for name in impls}
 warmup = 10
-order = list(impls)
-for r in range(warmup + rounds):
-    # Alternate who goes first so neither always runs on a warmer cache.
-    for name in (order if r % 2 == 0 else order[::-1]):
+for r, counted, order in interleaved(rounds, warmup, impls):
+    for name in order:
         cid = f"bench-{name}-{r}"
         add = run(name, "ADD", cid)
         dele = run(name, "DEL", cid)
-        if r >= warmup:
+        if counted:
             s = samples[name]
             s["ADD"].append(add)
             s["DEL"].append(dele)
@@ -75,22 +69,8 @@ for name in impls:
     if left:
         sys.exit(f"{name} left allocations behind: {left}")
 
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-def p90(xs):
-    xs = sorted(xs)
-    return xs[max(0, -(-9 * len(xs) // 10) - 1)]
-
-print(f"host-local, {rounds} rounds of ADD+DEL per implementation (interleaved, {warmup} warm-up rounds not counted), ms per call\n")
-print("| implementation | ADD median | ADD p90 | DEL median | DEL p90 | ADD+DEL median | ADD+DEL p90 |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for name in impls:
-    s = samples[name]
-    cells = []
-    for k in ("ADD", "DEL", "ADD+DEL"):
-        cells += [f"{median(s[k]):.2f}", f"{p90(s[k]):.2f}"]
-    print(f"| {name} | " + " | ".join(cells) + " |")
+print(f"## host-local on its own: {rounds} rounds of ADD+DEL per implementation (interleaved, {warmup} warm-up rounds not counted), ms per call\n")
+print(table(["implementation", "ADD median", "ADD p90", "DEL median", "DEL p90", "ADD+DEL median", "ADD+DEL p90"],
+            [[name] + [fms(f(samples[name][k])) for k in ("ADD", "DEL", "ADD+DEL") for f in (median, p90)]
+             for name in impls]))
 PY

@@ -32,9 +32,10 @@ ip -n "$ns" route add 10.251.0.0/16 dev vh
 ip -n "$ns" -6 route add fd00:251::/48 dev vh
 
 # The driver runs inside the netns, so each plugin is a direct exec.
-ip netns exec "$ns" python3 - "$work/bin/portmap" "$reference" "/var/run/netns/$pod" "$rounds" <<'PY'
-import json, os, subprocess, sys, time
+ip netns exec "$ns" env PYTHONPATH=tests/bench python3 - "$work/bin/portmap" "$reference" "/var/run/netns/$pod" "$rounds" <<'PY'
+import json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor
+from benchlib import base_env, call, interleaved, median, p90
 
 ours, ref, netns, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -48,49 +49,48 @@ def conf(i, backend):
     return json.dumps(c).encode()
 
 def run(plugin, cmd, i, backend):
-    env = {"PATH": os.environ.get("PATH", ""), "CNI_COMMAND": cmd, "CNI_CONTAINERID": "bench%d" % i, "CNI_NETNS": netns,
-           "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(ours),
-           "WASM_CNI_CACHE_DIR": os.environ["WASM_CNI_CACHE_DIR"], "WASM_CNI_LOG_FILE": os.environ["WASM_CNI_LOG_FILE"]}
-    t = time.perf_counter()
-    p = subprocess.run([plugin], input=conf(i, backend), env=env, capture_output=True, timeout=60)
-    dt = (time.perf_counter() - t) * 1000
-    if p.returncode != 0:
-        sys.exit("%s %s %d failed: %s %s" % (plugin, cmd, i, p.stdout, p.stderr))
-    return dt
-
-def pct(v, q):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(q * len(v)))]
+    env = dict(base_env(), CNI_COMMAND=cmd, CNI_CONTAINERID="bench%d" % i, CNI_NETNS=netns, CNI_IFNAME="eth0",
+               CNI_PATH=os.path.dirname(plugin))
+    return call([plugin], env, conf(i, backend), timeout=60)[0]
 
 impls = [("wasm-cni (iptables)", ours, "iptables"), ("wasm-cni (nftables)", ours, "nftables"), ("reference v1.1.1 (iptables)", ref, None)]
+per = {name: ([], []) for name, _, _ in impls}
+warmup = 3
+# Per pod, interleaved round by round.
+for r, counted, order in interleaved(rounds, warmup, impls):
+    for name, plugin, backend in order:
+        add = run(plugin, "ADD", r, backend)
+        dele = run(plugin, "DEL", r, backend)
+        if counted:
+            per[name][0].append(add)
+            per[name][1].append(dele)
 rows = []
 for name, plugin, backend in impls:
-    add, dele = [], []
-    for r in range(rounds):
-        add.append(run(plugin, "ADD", r, backend))
-        dele.append(run(plugin, "DEL", r, backend))
+    add, dele = per[name]
     with ThreadPoolExecutor(50) as ex:
         t = time.perf_counter(); list(ex.map(lambda i: run(plugin, "ADD", i, backend), range(50))); par_add = (time.perf_counter() - t) * 1000
         t = time.perf_counter(); list(ex.map(lambda i: run(plugin, "DEL", i, backend), range(50))); par_del = (time.perf_counter() - t) * 1000
     # ADD latency with 1 and with 500 pods already mapped (pods 1000.. are measured).
-    def probe(base):
+    def probe():
         v = []
         for k in range(min(rounds, 20)):
             v.append(run(plugin, "ADD", 1000 + k, backend))
             run(plugin, "DEL", 1000 + k, backend)
-        return pct(v, 0.5)
+        return median(v)
     run(plugin, "ADD", 0, backend)
-    one = probe(1)
+    one = probe()
     with ThreadPoolExecutor(16) as ex:
         list(ex.map(lambda i: run(plugin, "ADD", i, backend), range(1, 500)))
-    many = probe(500)
+    many = probe()
     with ThreadPoolExecutor(16) as ex:
         list(ex.map(lambda i: run(plugin, "DEL", i, backend), range(0, 500)))
-    rows.append((name, pct(add, .5), pct(add, .9), pct(dele, .5), pct(dele, .9), par_add, par_del, one, many))
+    rows.append((name, median(add), p90(add), median(dele), p90(dele), par_add, par_del, one, many))
 
+print("## portmap on its own: wasm-cni's two backends vs reference\n")
 print("| implementation | ADD median (p90) ms | DEL median (p90) ms | 50 pods ADD parallel, wall ms | 50 pods DEL parallel, wall ms | ADD with 1 pod mapped, ms | ADD with 500 pods mapped, ms |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
     print("| %s | %.1f (%.1f) | %.1f (%.1f) | %.0f | %.0f | %.1f | %.1f |" % r)
-print("\nrounds=%d; kernel %s; each row's state is cleaned by its own DEL." % (rounds, os.uname().release))
+print("\nPer pod: %d rounds, interleaved, %d warm-up rounds not counted; the rest runs one implementation at a time. "
+      "Each row's state is cleaned by its own DEL." % (rounds, warmup))
 PY

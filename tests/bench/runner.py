@@ -3,8 +3,8 @@
 the CNI environment and the config on stdin. Commands are interleaved round
 by round so every variant sees the same machine load. Prints a markdown
 table: median and p90 wall time, and peak RSS of the plugin process.
-Peak RSS comes from GNU time in separate runs: a forked Python child would
-report Python's own resident size, not the plugin's.
+Peak RSS comes from GNU time in separate runs (benchlib.call): a forked
+Python child would report Python's own resident size, not the plugin's.
 
 Input: a JSON file with {"rounds": N, "cases": [{"label", "argv", "env",
 "stdin", "setup"?, "teardown"?}]} where setup/teardown are shell commands run
@@ -12,10 +12,12 @@ Input: a JSON file with {"rounds": N, "cases": [{"label", "argv", "env",
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import call, median, p90, table  # noqa: E402
 
 
 def run_once(case):
@@ -52,34 +54,28 @@ def peak_rss_kib(case, runs=10):
     for _ in range(runs):
         if case.get("setup"):
             subprocess.run(case["setup"], shell=True, check=True, capture_output=True)
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", *case["argv"]], input=case["stdin"].encode(),
-                           env=dict(case["env"]), capture_output=True)
+        _, _, kib = call(case["argv"], dict(case["env"]), case["stdin"].encode(), rss=True)
         if case.get("teardown"):
             subprocess.run(case["teardown"], shell=True, check=True, capture_output=True)
-        peak = max(peak, int(p.stderr.decode().strip().splitlines()[-1]))
+        peak = max(peak, kib)
     return peak
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def main():
     spec = json.load(open(sys.argv[1]))
     cases = spec["cases"]
     times = {c["label"]: [] for c in cases}
-    for c in cases:  # warm-up: page cache, module cache
-        run_once(c)
-    for _ in range(spec["rounds"]):
+    # One warm-up round (page cache, module cache). The order stays as given:
+    # cases may depend on each other (an ADD before its DEL).
+    for r in range(1 + spec["rounds"]):
         for c in cases:
-            times[c["label"]].append(run_once(c))
+            ms = run_once(c)
+            if r > 0:
+                times[c["label"]].append(ms)
     rss = {c["label"]: peak_rss_kib(c) for c in cases}
-    print("| case | median ms | p90 ms | peak RSS KiB |")
-    print("|---|---:|---:|---:|")
-    for c in cases:
-        v = times[c["label"]]
-        print(f"| {c['label']} | {statistics.median(v):.2f} | {pct(v, 90):.2f} | {rss[c['label']]} |")
+    print(table(["case", "median ms", "p90 ms", "peak RSS KiB"],
+                [[c["label"], f"{median(times[c['label']]):.2f}", f"{p90(times[c['label']]):.2f}", rss[c["label"]]]
+                 for c in cases]))
 
 
 if __name__ == "__main__":

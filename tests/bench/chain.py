@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""The pod-network benchmark of issue #7: wasm-cni against the reference
+plugins in the same run, on the conflists a runtime would run:
+
+  loopback                                   (99-loopback)
+  bridge + host-local                        (isGateway, ipMasq)
+  bridge + host-local + portmap + bandwidth  (the full chain)
+
+driven like libcni (benchlib.Conflist): each plugin exec'd in order with
+prevResult on ADD, in reverse on DEL. Run by chain.sh inside a throwaway
+"node" netns that holds the bridges, veths, iptables rules, tc qdiscs and
+ifbs; pods are netns created and deleted untimed. Each implementation has its
+own bridges, subnets and host ports; both share the node's nat table.
+
+Phases, each interleaving the implementations:
+  1. per pod, sequential: ADD and DEL of each chain, median and p90;
+  2. burst: 50 pods ADDed at once, then DELed at once (wall time, pods/s);
+  3. presence: full-chain ADD and DEL of one pod with 1 and with 500 pods
+     already attached (populated and removed in parallel through the plugins);
+  4. peak RSS of every plugin process type, each plugin run under GNU time
+     inside the chain (separate, untimed runs).
+Prints the target summary first, then the detail tables (markdown)."""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import Conflist, Netns, fms, median, p90, ratio, table, interleaved  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--ours", required=True, help="bin dir made by `wasm-cni install`")
+ap.add_argument("--reference", required=True, help="reference plugins' dir")
+ap.add_argument("--data", required=True, help="scratch dir (host-local state)")
+ap.add_argument("--prefix", required=True, help="pod netns name prefix")
+ap.add_argument("--rounds", type=int, default=30)
+ap.add_argument("--warmup", type=int, default=3)
+ap.add_argument("--burst", type=int, default=50, help="pods per burst")
+ap.add_argument("--burst-reps", type=int, default=3)
+ap.add_argument("--present", type=int, default=500)
+ap.add_argument("--probes", type=int, default=15, help="probe pods per presence level")
+ap.add_argument("--fill-workers", type=int, default=8, help="parallel calls while populating to --present")
+ap.add_argument("--rss-rounds", type=int, default=5)
+a = ap.parse_args()
+
+IMPLS = {"wasm-cni": a.ours, "reference": a.reference}
+NAMES = list(IMPLS)
+PORT_BASE = {"wasm-cni": 20000, "reference": 40000}
+# containerd's shape for the bandwidth capability (go-cni's BandWidth has no
+# JSON tags, so the keys are PascalCase; bursts are MaxUint32).
+BANDWIDTH = {"IngressRate": 20000000, "IngressBurst": 4294967295, "EgressRate": 20000000, "EgressBurst": 4294967295}
+CHAINS = ["loopback", "bridge", "full"]
+CHAIN_LABEL = {"loopback": "loopback", "bridge": "bridge + host-local",
+               "full": "bridge + host-local + portmap + bandwidth"}
+netns = Netns(a.prefix)
+
+
+def conflist(chain, impl):
+    i = NAMES.index(impl)
+    name = f"bench-{chain}-{impl}"
+    if chain == "loopback":
+        return {"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "loopback"}]}
+    if chain == "ipam":  # host-local on its own, for its process's RSS
+        return {"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "host-local", "ipam": {
+            "type": "host-local", "subnet": f"10.{221 + i}.0.0/16", "dataDir": a.data}}]}
+    net = 201 + i if chain == "bridge" else 211 + i
+    bridge = {"type": "bridge", "bridge": f"{impl[0]}{chain}0", "isGateway": True, "ipMasq": True,
+              "ipam": {"type": "host-local", "subnet": f"10.{net}.0.0/16", "routes": [{"dst": "0.0.0.0/0"}],
+                       "dataDir": a.data}}
+    plugins = [bridge]
+    if chain == "full":
+        plugins += [{"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+                    {"type": "bandwidth", "capabilities": {"bandwidth": True}}]
+    return {"cniVersion": "1.0.0", "name": name, "plugins": plugins}
+
+
+LISTS = {(c, n): Conflist(conflist(c, n), IMPLS[n]) for c in CHAINS + ["ipam"] for n in NAMES}
+
+
+def caps(impl, n):
+    return {"portMappings": [{"hostPort": PORT_BASE[impl] + n, "containerPort": 80, "protocol": "tcp"}],
+            "bandwidth": BANDWIDTH}
+
+
+def check(chain, result):
+    """The chain really did its work: an address, and for the full chain the
+    bandwidth plugin's ifb in the result (portmap's rules are checked by the
+    leftovers check after DEL and by the e2e tests)."""
+    if chain in ("bridge", "full", "ipam") and not result.get("ips"):
+        sys.exit(f"{chain}: no address in {result}")
+    if chain == "full" and not any(i["name"].startswith("bwp") for i in result.get("interfaces", [])):
+        sys.exit(f"{chain}: no ifb in {result}")
+
+
+verified = set()
+
+
+def check_portmap(impl, n):
+    """Once per implementation: the host port's DNAT rule exists after ADD."""
+    if impl in verified:
+        return
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    if f"--dport {PORT_BASE[impl] + n}" not in nat:
+        sys.exit(f"{impl}: no DNAT rule for host port {PORT_BASE[impl] + n} after ADD")
+    verified.add(impl)
+
+
+def pod(chain, impl, tag, n, rss=False):
+    """One pod's lifetime: ns created, ADD, DEL, ns deleted. Returns the two
+    chain results of add() and delete()."""
+    ns = netns.add(f"{tag}{impl[0]}{n}")
+    cl, cid, c = LISTS[(chain, impl)], f"{tag}-{impl}-{n}", caps(impl, n)
+    try:
+        add = cl.add(cid, ns, c, rss=rss)
+        check(chain, add[1])
+        if chain == "full":
+            check_portmap(impl, n)
+        dele = cl.delete(cid, ns, add[1], c, rss=rss)
+    finally:
+        netns.delete(f"{tag}{impl[0]}{n}")
+    return add, dele
+
+
+def leftovers(where):
+    """Everything a DEL must remove from the node is gone (bridges stay, as
+    with the reference; the top-level CNI-HOSTPORT-* chains too)."""
+    bad = []
+    for kind in ("veth", "ifb"):
+        out = subprocess.run(["ip", "-o", "link", "show", "type", kind], capture_output=True, text=True).stdout
+        if out.strip():
+            bad.append(f"{kind}: {out.strip()}")
+    for table_ in ("nat", "filter", "mangle"):
+        out = subprocess.run(["iptables-save", "-t", table_], capture_output=True, text=True).stdout
+        chains = [l for l in out.splitlines() if l.startswith(":CNI-") and not l.startswith(":CNI-HOSTPORT-")
+                  and not l.startswith(":CNI-FORWARD") and not l.startswith(":CNI-ADMIN")]
+        if chains:
+            bad.append(f"iptables {table_}: {chains}")
+    for d in os.listdir(a.data):
+        left = [f for f in os.listdir(os.path.join(a.data, d)) if f != "lock" and not f.startswith("last_reserved_ip")]
+        if left:
+            bad.append(f"host-local {d}: {left}")
+    if bad:
+        sys.exit(f"left behind after {where}: " + "; ".join(bad))
+
+
+def log(msg):
+    print(f"[chain {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# 1. Per pod, sequential. --------------------------------------------------------
+log(f"per pod: {a.rounds} rounds (+{a.warmup} warm-up) x {len(CHAINS)} chains x 2")
+per = {(c, n): {"ADD": [], "DEL": []} for c in CHAINS for n in NAMES}
+steps = {n: {} for n in NAMES}  # full chain: (verb, type) -> [ms]
+for r, counted, order in interleaved(a.rounds, a.warmup, NAMES):
+    for chain in CHAINS:
+        for impl in order:
+            (add_ms, _, add_steps), (del_ms, del_steps) = pod(chain, impl, "s", r)
+            if counted:
+                per[(chain, impl)]["ADD"].append(add_ms)
+                per[(chain, impl)]["DEL"].append(del_ms)
+                if chain == "full":
+                    for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
+                        for t, ms, _ in st:
+                            steps[impl].setdefault((verb, t), []).append(ms)
+leftovers("the per-pod rounds")
+
+# 2. Bursts. ---------------------------------------------------------------------
+log(f"burst: {a.burst} pods, {a.burst_reps} reps x 2 chains x 2")
+burst = {(c, n): {"ADD": [], "DEL": [], "ADDcall": [], "DELcall": []} for c in ("bridge", "full") for n in NAMES}
+with ThreadPoolExecutor(max_workers=a.burst) as ex:
+    for rep, _, order in interleaved(a.burst_reps, 0, NAMES):
+        for chain in ("bridge", "full"):
+            for impl in order:
+                cl = LISTS[(chain, impl)]
+                pods = list(range(a.burst))
+                paths = {k: netns.add(f"b{impl[0]}{k}") for k in pods}
+                results = {}
+
+                def add_one(k):
+                    ms, res, _ = cl.add(f"b{rep}-{impl}-{k}", paths[k], caps(impl, 100 + k))
+                    check(chain, res)
+                    results[k] = res
+                    return ms
+
+                def del_one(k):
+                    return cl.delete(f"b{rep}-{impl}-{k}", paths[k], results[k], caps(impl, 100 + k))[0]
+
+                try:
+                    for verb, fn in (("ADD", add_one), ("DEL", del_one)):
+                        t0 = time.perf_counter_ns()
+                        calls = list(ex.map(fn, pods))
+                        burst[(chain, impl)][verb].append((time.perf_counter_ns() - t0) / 1e6)
+                        burst[(chain, impl)][verb + "call"] += calls
+                finally:
+                    for k in pods:
+                        netns.delete(f"b{impl[0]}{k}")
+leftovers("the bursts")
+
+# 3. 1 vs N pods present, full chain. ----------------------------------------------
+log(f"presence: 1 vs {a.present} pods, {a.probes} probes each")
+presence = {n: {} for n in NAMES}
+
+
+def probe(impl, level):
+    adds, dels = [], []
+    for k in range(a.probes):
+        (add_ms, _, _), (del_ms, _) = pod("full", impl, f"q{level}", 1000 + k)
+        adds.append(add_ms)
+        dels.append(del_ms)
+    presence[impl][level] = (adds, dels)
+
+
+for impl in NAMES:
+    cl = LISTS[("full", impl)]
+    present = {}
+    fill = list(range(a.present))
+    try:
+        for k in fill:
+            present[k] = [netns.add(f"f{impl[0]}{k}"), None]
+
+        def add_one(k):
+            present[k][1] = cl.add(f"f-{impl}-{k}", present[k][0], caps(impl, 200 + k))[1]
+            check("full", present[k][1])
+
+        def del_one(k):
+            if present[k][1] is not None:
+                cl.delete(f"f-{impl}-{k}", present[k][0], present[k][1], caps(impl, 200 + k))
+                present[k][1] = None
+
+        add_one(0)
+        probe(impl, 1)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
+            list(ex.map(add_one, fill[1:]))
+        fill_s = time.perf_counter() - t0
+        probe(impl, a.present)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
+            list(ex.map(del_one, fill))
+        presence[impl]["fill_s"] = fill_s
+        presence[impl]["drain_s"] = time.perf_counter() - t0
+    finally:
+        for k in present:
+            netns.delete(f"f{impl[0]}{k}")
+    log(f"presence {impl}: populate {presence[impl]['fill_s']:.1f} s, remove {presence[impl]['drain_s']:.1f} s")
+leftovers("the presence runs")
+
+# 4. Peak RSS per plugin process type. -----------------------------------------------
+log(f"peak RSS: {a.rss_rounds} rounds")
+rss = {n: {} for n in NAMES}  # type -> {"ADD": max, "DEL": max}
+for r, _, order in interleaved(a.rss_rounds, 0, NAMES):
+    for impl in order:
+        for chain in ("loopback", "ipam", "full"):
+            (_, _, add_steps), (_, del_steps) = pod(chain, impl, "r", r, rss=True)
+            for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
+                for t, _, kib in st:
+                    d = rss[impl].setdefault(t, {})
+                    d[verb] = max(d.get(verb, 0), kib)
+leftovers("the RSS runs")
+
+# Report. ------------------------------------------------------------------------
+W, R = NAMES
+full = {n: per[("full", n)] for n in NAMES}
+
+
+def thr(chain, impl, verb):
+    """Pods per second of the median burst."""
+    return a.burst / (median(burst[(chain, impl)][verb]) / 1000)
+
+
+def verdict(x, target, higher=True):
+    ok = x >= target if higher else x <= target
+    return "**yes**" if ok else "no"
+
+
+rows = []
+for verb, target in (("ADD", 5), ("DEL", 3)):
+    o, f = median(full[W][verb]), median(full[R][verb])
+    x = ratio(f, o)
+    rows.append([f"full chain {verb} per pod, median ms", fms(o), fms(f), f"{x:.2f}× faster", f"≥ {target}×",
+                 verdict(x, target)])
+for verb in ("ADD", "DEL"):
+    o, f = thr("full", W, verb), thr("full", R, verb)
+    x = o / f
+    rows.append([f"{a.burst}-pod burst {verb}, full chain, pods/s", f"{o:.1f}", f"{f:.1f}", f"{x:.2f}× the throughput",
+                 "≥ 5×", verdict(x, 5)])
+types = ["loopback", "host-local", "bridge", "portmap", "bandwidth"]
+for t in types:
+    o, f = max(rss[W][t].values()), max(rss[R][t].values())
+    x = o / f
+    rows.append([f"peak RSS of a {t} process, KiB", o, f, f"{x:.2f}× the reference's", "≤ 1.5×",
+                 verdict(x, 1.5, higher=False)])
+for chain in ("loopback", "bridge"):
+    for verb in ("ADD", "DEL"):
+        o, f = median(per[(chain, W)][verb]), median(per[(chain, R)][verb])
+        rows.append([f"{CHAIN_LABEL[chain]} {verb} per pod, median ms", fms(o), fms(f),
+                     f"{ratio(f, o):.2f}× faster", "", ""])
+for level in (1, a.present):
+    o, f = median(presence[W][level][0]), median(presence[R][level][0])
+    rows.append([f"full chain ADD with {level} pod{'s' if level > 1 else ''} present, median ms", fms(o), fms(f),
+                 f"{ratio(f, o):.2f}× faster", "", ""])
+
+print("## Pod networks: wasm-cni vs reference, the issue #7 targets\n")
+print(f"Per pod: {a.rounds} rounds per chain and implementation, interleaved, {a.warmup} warm-up rounds not "
+      f"counted. Burst: median of {a.burst_reps}. RSS: max over {a.rss_rounds} runs of each plugin under GNU time "
+      f"(ADD and DEL). Ratios are reference/wasm-cni for times, wasm-cni/reference for throughput and RSS.\n")
+print(table(["measure", "wasm-cni", "reference", "ratio", "target", "met"], rows,
+            ["---", "---:", "---:", "---:", "---", "---"]))
+
+print("\n### Per pod, sequential (ms for the whole chain: every plugin's fork/exec, config on stdin, result)\n")
+rows = []
+for chain in CHAINS:
+    for impl in NAMES:
+        s = per[(chain, impl)]
+        rows.append([CHAIN_LABEL[chain], impl] + [fms(f(s[v])) for v in ("ADD", "DEL") for f in (median, p90)])
+print(table(["conflist", "implementation", "ADD median", "ADD p90", "DEL median", "DEL p90"], rows,
+            ["---", "---", "---:", "---:", "---:", "---:"]))
+
+print("\n### Full chain, each plugin's share (median ms of the process, in execution order)\n")
+cols = [("ADD", "bridge"), ("ADD", "portmap"), ("ADD", "bandwidth"), ("DEL", "bandwidth"), ("DEL", "portmap"),
+        ("DEL", "bridge")]
+print(table(["implementation"] + [f"{t} {v}" for v, t in cols],
+            [[impl] + [fms(median(steps[impl][c])) for c in cols] for impl in NAMES]))
+
+print(f"\n### {a.burst} pods in parallel (ADD all at once, then DEL all at once; one thread per pod)\n")
+rows = []
+for chain in ("bridge", "full"):
+    for impl in NAMES:
+        b = burst[(chain, impl)]
+        rows.append([CHAIN_LABEL[chain], impl] + sum(
+            ([f"{median(b[v]):.0f}", f"{thr(chain, impl, v):.1f}", fms(median(b[v + 'call'])),
+              fms(max(b[v + 'call']))] for v in ("ADD", "DEL")), []))
+print(table(["conflist", "implementation", "ADD wall ms", "ADD pods/s", "ADD call median", "ADD call max",
+             "DEL wall ms", "DEL pods/s", "DEL call median", "DEL call max"], rows,
+            ["---", "---"] + ["---:"] * 8))
+
+print(f"\n### Full chain with 1 vs {a.present} pods already attached ({a.probes} probe pods each, ms)\n")
+rows = []
+for impl in NAMES:
+    p = presence[impl]
+    rows.append([impl] + [fms(f(p[level][i])) for level in (1, a.present) for i in (0, 1) for f in (median, p90)]
+                + [f"{p['fill_s']:.1f}", f"{p['drain_s']:.1f}"])
+h = [f"{v} {stat}, {level} present" for level in (1, a.present) for v in ("ADD", "DEL") for stat in ("median", "p90")]
+print(table(["implementation"] + h + [f"populate {a.present - 1} pods, s", f"remove {a.present}, s"], rows))
+print(f"\nPopulating and removing use {a.fill_workers} parallel chains.")
+
+print("\n### Peak RSS per plugin process (KiB; max over the runs)\n")
+rows = []
+for t in types:
+    rows.append([t] + [rss[n][t].get(v, "") for n in NAMES for v in ("ADD", "DEL")]
+                + [f"{max(rss[W][t].values()) / max(rss[R][t].values()):.2f}×"])
+print(table(["plugin", "wasm-cni ADD", "wasm-cni DEL", "reference ADD", "reference DEL", "wasm-cni / reference"],
+            rows))
+print("\nloopback, bridge, portmap and bandwidth are measured inside their conflists; host-local on its own as an "
+      "IPAM call. wasm-cni runs IPAM in the bridge process; the reference bridge execs host-local, and GNU time's "
+      "figure for it is the larger of the two processes.")
