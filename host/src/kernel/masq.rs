@@ -108,17 +108,20 @@ pub struct System;
 
 struct Family {
     save: &'static str,
+    list: &'static str,
     restore: &'static str,
     multicast: &'static str,
 }
 
 const V4: Family = Family {
     save: "iptables-save",
+    list: "iptables",
     restore: "iptables-restore",
     multicast: "224.0.0.0/4",
 };
 const V6: Family = Family {
     save: "ip6tables-save",
+    list: "ip6tables",
     restore: "ip6tables-restore",
     multicast: "ff00::/8",
 };
@@ -164,79 +167,99 @@ fn restore(f: &Family, body: &str) -> KResult<()> {
     run(f.restore, &["--noflush", "--wait"], &batch).map(drop)
 }
 
-/// Unhooks every jump to `chain` and deletes it, in one batch.
-fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
-    let (rules, exists) = nat_rules(f, chain)?;
-    let mut body = String::new();
-    for r in &rules {
-        let t = tokens(r);
-        if t.get(1) != Some(&chain) && t.windows(2).any(|w| w == ["-j", chain]) {
-            // `-A X <spec>` → `-D X <spec>`, spec exactly as saved.
-            body.push_str(&format!("-D {}\n", &r[3..]));
+/// The rules `entries` need that `rules` (the table as saved) lack, ACCEPTs
+/// before the MASQUERADE as the reference appends them. `decl` opens a
+/// chain that does not exist yet.
+fn render_setup(
+    f: &Family,
+    chain: &str,
+    c: &str,
+    entries: &[&MasqEntry],
+    rules: &[String],
+    decl: Option<&str>,
+) -> String {
+    let exists = decl.is_none();
+    let mut accepts = String::new();
+    let mut rest = String::new();
+    let mut has_masq = exists && has_rule(rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
+    for e in entries {
+        let subnet = save_form(e.subnet);
+        let ip = host_form(e.ip);
+        let accept = format!("-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n");
+        if !(exists && has_rule(rules, chain, &["-d", &subnet], "ACCEPT"))
+            && !accepts.contains(&accept)
+        {
+            accepts.push_str(&accept);
+        }
+        if !has_masq {
+            rest.push_str(&format!(
+                "-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n",
+                f.multicast
+            ));
+            has_masq = true;
+        }
+        if !has_rule(rules, "POSTROUTING", &["-s", &ip], chain) {
+            rest.push_str(&format!(
+                "-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"
+            ));
         }
     }
-    if exists {
-        body.push_str(&format!("-F {chain}\n-X {chain}\n"));
+    format!("{}{accepts}{rest}", decl.unwrap_or(""))
+}
+
+/// One family's rules. A new attachment takes one batch: `-N` aborts it
+/// when the chain already exists (and no jump to a missing chain can
+/// exist), and only then is the table read to add what is missing.
+fn setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KResult<()> {
+    let fresh = format!("-N {chain}\n");
+    if restore(f, &render_setup(f, chain, c, entries, &[], Some(&fresh))).is_ok() {
+        return Ok(());
     }
+    let (rules, exists) = nat_rules(f, chain)?;
+    // Declaring an existing chain under --noflush would flush it.
+    let decl = format!(":{chain} - [0:0]\n");
+    let body = render_setup(
+        f,
+        chain,
+        c,
+        entries,
+        &rules,
+        (!exists).then_some(decl.as_str()),
+    );
     if body.is_empty() {
         return Ok(());
     }
     restore(f, &body)
 }
 
+/// Unhooks every POSTROUTING jump to `chain` and deletes the chain, in one
+/// batch after one listing of POSTROUTING (not the whole table: that grows
+/// with every pod). Declaring the chain first makes a missing one a no-op.
+fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
+    let listed = run(f.list, &["-w", "-t", "nat", "-S", "POSTROUTING"], "")?;
+    let mut body = format!(":{chain} - [0:0]\n");
+    for r in listed.lines() {
+        let t = tokens(r);
+        if t.get(1) == Some(&"POSTROUTING") && t.windows(2).any(|w| w == ["-j", chain]) {
+            // `-A X <spec>` → `-D X <spec>`, spec exactly as listed.
+            body.push_str(&format!("-D {}\n", &r[3..]));
+        }
+    }
+    body.push_str(&format!("-X {chain}\n"));
+    restore(f, &body)
+}
+
 impl Masquerade for System {
     fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
-        let c = go_quote(comment);
-        for f in [&V4, &V6] {
-            let mine: Vec<&MasqEntry> = entries
-                .iter()
-                .filter(|e| std::ptr::eq(family(&e.ip), f))
-                .collect();
+        let [v4, v6] = both_families(|v6| {
+            let f = if v6 { &V6 } else { &V4 };
+            let mine: Vec<&MasqEntry> = entries.iter().filter(|e| e.ip.is_ipv6() == v6).collect();
             if mine.is_empty() {
-                continue;
+                return Ok(());
             }
-            let (rules, exists) = nat_rules(f, chain)?;
-            let mut body = String::new();
-            // Declaring an existing chain under --noflush would flush it.
-            if !exists {
-                body.push_str(&format!(":{chain} - [0:0]\n"));
-            }
-            let mut has_masq =
-                exists && has_rule(&rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
-            for e in mine {
-                let subnet = save_form(e.subnet);
-                let ip = host_form(e.ip);
-                let have_accept = exists && has_rule(&rules, chain, &["-d", &subnet], "ACCEPT");
-                if !have_accept && !body.contains(&format!("-d {subnet} -j ACCEPT")) {
-                    body.push_str(&format!(
-                        "-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n"
-                    ));
-                }
-                if !has_masq {
-                    body.push_str(&format!(
-                        "-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n",
-                        f.multicast
-                    ));
-                    has_masq = true;
-                }
-                if !has_rule(&rules, "POSTROUTING", &["-s", &ip], chain) {
-                    body.push_str(&format!(
-                        "-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"
-                    ));
-                }
-            }
-            // The reference appends the ACCEPT before the MASQUERADE: keep that order
-            // for a new chain by emitting ACCEPT lines first.
-            let (accepts, rest): (Vec<&str>, Vec<&str>) =
-                body.lines().partition(|l| l.contains("-j ACCEPT"));
-            let (decl, rest): (Vec<&str>, Vec<&str>) =
-                rest.into_iter().partition(|l| l.starts_with(':'));
-            let ordered: Vec<&str> = decl.into_iter().chain(accepts).chain(rest).collect();
-            if !ordered.is_empty() {
-                restore(f, &(ordered.join("\n") + "\n"))?;
-            }
-        }
-        Ok(())
+            setup_family(f, chain, &go_quote(comment), &mine)
+        });
+        v4.and(v6)
     }
 
     fn teardown(&self, chain: &str) -> KResult<()> {
