@@ -143,14 +143,25 @@ pub fn run_module(
     } else {
         None
     };
-    sandbox::invoke(
+    let call = Arc::new(call);
+    let out = sandbox::invoke(
         &rt.engine,
         &loaded,
         &rt.limits,
-        Arc::new(call),
+        call.clone(),
         state.as_ref().map(|s| s.path.as_path()),
         what,
-    )
+    );
+    // Background teardown steps end before the result is written; the
+    // module's own error, if any, is the one reported.
+    let deferred = call.finish_deferred();
+    let out = out?;
+    deferred.map_err(|e| CniError {
+        code: e.code,
+        msg: e.msg,
+        details: e.details,
+    })?;
+    Ok(out)
 }
 
 fn read_stdin() -> Result<Vec<u8>, CniError> {
@@ -278,6 +289,7 @@ fn execute(
         env: vars.to_vec(),
         module: plugin_type.to_string(),
         undo: Default::default(),
+        deferred: Default::default(),
     };
     let out = run_module(rt, plugin_type, call, what)?;
     match (env.command, out) {

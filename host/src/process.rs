@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a finished child left.
 pub struct Output {
@@ -58,23 +58,26 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
     });
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(100);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed() > timeout => {
-                kill(&mut child);
-                return Err(RunError::Timeout);
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(5));
-            }
-            Err(e) => {
-                kill(&mut child);
-                return Err(RunError::Wait(e.to_string()));
-            }
+    // Waiting blocks (no polling delay added to every exec): a thread
+    // sleeps until the child exits, without reaping it, so that on timeout
+    // the child can still be killed by its pid without any chance of reuse.
+    let (exited_tx, exited) = std::sync::mpsc::channel();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    std::thread::spawn(move || {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag};
+        let r = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let _ = exited_tx.send(r.map(drop).map_err(|e| e.to_string()));
+    });
+    let status = match exited.recv_timeout(timeout) {
+        Ok(Ok(())) => child.wait().map_err(|e| RunError::Wait(e.to_string())),
+        Ok(Err(e)) => Err(RunError::Wait(e)),
+        Err(_) => Err(RunError::Timeout),
+    };
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            kill(&mut child);
+            return Err(e);
         }
     };
     let _ = writer.join();
@@ -94,6 +97,7 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn passes_stdin_and_collects_both_streams() {

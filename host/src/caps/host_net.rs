@@ -20,6 +20,7 @@ use super::{cap_error, CallContext};
 use crate::kernel::hostfw::Attachment;
 use crate::kernel::masq::{self, MasqEntry};
 use crate::kernel::{KernelError, LinkDetails, NetnsOps, PortFlags, PortVlan, VethSpec};
+use crate::protocol::env::Command;
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
 
@@ -337,9 +338,18 @@ impl ScopeHandle {
         let addrs = c
             .addresses(&ifname)
             .map_err(|e| kernel_error("listing addresses", e))?;
-        match c.del_link(&ifname) {
-            Ok(()) | Err(KernelError::NoSuchLink(_)) => {}
-            Err(e) => return Err(kernel_error("deleting the container interface", e)),
+        let delete = move |c: &mut Box<dyn NetnsOps>| match c.del_link(&ifname) {
+            Ok(()) | Err(KernelError::NoSuchLink(_)) => Ok(()),
+            Err(e) => Err(kernel_error("deleting the container interface", e)),
+        };
+        if self.call.command == Command::Del {
+            // Nothing after this in a DEL needs the link gone: let the
+            // deletion's grace period overlap the rest of the teardown.
+            if let Some(mut c) = self.container.take() {
+                self.call.defer(move || delete(&mut c));
+            }
+        } else {
+            delete(self.container()?)?;
         }
         Ok(addrs
             .into_iter()
@@ -698,13 +708,24 @@ impl Host for StoreData {
         // Both backends, as the reference does: the pod may have been set up
         // by another version or configuration.
         let (chain, _) = masq_ids(&call);
-        let ipt = call
-            .runtime
-            .kernels
-            .masq
-            .teardown(&chain)
-            .map_err(|e| kernel_error("removing masquerade", e));
-        let nft = nft_unmasquerade(&call);
+        // The two backends are independent: remove from both at once.
+        let (ipt, nft) = std::thread::scope(|s| {
+            let nft = s.spawn(|| nft_unmasquerade(&call));
+            let ipt = call
+                .runtime
+                .kernels
+                .masq
+                .teardown(&chain)
+                .map_err(|e| kernel_error("removing masquerade", e));
+            (ipt, nft.join())
+        });
+        let nft = nft.unwrap_or_else(|_| {
+            Err(cap_error(
+                code::INTERNAL,
+                "removing nftables masquerade failed unexpectedly",
+                "see the log",
+            ))
+        });
         Ok(ipt.and(nft))
     }
 

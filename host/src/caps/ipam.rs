@@ -57,6 +57,7 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
             env: call.env.clone(),
             module: t.clone(),
             undo: Default::default(),
+            deferred: Default::default(),
         };
         return crate::dispatch::run_module(rt, &t, nested, what).map_err(to_wit);
     }

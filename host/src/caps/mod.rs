@@ -31,6 +31,45 @@ pub struct CallContext {
     pub module: String,
     /// Inverses of what this call changed, for rollback of a failed ADD.
     pub undo: std::sync::Mutex<Vec<undo::Undo>>,
+    /// Teardown steps of a DEL running in the background (see `defer`).
+    pub deferred: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<(), wit::CniError>>>>,
+}
+
+impl CallContext {
+    /// Runs a DEL's teardown step on its own thread so that it overlaps the
+    /// module's next steps: deleting a link waits for an RCU grace period
+    /// (~20 ms here) that the firewall and IPAM work need not wait behind.
+    /// Every step is finished, and its error reported, by `finish_deferred`
+    /// before the invocation's result is written.
+    pub fn defer(&self, step: impl FnOnce() -> Result<(), wit::CniError> + Send + 'static) {
+        let handle = std::thread::spawn(step);
+        match self.deferred.lock() {
+            Ok(mut d) => d.push(handle),
+            Err(p) => p.into_inner().push(handle),
+        }
+    }
+
+    /// Waits for every deferred step; the first failure, if any.
+    pub fn finish_deferred(&self) -> Result<(), wit::CniError> {
+        let handles = match self.deferred.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        let mut first = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(cap_error(
+                    crate::protocol::error::code::INTERNAL,
+                    "a background teardown step failed unexpectedly",
+                    "see the log",
+                ))
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
 }
 
 /// A capability error as the guest sees it.

@@ -454,12 +454,20 @@ impl Host for StoreData {
             Err(e) => return Ok(Err(e)),
         };
         let name = ifb_name(&call.invocation.network_name, &call.invocation.container_id);
+        let delete = |call: &CallContext, name: &str| match tc(call).del_link(name) {
+            Ok(()) => Ok(true),
+            Err(KernelError::NoSuchLink(_)) => Ok(false),
+            Err(e) => Err(kernel_error("deleting the ifb", e)),
+        };
         Ok(match existing_ifb(&call, &name) {
-            Ok(Some(_)) => match tc(&call).del_link(&name) {
-                Ok(()) => Ok(true),
-                Err(KernelError::NoSuchLink(_)) => Ok(false),
-                Err(e) => Err(kernel_error("deleting the ifb", e)),
-            },
+            // In a DEL nothing else waits for the ifb to be gone: its grace
+            // period overlaps the rest of the teardown.
+            Ok(Some(_)) if call.command == Command::Del => {
+                let c = call.clone();
+                call.defer(move || delete(&c, &name).map(drop));
+                Ok(true)
+            }
+            Ok(Some(_)) => delete(&call, &name),
             Ok(None) => Ok(false),
             Err(e) => Err(e),
         })
