@@ -24,8 +24,11 @@ use crate::protocol::env::Command;
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
 
-/// The host network namespace: the one this process runs in.
-pub const HOST_NETNS: &str = "/proc/self/ns/net";
+/// The host network namespace: the calling thread's. Not `/proc/self`: that
+/// is the main thread's, which may be inside a container netns for a moment
+/// while a background teardown thread opens its socket. Every thread is
+/// started from a thread in the host netns, so each one's own is the host's.
+pub const HOST_NETNS: &str = crate::kernel::netlink::CURRENT_NETNS;
 /// The reference bridge plugin's default bridge.
 pub const DEFAULT_BRIDGE: &str = "cni0";
 

@@ -66,6 +66,9 @@ fn io_failed(op: &str, e: &io::Error) -> KernelError {
     }
 }
 
+/// The calling thread's network namespace.
+pub const CURRENT_NETNS: &str = "/proc/thread-self/ns/net";
+
 /// Creates a NETLINK_ROUTE socket bound to the network namespace at `path`.
 /// The calling thread's namespace is restored before returning, on every path.
 fn socket_in_netns(path: &str) -> KResult<Socket> {
@@ -75,8 +78,7 @@ fn socket_in_netns(path: &str) -> KResult<Socket> {
         }
         _ => io_failed(&format!("open netns {path}"), &e),
     })?;
-    let original =
-        File::open("/proc/thread-self/ns/net").map_err(|e| io_failed("open current netns", &e))?;
+    let original = File::open(CURRENT_NETNS).map_err(|e| io_failed("open current netns", &e))?;
 
     setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
         // Not a network namespace file (or not a namespace at all).
@@ -887,8 +889,7 @@ fn sysctl_in_netns(path: &str, key: &str, value: Option<&str>) -> KResult<String
         return Err(KernelError::Failed(format!("invalid sysctl key {key:?}")));
     }
     let target = open_netns_file(path)?;
-    let original =
-        File::open("/proc/thread-self/ns/net").map_err(|e| io_failed("open current netns", &e))?;
+    let original = File::open(CURRENT_NETNS).map_err(|e| io_failed("open current netns", &e))?;
     setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
         Errno::EINVAL => KernelError::NetnsGone(path.to_string()),
         e => errno_failed(&format!("enter netns {path}"), e as i32),

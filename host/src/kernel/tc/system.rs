@@ -18,7 +18,8 @@ use super::{
 use crate::kernel::netlink::NetlinkNs;
 use crate::kernel::{KResult, KernelError};
 
-const HOST_NETNS: &str = "/proc/self/ns/net";
+/// The calling thread's netns, the host's (see `caps::host_net::HOST_NETNS`).
+const HOST_NETNS: &str = crate::kernel::netlink::CURRENT_NETNS;
 /// ETH_P_ALL in network byte order, as tc filters carry the protocol.
 const ETH_P_ALL_BE: u16 = 0x0003u16.to_be();
 
