@@ -57,3 +57,28 @@ pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
         )))
     }
 }
+
+/// The rules of nat chain `chain` as `iptables -S` lists them; `None` when
+/// the chain does not exist. iptables-nft 1.8 reports a missing chain as
+/// "incompatible" (the word it also uses for chains holding native nft
+/// rules), so that answer is settled by asking nft whether the chain exists.
+pub fn nat_chain_rules(v6: bool, chain: &str) -> KResult<Option<Vec<String>>> {
+    let list = if v6 { "ip6tables" } else { "iptables" };
+    let message = match run(list, &["-w", "-t", "nat", "-S", chain], "") {
+        Ok(out) => return Ok(Some(out.lines().map(str::to_string).collect())),
+        Err(KernelError::Failed(m)) => m,
+        Err(e) => return Err(e),
+    };
+    if message.contains("No chain") || message.contains("does not exist") {
+        return Ok(None);
+    }
+    if !message.contains("incompatible") {
+        return Err(KernelError::Failed(message));
+    }
+    let family = if v6 { "ip6" } else { "ip" };
+    match run("nft", &["list", "chain", family, "nat", chain], "") {
+        Err(KernelError::Failed(m)) if m.contains("No such file or directory") => Ok(None),
+        // It is there but iptables cannot show it: the caller's batch decides.
+        _ => Err(KernelError::Failed(message)),
+    }
+}

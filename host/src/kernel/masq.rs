@@ -237,16 +237,27 @@ fn setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KRe
 /// with every pod). Declaring the chain first makes a missing one a no-op.
 fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
     let listed = run(f.list, &["-w", "-t", "nat", "-S", "POSTROUTING"], "")?;
-    let mut body = format!(":{chain} - [0:0]\n");
+    let mut unhook = String::new();
     for r in listed.lines() {
         let t = tokens(r);
         if t.get(1) == Some(&"POSTROUTING") && t.windows(2).any(|w| w == ["-j", chain]) {
             // `-A X <spec>` → `-D X <spec>`, spec exactly as listed.
-            body.push_str(&format!("-D {}\n", &r[3..]));
+            unhook.push_str(&format!("-D {}\n", &r[3..]));
         }
     }
-    body.push_str(&format!("-X {chain}\n"));
-    restore(f, &body)
+    // No jump: commit only when the chain is there. A commit that deletes
+    // waits for an RCU grace period under the table's commit lock, which a
+    // burst of DELs of IPv4-only pods would otherwise pay twice per pod.
+    if unhook.is_empty() && !chain_exists(f, chain)? {
+        return Ok(());
+    }
+    restore(f, &format!(":{chain} - [0:0]\n{unhook}-X {chain}\n"))
+}
+
+/// Whether the nat table has `chain`.
+fn chain_exists(f: &Family, chain: &str) -> KResult<bool> {
+    let v6 = std::ptr::eq(f, &V6);
+    Ok(super::exec::nat_chain_rules(v6, chain)?.is_some())
 }
 
 impl Masquerade for System {

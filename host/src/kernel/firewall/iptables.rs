@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
-use crate::kernel::exec::run;
+use crate::kernel::exec::{nat_chain_rules, run};
 use crate::kernel::{both_families, KResult, KernelError};
 
 pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
@@ -22,18 +22,15 @@ pub const MASQ: &str = "CNI-HOSTPORT-MASQ";
 struct Tools {
     save: &'static str,
     restore: &'static str,
-    list: &'static str,
 }
 
 const V4: Tools = Tools {
     save: "iptables-save",
     restore: "iptables-restore",
-    list: "iptables",
 };
 const V6: Tools = Tools {
     save: "ip6tables-save",
     restore: "ip6tables-restore",
-    list: "ip6tables",
 };
 
 fn tools(v6: bool) -> &'static Tools {
@@ -368,13 +365,7 @@ fn apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KR
 
 /// The lines of `iptables -S <chain>`, empty when the chain does not exist.
 fn list_chain(v6: bool, chain: &str) -> KResult<Vec<String>> {
-    match run(tools(v6).list, &["-w", "-t", "nat", "-S", chain], "") {
-        Ok(out) => Ok(out.lines().map(str::to_string).collect()),
-        Err(KernelError::Failed(m)) if m.contains("No chain") || m.contains("does not exist") => {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(e),
-    }
+    Ok(nat_chain_rules(v6, chain)?.unwrap_or_default())
 }
 
 /// The DEL batch: unhook every jump to the attachment's chain, then flush
@@ -394,10 +385,18 @@ pub fn render_remove(chain: &str, unhook: &[String]) -> String {
 pub fn remove(owner: &Owner) -> KResult<()> {
     let chain = dnat_chain(owner);
     let results = both_families(|v6| {
-        list_chain(v6, TOP_DNAT).and_then(|rules| {
-            let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, &chain);
-            restore(v6, &render_remove(&chain, &unhook))
-        })
+        // Portmap never set up this family: its chain comes with the top one.
+        let Some(rules) = nat_chain_rules(v6, TOP_DNAT)? else {
+            return Ok(());
+        };
+        let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, &chain);
+        // No jump and no chain (the other family of a single-stack pod, a
+        // second DEL): no commit, which would wait for a grace period under
+        // the table's commit lock.
+        if unhook.is_empty() && nat_chain_rules(v6, &chain)?.is_none() {
+            return Ok(());
+        }
+        restore(v6, &render_remove(&chain, &unhook))
     });
     let errors: Vec<KernelError> = results.into_iter().filter_map(Result::err).collect();
     // The reference also tolerates one unusable family; a timeout is never tolerated.
