@@ -65,7 +65,13 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     std::thread::spawn(move || {
         use nix::sys::wait::{waitid, Id, WaitPidFlag};
-        let r = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+        let r = loop {
+            match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+                // A handled signal is not the child exiting: wait on.
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
         let _ = exited_tx.send(r.map(drop).map_err(|e| e.to_string()));
     });
     let status = match exited.recv_timeout(timeout) {
