@@ -712,22 +712,28 @@ impl Host for StoreData {
         // by another version or configuration.
         let (chain, _) = masq_ids(&call);
         // The two backends are independent: remove from both at once.
-        let (ipt, nft) = std::thread::scope(|s| {
-            let nft = s.spawn(|| nft_unmasquerade(&call));
-            let ipt = call
-                .runtime
+        let iptables = || {
+            call.runtime
                 .kernels
                 .masq
                 .teardown(&chain)
-                .map_err(|e| kernel_error("removing masquerade", e));
-            (ipt, nft.join())
-        });
-        let nft = nft.unwrap_or_else(|_| {
-            Err(cap_error(
-                code::INTERNAL,
-                "removing nftables masquerade failed unexpectedly",
-                "see the log",
-            ))
+                .map_err(|e| kernel_error("removing masquerade", e))
+        };
+        let (ipt, nft) = std::thread::scope(|s| {
+            // No thread to be had (resource limits): one after the other.
+            let Ok(nft) = std::thread::Builder::new().spawn_scoped(s, || nft_unmasquerade(&call))
+            else {
+                return (iptables(), nft_unmasquerade(&call));
+            };
+            let ipt = iptables();
+            let nft = nft.join().unwrap_or_else(|_| {
+                Err(cap_error(
+                    code::INTERNAL,
+                    "removing nftables masquerade failed unexpectedly",
+                    "see the log",
+                ))
+            });
+            (ipt, nft)
         });
         Ok(ipt.and(nft))
     }

@@ -32,8 +32,17 @@ pub struct CallContext {
     /// Inverses of what this call changed, for rollback of a failed ADD.
     pub undo: std::sync::Mutex<Vec<undo::Undo>>,
     /// Teardown steps of a DEL running in the background (see `defer`).
-    pub deferred: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<(), wit::CniError>>>>,
+    pub deferred: std::sync::Mutex<Vec<Deferred>>,
 }
+
+/// A deferred teardown step: on its thread, or already run in place when no
+/// thread could be had.
+pub enum Deferred {
+    Running(std::thread::JoinHandle<Result<(), wit::CniError>>),
+    Done(Result<(), wit::CniError>),
+}
+
+type Step = Box<dyn FnOnce() -> Result<(), wit::CniError> + Send>;
 
 impl CallContext {
     /// Runs a DEL's teardown step on its own thread so that it overlaps the
@@ -42,28 +51,44 @@ impl CallContext {
     /// Every step is finished, and its error reported, by `finish_deferred`
     /// before the invocation's result is written.
     pub fn defer(&self, step: impl FnOnce() -> Result<(), wit::CniError> + Send + 'static) {
-        let handle = std::thread::spawn(step);
+        // The step stays reachable here in case the thread cannot be made.
+        let slot: Arc<std::sync::Mutex<Option<Step>>> =
+            Arc::new(std::sync::Mutex::new(Some(Box::new(step))));
+        let take = |slot: &std::sync::Mutex<Option<Step>>| match slot.lock() {
+            Ok(mut s) => s.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let theirs = slot.clone();
+        let entry = match std::thread::Builder::new()
+            .spawn(move || take(&theirs).map_or(Ok(()), |f| f()))
+        {
+            Ok(handle) => Deferred::Running(handle),
+            Err(_) => Deferred::Done(take(&slot).map_or(Ok(()), |f| f())),
+        };
         match self.deferred.lock() {
-            Ok(mut d) => d.push(handle),
-            Err(p) => p.into_inner().push(handle),
+            Ok(mut d) => d.push(entry),
+            Err(p) => p.into_inner().push(entry),
         }
     }
 
     /// Waits for every deferred step; the first failure, if any.
     pub fn finish_deferred(&self) -> Result<(), wit::CniError> {
-        let handles = match self.deferred.lock() {
+        let steps = match self.deferred.lock() {
             Ok(mut d) => std::mem::take(&mut *d),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
         let mut first = Ok(());
-        for h in handles {
-            let r = h.join().unwrap_or_else(|_| {
-                Err(cap_error(
-                    crate::protocol::error::code::INTERNAL,
-                    "a background teardown step failed unexpectedly",
-                    "see the log",
-                ))
-            });
+        for step in steps {
+            let r = match step {
+                Deferred::Done(r) => r,
+                Deferred::Running(h) => h.join().unwrap_or_else(|_| {
+                    Err(cap_error(
+                        crate::protocol::error::code::INTERNAL,
+                        "a background teardown step failed unexpectedly",
+                        "see the log",
+                    ))
+                }),
+            };
             if first.is_ok() {
                 first = r;
             }
