@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::exec::run;
+use super::firewall::nft::transact;
 use super::masq::MasqEntry;
 use super::{Addr, KResult, KernelError};
 
@@ -254,29 +255,10 @@ fn list(args: &[&str]) -> KResult<Option<Listing>> {
     }
 }
 
-fn transact(script: &str) -> KResult<()> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    run("nft", &["-f", "-"], script).map(drop)
-}
-
+/// A subnet in its network form (`10.1.2.3/16` → `10.1.0.0/16`).
 fn masked(a: Addr) -> String {
-    let ip = match a.ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(a.prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & mask).into())
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(a.prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & mask).into())
-        }
-    };
-    format!("{ip}/{}", a.prefix)
+    let m = super::masq::masked(a);
+    format!("{}/{}", m.ip, m.prefix)
 }
 
 /// The spoof-check transaction: skeleton, the attachment's chains flushed,

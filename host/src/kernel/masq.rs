@@ -68,7 +68,7 @@ pub fn chain_name(network: &str, container_id: &str) -> String {
     format!("CNI-{hex}")
 }
 
-fn masked(a: Addr) -> Addr {
+pub(crate) fn masked(a: Addr) -> Addr {
     let ip = match a.ip {
         IpAddr::V4(v4) => {
             let mask = u32::MAX

@@ -340,7 +340,8 @@ fn list(v6: bool) -> KResult<Option<TableState>> {
     }
 }
 
-fn transact(script: &str) -> KResult<()> {
+/// One `nft -f` transaction; nothing to do for an empty script.
+pub(crate) fn transact(script: &str) -> KResult<()> {
     if script.is_empty() {
         return Ok(());
     }
