@@ -9,7 +9,9 @@ pub mod firewall;
 pub mod hostfw;
 pub mod masq;
 pub mod netlink;
+pub mod nfnl;
 pub mod tc;
+pub mod xtnft;
 
 use std::fmt;
 use std::net::IpAddr;
