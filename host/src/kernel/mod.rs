@@ -11,6 +11,8 @@ pub mod masq;
 pub mod netlink;
 pub mod nfnl;
 pub mod tc;
+#[cfg(test)]
+pub mod testns;
 pub mod xtnft;
 
 use std::fmt;

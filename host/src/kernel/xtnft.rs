@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::nfnl::{
-    Expr, NewRule, Verdict, BASE_NETWORK, BASE_TRANSPORT, META_L4PROTO, META_MARK, NFPROTO_IPV4,
+    Expr, NewRule, Nfnl, Op, Verdict, BASE_NETWORK, BASE_TRANSPORT, META_L4PROTO, META_MARK, NFPROTO_IPV4,
     NFPROTO_IPV6,
 };
-use super::Addr;
+use super::{Addr, KResult};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -241,7 +241,7 @@ fn masquerade_info(v6: bool) -> Vec<u8> {
     if v6 {
         vec![0; 40]
     } else {
-        let mut b = 3u32.to_ne_bytes().to_vec();
+        let mut b = 1u32.to_ne_bytes().to_vec();
         b.resize(24, 0);
         b
     }
@@ -265,10 +265,52 @@ fn dnat_info(ip: IpAddr, port: u16) -> Vec<u8> {
     b
 }
 
+/// Whether nat chain `chain` holds a rule with exactly `rule`'s expressions.
+/// The dump stops at the first match, on a socket of its own (a dump cut
+/// short leaves its socket unusable).
+pub fn nat_has(rule: &Rule, chain: &str) -> KResult<bool> {
+    let want = rule.exprs();
+    let mut nl = Nfnl::open()?;
+    let seen = nl.rules(rule.family(), "nat", chain, |r| r.exprs == want)?;
+    Ok(seen.last().is_some_and(|r| r.exprs == want))
+}
+
+/// The operations that unhook every jump from nat chain `from` to `chain`
+/// and delete `chain` (flushed first, as `iptables -F; -X`). Empty when
+/// there is neither a jump nor the chain: nothing to commit, and a
+/// deleting commit costs an RCU grace period.
+pub fn nat_remove_ops(nl: &mut Nfnl, family: u8, from: &str, chain: &str) -> KResult<Vec<Op>> {
+    let mut ops: Vec<Op> = nl
+        .rules(family, "nat", from, |_| false)?
+        .into_iter()
+        .filter(|r| r.jump_target() == Some(chain))
+        .map(|r| Op::DelRule {
+            chain: from.to_string(),
+            handle: r.handle,
+        })
+        .collect();
+    if nl.chain_exists(family, "nat", chain)? == Some(true) {
+        ops.push(Op::FlushChain(chain.to_string()));
+        ops.push(Op::DelChain(chain.to_string()));
+    }
+    Ok(ops)
+}
+
+/// Whether a comment fits xt_comment (iptables refuses longer ones; the
+/// exec path then reports that error).
+pub fn comment_fits(c: &str) -> bool {
+    c.len() <= 255
+}
+
 /// Whether `iptables` (as the reference plugins would exec it) is the
 /// nf_tables variant: only then do its rules live where netlink writes. A
 /// legacy iptables keeps the exec path.
 pub fn iptables_is_nft(v6: bool) -> bool {
+    static CACHE: [std::sync::OnceLock<bool>; 2] = [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    *CACHE[usize::from(v6)].get_or_init(|| resolve_is_nft(v6))
+}
+
+fn resolve_is_nft(v6: bool) -> bool {
     let prog = if v6 { "ip6tables" } else { "iptables" };
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
@@ -381,64 +423,7 @@ mod tests {
 #[cfg(test)]
 mod against_iptables {
     use super::*;
-    use crate::kernel::nfnl::{Nfnl, Op};
-    use std::process::{Command, Stdio};
-
-    struct Ns(String);
-
-    impl Ns {
-        fn new(tag: &str) -> Ns {
-            let name = format!("wcni-xt-{tag}-{}", std::process::id());
-            let ok = Command::new("ip").args(["netns", "add", &name]).status();
-            assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
-            Ns(name)
-        }
-
-        fn run(&self, prog: &str, args: &[&str], stdin: &str) -> String {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &self.0, prog])
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn");
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(stdin.as_bytes())
-                .expect("write");
-            let out = child.wait_with_output().expect("wait");
-            assert!(
-                out.status.success(),
-                "{prog} {args:?} <<{stdin}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-
-        /// Runs `f` on a thread inside the namespace.
-        fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-            let path = format!("/run/netns/{}", self.0);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let fd = std::fs::File::open(&path).expect("open netns");
-                    nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("thread")
-            })
-        }
-    }
-
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
+    use crate::kernel::testns::Ns;
 
     fn a(s: &str) -> Addr {
         let (ip, p) = s.split_once('/').expect("prefix");

@@ -13,7 +13,9 @@ use std::net::IpAddr;
 
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
 use crate::kernel::exec::{nat_chain_rules, run};
-use crate::kernel::{both_families, KResult, KernelError};
+use crate::kernel::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::kernel::xtnft as xt;
+use crate::kernel::{both_families, Addr, KResult, KernelError};
 
 pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
 pub const SETMARK: &str = "CNI-HOSTPORT-SETMARK";
@@ -329,6 +331,194 @@ pub fn render_add(owner: &Owner, opts: &Options, fam: &FamilySpec, st: &NatState
     format!("{decl}{body}COMMIT\n")
 }
 
+/// The typed (netlink) form of the skeleton rules a fast ADD relies on:
+/// `(chain, rule)` pairs, as `render_fast` checks them with `-C`.
+fn typed_skeleton(opts: &Options, v6: bool) -> Vec<(&'static str, xt::Rule)> {
+    let mut top = xt::Rule::new(v6, xt::Target::Jump(TOP_DNAT.into()));
+    top.matches = vec![xt::Match::DstTypeLocal];
+    let mut out = vec![("PREROUTING", top.clone()), ("OUTPUT", top)];
+    if needs_own_masq(opts) {
+        let bit = 1u32 << opts.mark_bit.min(31);
+        let mut setmark = xt::Rule::new(
+            v6,
+            xt::Target::SetXmark {
+                value: bit,
+                mask: bit,
+            },
+        );
+        setmark.matches = vec![xt::Match::Comment("CNI portfwd masquerade mark".into())];
+        let mut masq = xt::Rule::new(v6, xt::Target::Masquerade);
+        masq.matches = vec![xt::Match::Mark {
+            value: bit,
+            mask: bit,
+        }];
+        let mut jump = xt::Rule::new(v6, xt::Target::Jump(MASQ.into()));
+        jump.matches = vec![xt::Match::Comment("CNI portfwd requiring masquerade".into())];
+        out.extend([(SETMARK, setmark), (MASQ, masq), ("POSTROUTING", jump)]);
+    }
+    out
+}
+
+fn typed_proto(p: super::Proto) -> Option<u8> {
+    match p {
+        super::Proto::Tcp => Some(xt::IPPROTO_TCP),
+        super::Proto::Udp => Some(xt::IPPROTO_UDP),
+        // sctp's match is not in the netlink vocabulary: exec path
+        super::Proto::Sctp => None,
+    }
+}
+
+fn host_addr(ip: IpAddr) -> Addr {
+    Addr {
+        ip,
+        prefix: if ip.is_ipv4() { 32 } else { 128 },
+    }
+}
+
+/// `chain_rules` as typed rules; `None` when a rule is outside the netlink
+/// vocabulary (sctp).
+fn typed_chain_rules(opts: &Options, fam: &FamilySpec) -> Option<Vec<xt::Rule>> {
+    let v6 = fam.container.ip.is_ipv6();
+    let setmark = opts
+        .external_mark_chain
+        .clone()
+        .unwrap_or_else(|| SETMARK.to_string());
+    let mut out = Vec::new();
+    for m in fam.mappings.iter().filter(|m| !m.other_family) {
+        let mut base = xt::Rule::new(v6, xt::Target::Accept);
+        base.proto = Some(typed_proto(m.proto)?);
+        base.matches = vec![xt::Match::Dport(m.host_port)];
+        base.dst = m.host_ip.map(|h| (host_addr(h), false));
+        if opts.snat {
+            let src = if opts.masq_all {
+                Addr {
+                    ip: if v6 {
+                        IpAddr::from([0u16; 8])
+                    } else {
+                        IpAddr::from([0u8; 4])
+                    },
+                    prefix: 0,
+                }
+            } else {
+                fam.container
+            };
+            let mut r = base.clone();
+            r.src = Some((src, false));
+            r.target = xt::Target::Jump(setmark.clone());
+            out.push(r);
+            if !v6 && !opts.masq_all {
+                let mut r = base.clone();
+                r.src = Some((host_addr(IpAddr::from([127, 0, 0, 1])), false));
+                r.target = xt::Target::Jump(setmark.clone());
+                out.push(r);
+            }
+        }
+        let mut r = base;
+        r.target = xt::Target::Dnat(fam.container.ip, m.container_port);
+        out.push(r);
+    }
+    Some(out)
+}
+
+/// `entry_rules` as typed rules jumping to `chain`; `None` with user
+/// conditions (free-form iptables matches) or sctp.
+fn typed_entry_rules(owner: &Owner, fam: &FamilySpec, chain: &str) -> Option<Vec<xt::Rule>> {
+    if !fam.conditions.is_empty() {
+        return None;
+    }
+    let comment = dnat_comment(owner);
+    let mut protos: Vec<_> = fam
+        .mappings
+        .iter()
+        .map(|m| m.proto)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    protos.sort_by_key(|p| p.as_str());
+    let mut out = Vec::new();
+    for p in protos {
+        let ports: Vec<u16> = fam
+            .mappings
+            .iter()
+            .filter(|m| m.proto == p)
+            .map(|m| m.host_port)
+            .collect();
+        for chunk in ports.chunks(15) {
+            let mut r = xt::Rule::new(
+                fam.container.ip.is_ipv6(),
+                xt::Target::Jump(chain.to_string()),
+            );
+            r.proto = Some(typed_proto(p)?);
+            r.matches = vec![
+                xt::Match::Comment(comment.clone()),
+                xt::Match::MultiportDst(chunk.to_vec()),
+            ];
+            out.push(r);
+        }
+    }
+    Some(out)
+}
+
+/// The ADD of a new attachment over netlink, when iptables is iptables-nft,
+/// every rule is expressible and the skeleton is in place: one
+/// transaction that creates the attachment's chain (failing if it exists:
+/// a re-ADD takes the exec path, which replaces the old rules), fills it
+/// and prepends its entry jumps. `Ok(false)`: take the exec path.
+fn netlink_add(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<bool> {
+    if !xt::iptables_is_nft(v6) {
+        return Ok(false);
+    }
+    let chain = dnat_chain(owner);
+    let (Some(rules), Some(entries)) = (
+        typed_chain_rules(opts, fam),
+        typed_entry_rules(owner, fam, &chain),
+    ) else {
+        return Ok(false);
+    };
+    for (in_chain, rule) in typed_skeleton(opts, v6) {
+        if !xt::nat_has(&rule, in_chain)? {
+            return Ok(false);
+        }
+    }
+    let mut ops = vec![Op::NewChain(chain.clone())];
+    ops.extend(rules.iter().map(|r| Op::NewRule(r.to_new(&chain, true))));
+    // Each at the head, last first: they end up in entry_rules' order.
+    ops.extend(
+        entries
+            .iter()
+            .rev()
+            .map(|r| Op::NewRule(r.to_new(TOP_DNAT, false))),
+    );
+    let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
+    match Nfnl::open()?.commit(family, "nat", &ops)? {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            // EEXIST (a re-ADD), a missing externalSetMarkChain, ...: the
+            // exec path handles it and reports in iptables' words.
+            tracing::debug!(error = %e, "netlink ADD not applied; using iptables-restore");
+            Ok(false)
+        }
+    }
+}
+
+/// The DEL over netlink: one listing of CNI-HOSTPORT-DNAT, one transaction
+/// (none when there is nothing). `Ok(false)`: take the exec path.
+fn netlink_remove(chain: &str, v6: bool) -> KResult<bool> {
+    if !xt::iptables_is_nft(v6) {
+        return Ok(false);
+    }
+    let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
+    let mut nl = Nfnl::open()?;
+    let ops = xt::nat_remove_ops(&mut nl, family, TOP_DNAT, chain)?;
+    match nl.commit(family, "nat", &ops)? {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::debug!(error = %e, "netlink DEL not applied; using iptables-restore");
+            Ok(false)
+        }
+    }
+}
+
 fn restore(v6: bool, batch: &str) -> KResult<()> {
     run(tools(v6).restore, &["--noflush", "--wait"], batch).map(drop)
 }
@@ -348,6 +538,17 @@ pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
 }
 
 fn apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<()> {
+    match netlink_add(owner, opts, fam, v6) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "netlink ADD failed; using iptables-restore"),
+    }
+    exec_apply_family(owner, opts, fam, v6)
+}
+
+/// The ADD through iptables-restore: one batch when the skeleton is there,
+/// else a read of the table and a batch that completes it.
+fn exec_apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<()> {
     if restore(v6, &render_fast(owner, opts, fam)).is_ok() {
         return Ok(());
     }
@@ -385,18 +586,12 @@ pub fn render_remove(chain: &str, unhook: &[String]) -> String {
 pub fn remove(owner: &Owner) -> KResult<()> {
     let chain = dnat_chain(owner);
     let results = both_families(|v6| {
-        // Portmap never set up this family: its chain comes with the top one.
-        let Some(rules) = nat_chain_rules(v6, TOP_DNAT)? else {
-            return Ok(());
-        };
-        let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, &chain);
-        // No jump and no chain (the other family of a single-stack pod, a
-        // second DEL): no commit, which would wait for a grace period under
-        // the table's commit lock.
-        if unhook.is_empty() && nat_chain_rules(v6, &chain)?.is_none() {
-            return Ok(());
+        match netlink_remove(&chain, v6) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "netlink DEL failed; using iptables-restore"),
         }
-        restore(v6, &render_remove(&chain, &unhook))
+        exec_remove_family(&chain, v6)
     });
     let errors: Vec<KernelError> = results.into_iter().filter_map(Result::err).collect();
     // The reference also tolerates one unusable family; a timeout is never tolerated.
@@ -409,6 +604,22 @@ pub fn remove(owner: &Owner) -> KResult<()> {
         }
         (Some(e), _) => Err(e),
     }
+}
+
+/// The DEL through iptables: list the jumps, then one batch.
+fn exec_remove_family(chain: &str, v6: bool) -> KResult<()> {
+    // Portmap never set up this family: its chain comes with the top one.
+    let Some(rules) = nat_chain_rules(v6, TOP_DNAT)? else {
+        return Ok(());
+    };
+    let unhook = jumps_to(rules.iter().map(String::as_str), TOP_DNAT, chain);
+    // No jump and no chain (the other family of a single-stack pod, a
+    // second DEL): no commit, which would wait for a grace period under
+    // the table's commit lock.
+    if unhook.is_empty() && nat_chain_rules(v6, chain)?.is_none() {
+        return Ok(());
+    }
+    restore(v6, &render_remove(chain, &unhook))
 }
 
 /// The CHECK batch: `-C` of every rule, nothing else (a batch of checks
@@ -656,5 +867,116 @@ COMMIT
             line(&r[1]),
             "-p tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80"
         );
+    }
+}
+
+/// The netlink path against the exec path on the real kernel: the same
+/// attachments leave the same nat tables (as iptables-save prints them), and
+/// each path removes what the other made.
+#[cfg(test)]
+mod netlink_equivalence {
+    use super::super::{Mapping, Proto};
+    use super::*;
+    use crate::kernel::testns::Ns;
+
+    fn owner(cid: &str) -> Owner {
+        Owner {
+            network: "net1".into(),
+            container_id: cid.into(),
+        }
+    }
+
+    fn fam(ip: &str, prefix: u8) -> FamilySpec {
+        let host = if ip.contains(':') { "fd00::1" } else { "192.168.1.1" };
+        FamilySpec {
+            container: Addr {
+                ip: ip.parse().expect("ip"),
+                prefix,
+            },
+            mappings: vec![
+                Mapping {
+                    host_port: 8080,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    other_family: false,
+                },
+                Mapping {
+                    host_port: 5353,
+                    container_port: 53,
+                    proto: Proto::Udp,
+                    host_ip: Some(host.parse().expect("ip")),
+                    other_family: false,
+                },
+                Mapping {
+                    host_port: 9090,
+                    container_port: 90,
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    other_family: false,
+                },
+            ],
+            conditions: vec![],
+        }
+    }
+
+    fn opts(masq_all: bool) -> Options {
+        Options {
+            snat: true,
+            masq_all,
+            mark_bit: 13,
+            external_mark_chain: None,
+        }
+    }
+
+    #[test]
+    fn netlink_and_iptables_restore_leave_the_same_tables() {
+        let (nl_ns, ex_ns) = (Ns::new("pm-nl"), Ns::new("pm-ex"));
+        for (v6, ip, prefix) in [(false, "10.0.0.2", 24), (true, "fd00::2", 64)] {
+            for masq_all in [false, true] {
+                let o = opts(masq_all);
+                let f = fam(ip, prefix);
+                let (first, second) = (owner(&format!("a{masq_all}")), owner(&format!("b{masq_all}")));
+                // The first ADD of a node builds the skeleton through iptables.
+                let took = nl_ns.enter(|| {
+                    exec_apply_family(&first, &o, &f, v6).expect("exec add");
+                    netlink_add(&second, &o, &f, v6).expect("netlink add")
+                });
+                assert!(took, "the netlink path took the ADD (v6 {v6})");
+                ex_ns.enter(|| {
+                    exec_apply_family(&first, &o, &f, v6).expect("exec add");
+                    exec_apply_family(&second, &o, &f, v6).expect("exec add");
+                });
+                assert_eq!(nl_ns.nat_rules(v6), ex_ns.nat_rules(v6), "v6 {v6} masqAll {masq_all}");
+                // A re-ADD of an existing attachment is not the netlink path's.
+                let again = nl_ns.enter(|| netlink_add(&second, &o, &f, v6).expect("re-add"));
+                assert!(!again);
+                // Cross removal: netlink removes what iptables made, and back.
+                nl_ns.enter(|| {
+                    assert!(netlink_remove(&dnat_chain(&first), v6).expect("nl del"));
+                    exec_remove_family(&dnat_chain(&second), v6).expect("exec del");
+                    // a second DEL finds nothing and commits nothing
+                    assert!(netlink_remove(&dnat_chain(&second), v6).expect("nl del"));
+                });
+                let left = nl_ns.nat_rules(v6);
+                assert!(!left.iter().any(|l| l.contains("CNI-DN-")), "{left:#?}");
+                ex_ns.enter(|| {
+                    exec_remove_family(&dnat_chain(&first), v6).expect("exec del");
+                    exec_remove_family(&dnat_chain(&second), v6).expect("exec del");
+                });
+                assert_eq!(left, ex_ns.nat_rules(v6));
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_outside_the_vocabulary_take_the_exec_path() {
+        let mut f = fam("10.0.0.2", 24);
+        assert!(typed_chain_rules(&opts(false), &f).is_some());
+        f.conditions = vec!["-s".into(), "10.9.0.0/16".into()];
+        assert!(typed_entry_rules(&owner("x"), &f, "C").is_none());
+        f.conditions.clear();
+        f.mappings[0].proto = Proto::Sctp;
+        assert!(typed_chain_rules(&opts(false), &f).is_none());
     }
 }
