@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::exec::run;
+use super::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::xtnft as xt;
 use super::{both_families, Addr, KResult, KernelError};
 
 /// Bound for one iptables exec (the xtables lock wait included).
@@ -107,6 +109,7 @@ fn host_form(ip: IpAddr) -> String {
 pub struct System;
 
 struct Family {
+    v6: bool,
     save: &'static str,
     list: &'static str,
     restore: &'static str,
@@ -114,12 +117,14 @@ struct Family {
 }
 
 const V4: Family = Family {
+    v6: false,
     save: "iptables-save",
     list: "iptables",
     restore: "iptables-restore",
     multicast: "224.0.0.0/4",
 };
 const V6: Family = Family {
+    v6: true,
     save: "ip6tables-save",
     list: "ip6tables",
     restore: "ip6tables-restore",
@@ -210,7 +215,18 @@ fn render_setup(
 /// One family's rules. A new attachment takes one batch: `-N` aborts it
 /// when the chain already exists (and no jump to a missing chain can
 /// exist), and only then is the table read to add what is missing.
-fn setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KResult<()> {
+fn setup_family(f: &Family, chain: &str, comment: &str, entries: &[&MasqEntry]) -> KResult<()> {
+    match netlink_setup(f, chain, comment, entries) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::debug!(error = %e, "netlink masquerade setup failed; using iptables-restore")
+        }
+    }
+    exec_setup_family(f, chain, &go_quote(comment), entries)
+}
+
+fn exec_setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KResult<()> {
     let fresh = format!("-N {chain}\n");
     if restore(f, &render_setup(f, chain, c, entries, &[], Some(&fresh))).is_ok() {
         return Ok(());
@@ -236,6 +252,15 @@ fn setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KRe
 /// batch after one listing of POSTROUTING (not the whole table: that grows
 /// with every pod). Declaring the chain first makes a missing one a no-op.
 fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
+    match netlink_teardown(f, chain) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "netlink masquerade teardown failed; using iptables"),
+    }
+    exec_teardown_family(f, chain)
+}
+
+fn exec_teardown_family(f: &Family, chain: &str) -> KResult<()> {
     let listed = run(f.list, &["-w", "-t", "nat", "-S", "POSTROUTING"], "")?;
     let mut unhook = String::new();
     for r in listed.lines() {
@@ -254,10 +279,112 @@ fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
     restore(f, &format!(":{chain} - [0:0]\n{unhook}-X {chain}\n"))
 }
 
+// A field, not pointer identity: every `&V6` of a const may be a new address.
+fn is_v6(f: &Family) -> bool {
+    f.v6
+}
+
+/// The rules of a new attachment as typed rules, in `render_setup`'s order
+/// for a chain that does not exist yet: the ACCEPTs (one per subnet), the
+/// MASQUERADE, then one POSTROUTING jump per address. `None`: the
+/// attachment's own chain.
+fn typed_setup(
+    f: &Family,
+    chain: &str,
+    comment: &str,
+    entries: &[&MasqEntry],
+) -> Vec<(Option<&'static str>, xt::Rule)> {
+    let v6 = is_v6(f);
+    let tagged = |mut r: xt::Rule| {
+        r.matches = vec![xt::Match::Comment(comment.to_string())];
+        r
+    };
+    let mut accepts: Vec<xt::Rule> = Vec::new();
+    let mut rest = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let mut accept = xt::Rule::new(v6, xt::Target::Accept);
+        accept.dst = Some((masked(e.subnet), false));
+        let accept = tagged(accept);
+        if !accepts.contains(&accept) {
+            accepts.push(accept);
+        }
+        if i == 0 {
+            let multicast = if v6 {
+                Addr {
+                    ip: IpAddr::from([0xff00, 0, 0, 0, 0, 0, 0, 0]),
+                    prefix: 8,
+                }
+            } else {
+                Addr {
+                    ip: IpAddr::from([224, 0, 0, 0]),
+                    prefix: 4,
+                }
+            };
+            let mut m = xt::Rule::new(v6, xt::Target::Masquerade);
+            m.dst = Some((multicast, true));
+            rest.push((None, tagged(m)));
+        }
+        let mut jump = xt::Rule::new(v6, xt::Target::Jump(chain.to_string()));
+        jump.src = Some((
+            Addr {
+                ip: e.ip,
+                prefix: if v6 { 128 } else { 32 },
+            },
+            false,
+        ));
+        rest.push((Some("POSTROUTING"), tagged(jump)));
+    }
+    let mut out: Vec<(Option<&'static str>, xt::Rule)> =
+        accepts.into_iter().map(|r| (None, r)).collect();
+    out.extend(rest);
+    out
+}
+
+/// A new attachment over netlink, when iptables is iptables-nft: one
+/// transaction that creates the chain (failing when it exists: that case
+/// takes the exec path, which adds only what is missing), its rules and the
+/// POSTROUTING jumps. `Ok(false)`: take the exec path.
+fn netlink_setup(f: &Family, chain: &str, comment: &str, entries: &[&MasqEntry]) -> KResult<bool> {
+    let v6 = is_v6(f);
+    if !xt::iptables_is_nft(v6) || !xt::comment_fits(comment) {
+        return Ok(false);
+    }
+    let mut ops = vec![Op::NewChain(chain.to_string())];
+    for (in_chain, r) in typed_setup(f, chain, comment, entries) {
+        ops.push(Op::NewRule(r.to_new(in_chain.unwrap_or(chain), true)));
+    }
+    let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
+    match Nfnl::open()?.commit(family, "nat", &ops)? {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::debug!(error = %e, "netlink masquerade setup not applied; using iptables-restore");
+            Ok(false)
+        }
+    }
+}
+
+/// Unhooks and deletes the chain over netlink: one listing of POSTROUTING,
+/// one transaction (none when there is nothing). `Ok(false)`: exec path.
+fn netlink_teardown(f: &Family, chain: &str) -> KResult<bool> {
+    let v6 = is_v6(f);
+    if !xt::iptables_is_nft(v6) {
+        return Ok(false);
+    }
+    let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
+    let mut nl = Nfnl::open()?;
+    let ops = xt::nat_remove_ops(&mut nl, family, "POSTROUTING", chain)?;
+    match nl.commit(family, "nat", &ops)? {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::debug!(error = %e, "netlink masquerade teardown not applied; using iptables");
+            Ok(false)
+        }
+    }
+}
+
 /// Whether the nat table has `chain`.
 fn chain_exists(f: &Family, chain: &str) -> KResult<bool> {
-    let v6 = std::ptr::eq(f, &V6);
-    Ok(super::exec::nat_chain_rules(v6, chain)?.is_some())
+    Ok(super::exec::nat_chain_rules(f.v6, chain)?.is_some())
 }
 
 impl Masquerade for System {
@@ -268,7 +395,7 @@ impl Masquerade for System {
             if mine.is_empty() {
                 return Ok(());
             }
-            setup_family(f, chain, &go_quote(comment), &mine)
+            setup_family(f, chain, comment, &mine)
         });
         v4.and(v6)
     }
@@ -285,10 +412,7 @@ impl Masquerade for System {
 
     fn check(&self, chain: &str, ips: &[IpAddr]) -> KResult<bool> {
         for f in [&V4, &V6] {
-            let mine: Vec<&IpAddr> = ips
-                .iter()
-                .filter(|ip| std::ptr::eq(family(ip), f))
-                .collect();
+            let mine: Vec<&IpAddr> = ips.iter().filter(|ip| family(ip).v6 == f.v6).collect();
             if mine.is_empty() {
                 continue;
             }
@@ -389,5 +513,65 @@ mod tests {
         };
         assert_eq!(save_form(a), "10.1.2.0/24");
         assert_eq!(host_form("fd00::5".parse().expect("ip")), "fd00::5/128");
+    }
+}
+
+/// The netlink path against the exec path on the real kernel.
+#[cfg(test)]
+mod netlink_equivalence {
+    use super::*;
+    use crate::kernel::testns::Ns;
+
+    fn entries(v6: bool) -> Vec<MasqEntry> {
+        let (a, b, net) = if v6 {
+            ("fd00::2", "fd00::3", "fd00::/64")
+        } else {
+            ("10.0.0.2", "10.0.0.3", "10.0.0.0/24")
+        };
+        let (ip, p) = net.split_once('/').expect("net");
+        let subnet = Addr {
+            ip: ip.parse().expect("ip"),
+            prefix: p.parse().expect("prefix"),
+        };
+        [a, b]
+            .iter()
+            .map(|ip| MasqEntry {
+                ip: ip.parse().expect("ip"),
+                subnet,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn netlink_and_iptables_restore_leave_the_same_tables() {
+        let (nl_ns, ex_ns) = (Ns::new("mq-nl"), Ns::new("mq-ex"));
+        for v6 in [false, true] {
+            let f = if v6 { &V6 } else { &V4 };
+            let all = entries(v6);
+            let mine: Vec<&MasqEntry> = all.iter().collect();
+            let (c1, c2) = (chain_name("n", "first"), chain_name("n", "second"));
+            let (k1, k2) = (comment("n", "first"), comment("n", "second"));
+            let took = nl_ns.enter(|| {
+                // the first attachment of a node creates the nat table via iptables
+                exec_setup_family(f, &c1, &go_quote(&k1), &mine).expect("exec setup");
+                let took = netlink_setup(f, &c2, &k2, &mine).expect("netlink setup");
+                // an existing chain is the exec path's
+                assert!(!netlink_setup(f, &c2, &k2, &mine).expect("again"));
+                took
+            });
+            assert!(took, "the netlink path took the setup (v6 {v6})");
+            ex_ns.enter(|| {
+                exec_setup_family(f, &c1, &go_quote(&k1), &mine).expect("exec setup");
+                exec_setup_family(f, &c2, &go_quote(&k2), &mine).expect("exec setup");
+            });
+            assert_eq!(nl_ns.nat_rules(v6), ex_ns.nat_rules(v6), "v6 {v6}");
+            nl_ns.enter(|| {
+                assert!(netlink_teardown(f, &c1).expect("nl teardown"));
+                exec_teardown_family(f, &c2).expect("exec teardown");
+                assert!(netlink_teardown(f, &c2).expect("nothing left"));
+            });
+            let left = nl_ns.nat_rules(v6);
+            assert!(!left.iter().any(|l| l.contains("CNI-")), "{left:#?}");
+        }
     }
 }

@@ -94,16 +94,36 @@ pub enum Verdict {
 /// uses reg 1 for data and the verdict register for verdicts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: u32 },
-    Payload { base: u32, offset: u32, len: u32 },
-    Cmp { neq: bool, data: Vec<u8> },
-    Bitwise { mask: Vec<u8>, xor: Vec<u8> },
+    Meta {
+        key: u32,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
+    Cmp {
+        neq: bool,
+        data: Vec<u8>,
+    },
+    Bitwise {
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     Counter,
     Immediate(Verdict),
     /// an xtables match through nft_compat
-    Match { name: String, rev: u32, info: Vec<u8> },
+    Match {
+        name: String,
+        rev: u32,
+        info: Vec<u8>,
+    },
     /// an xtables target through nft_compat
-    Target { name: String, rev: u32, info: Vec<u8> },
+    Target {
+        name: String,
+        rev: u32,
+        info: Vec<u8>,
+    },
     /// anything else, by name: never equal to what we write
     Unknown(String),
 }
@@ -182,7 +202,10 @@ fn encode_expr(e: &Expr) -> Attrs {
             "meta"
         }
         Expr::Payload { base, offset, len } => {
-            d.be32(1, REG_1).be32(2, *base).be32(3, *offset).be32(4, *len);
+            d.be32(1, REG_1)
+                .be32(2, *base)
+                .be32(3, *offset)
+                .be32(4, *len);
             "payload"
         }
         Expr::Cmp { neq, data } => {
@@ -210,10 +233,14 @@ fn encode_expr(e: &Expr) -> Attrs {
                     verdict.be32(NFTA_VERDICT_CODE, NF_ACCEPT);
                 }
                 Verdict::Jump(c) => {
-                    verdict.be32(NFTA_VERDICT_CODE, NFT_JUMP).str(NFTA_VERDICT_CHAIN, c);
+                    verdict
+                        .be32(NFTA_VERDICT_CODE, NFT_JUMP)
+                        .str(NFTA_VERDICT_CHAIN, c);
                 }
                 Verdict::Goto(c) => {
-                    verdict.be32(NFTA_VERDICT_CODE, NFT_GOTO).str(NFTA_VERDICT_CHAIN, c);
+                    verdict
+                        .be32(NFTA_VERDICT_CODE, NFT_GOTO)
+                        .str(NFTA_VERDICT_CHAIN, c);
                 }
                 Verdict::Other(code) => {
                     verdict.be32(NFTA_VERDICT_CODE, *code);
@@ -390,7 +417,10 @@ pub enum Op {
     /// Create a chain; fails with EEXIST when it exists.
     NewChain(String),
     NewRule(NewRule),
-    DelRule { chain: String, handle: u64 },
+    DelRule {
+        chain: String,
+        handle: u64,
+    },
     /// Delete every rule of a chain.
     FlushChain(String),
     DelChain(String),
@@ -457,7 +487,14 @@ pub fn encode_batch(family: u8, table: &str, ops: &[Op]) -> Vec<u8> {
     let mut out = message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0, subsys, &[]);
     for (i, op) in ops.iter().enumerate() {
         let (kind, flags, body) = encode_op(op, table);
-        out.extend(message(nft_type(kind), flags, i as u32 + 1, family, 0, &body));
+        out.extend(message(
+            nft_type(kind),
+            flags,
+            i as u32 + 1,
+            family,
+            0,
+            &body,
+        ));
     }
     out.extend(message(
         NFNL_MSG_BATCH_END,
@@ -516,10 +553,10 @@ impl Nfnl {
     fn recv(&mut self, op: &str, nonblock: bool) -> KResult<bool> {
         let flags = if nonblock { nix::libc::MSG_DONTWAIT } else { 0 };
         self.buf.clear();
-        let size = match self
-            .socket
-            .recv(&mut self.buf, flags | nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC)
-        {
+        let size = match self.socket.recv(
+            &mut self.buf,
+            flags | nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC,
+        ) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && nonblock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -627,7 +664,14 @@ impl Nfnl {
         a.str(1, table);
         self.seq += 1;
         let seq = self.seq;
-        let m = message(nft_type(1), NLM_F_REQUEST | NLM_F_ACK, seq, family, 0, &a.buf);
+        let m = message(
+            nft_type(1),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            family,
+            0,
+            &a.buf,
+        );
         self.socket
             .send(&m, 0)
             .map_err(|e| io_failed("get table", &e))?;

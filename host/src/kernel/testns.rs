@@ -57,7 +57,11 @@ impl Ns {
 
     /// The `-A` lines of `iptables-save -t nat` (or ip6tables-save).
     pub fn nat_rules(&self, v6: bool) -> Vec<String> {
-        let save = if v6 { "ip6tables-save" } else { "iptables-save" };
+        let save = if v6 {
+            "ip6tables-save"
+        } else {
+            "iptables-save"
+        };
         self.run(save, &["-t", "nat"], "")
             .lines()
             .filter(|l| l.starts_with("-A ") || l.starts_with(':'))

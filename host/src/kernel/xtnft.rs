@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::nfnl::{
-    Expr, NewRule, Nfnl, Op, Verdict, BASE_NETWORK, BASE_TRANSPORT, META_L4PROTO, META_MARK, NFPROTO_IPV4,
-    NFPROTO_IPV6,
+    Expr, NewRule, Nfnl, Op, Verdict, BASE_NETWORK, BASE_TRANSPORT, META_L4PROTO, META_MARK,
+    NFPROTO_IPV4, NFPROTO_IPV6,
 };
 use super::{Addr, KResult};
 
@@ -43,7 +43,10 @@ pub enum Target {
     /// `-j DNAT --to-destination ip:port`
     Dnat(IpAddr, u16),
     /// `-j MARK --set-xmark value/mask`
-    SetXmark { value: u32, mask: u32 },
+    SetXmark {
+        value: u32,
+        mask: u32,
+    },
 }
 
 /// One iptables rule: `[-p proto] [[!] -s addr] [[!] -d addr] matches -j target`.
@@ -306,7 +309,8 @@ pub fn comment_fits(c: &str) -> bool {
 /// nf_tables variant: only then do its rules live where netlink writes. A
 /// legacy iptables keeps the exec path.
 pub fn iptables_is_nft(v6: bool) -> bool {
-    static CACHE: [std::sync::OnceLock<bool>; 2] = [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    static CACHE: [std::sync::OnceLock<bool>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
     *CACHE[usize::from(v6)].get_or_init(|| resolve_is_nft(v6))
 }
 
@@ -393,7 +397,10 @@ mod tests {
         let Expr::Bitwise { mask, .. } = &e[1] else {
             panic!("{e:?}")
         };
-        assert_eq!(&mask[..9], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0, 0]);
+        assert_eq!(
+            &mask[..9],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0, 0]
+        );
     }
 
     #[test]
@@ -565,7 +572,11 @@ mod against_iptables {
         let ns = Ns::new("read");
         for v6 in [false, true] {
             let rules = split(v6);
-            let restore = if v6 { "ip6tables-restore" } else { "iptables-restore" };
+            let restore = if v6 {
+                "ip6tables-restore"
+            } else {
+                "iptables-restore"
+            };
             let text: Vec<(String, &str)> = rules.iter().map(|(c, t, _)| (c.clone(), *t)).collect();
             ns.run(restore, &["--noflush"], &batch(&text));
             let dumped: Vec<Vec<Expr>> = ns.enter(|| {
@@ -592,7 +603,11 @@ mod against_iptables {
             let rules = split(v6);
             let fam = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
             // the nat table exists once iptables has touched it
-            let restore = if v6 { "ip6tables-restore" } else { "iptables-restore" };
+            let restore = if v6 {
+                "ip6tables-restore"
+            } else {
+                "iptables-restore"
+            };
             ns.run(restore, &["--noflush"], "*nat\n:T - [0:0]\nCOMMIT\n");
             ns.enter(|| {
                 let mut nl = Nfnl::open().expect("socket");
@@ -609,7 +624,11 @@ mod against_iptables {
                     .expect_err("exists");
                 assert_eq!(err.errno, nix::errno::Errno::EEXIST);
             });
-            let save = if v6 { "ip6tables-save" } else { "iptables-save" };
+            let save = if v6 {
+                "ip6tables-save"
+            } else {
+                "iptables-save"
+            };
             let saved = ns.run(save, &["-t", "nat"], "");
             // what iptables-restore writes for the same text, saved the same way
             let ns2 = Ns::new(if v6 { "ref6" } else { "ref4" });
@@ -617,7 +636,10 @@ mod against_iptables {
             ns2.run(restore, &["--noflush"], &batch(&text));
             let reference = ns2.run(save, &["-t", "nat"], "");
             let lines = |s: &str| -> Vec<String> {
-                s.lines().filter(|l| l.starts_with("-A ")).map(str::to_string).collect()
+                s.lines()
+                    .filter(|l| l.starts_with("-A "))
+                    .map(str::to_string)
+                    .collect()
             };
             assert_eq!(lines(&saved), lines(&reference), "v6 {v6}");
             // iptables deletes each of our rules by its spec

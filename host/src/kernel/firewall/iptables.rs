@@ -353,7 +353,9 @@ fn typed_skeleton(opts: &Options, v6: bool) -> Vec<(&'static str, xt::Rule)> {
             mask: bit,
         }];
         let mut jump = xt::Rule::new(v6, xt::Target::Jump(MASQ.into()));
-        jump.matches = vec![xt::Match::Comment("CNI portfwd requiring masquerade".into())];
+        jump.matches = vec![xt::Match::Comment(
+            "CNI portfwd requiring masquerade".into(),
+        )];
         out.extend([(SETMARK, setmark), (MASQ, masq), ("POSTROUTING", jump)]);
     }
     out
@@ -887,7 +889,11 @@ mod netlink_equivalence {
     }
 
     fn fam(ip: &str, prefix: u8) -> FamilySpec {
-        let host = if ip.contains(':') { "fd00::1" } else { "192.168.1.1" };
+        let host = if ip.contains(':') {
+            "fd00::1"
+        } else {
+            "192.168.1.1"
+        };
         FamilySpec {
             container: Addr {
                 ip: ip.parse().expect("ip"),
@@ -936,7 +942,10 @@ mod netlink_equivalence {
             for masq_all in [false, true] {
                 let o = opts(masq_all);
                 let f = fam(ip, prefix);
-                let (first, second) = (owner(&format!("a{masq_all}")), owner(&format!("b{masq_all}")));
+                let (first, second) = (
+                    owner(&format!("a{masq_all}")),
+                    owner(&format!("b{masq_all}")),
+                );
                 // The first ADD of a node builds the skeleton through iptables.
                 let took = nl_ns.enter(|| {
                     exec_apply_family(&first, &o, &f, v6).expect("exec add");
@@ -947,7 +956,11 @@ mod netlink_equivalence {
                     exec_apply_family(&first, &o, &f, v6).expect("exec add");
                     exec_apply_family(&second, &o, &f, v6).expect("exec add");
                 });
-                assert_eq!(nl_ns.nat_rules(v6), ex_ns.nat_rules(v6), "v6 {v6} masqAll {masq_all}");
+                assert_eq!(
+                    nl_ns.nat_rules(v6),
+                    ex_ns.nat_rules(v6),
+                    "v6 {v6} masqAll {masq_all}"
+                );
                 // A re-ADD of an existing attachment is not the netlink path's.
                 let again = nl_ns.enter(|| netlink_add(&second, &o, &f, v6).expect("re-add"));
                 assert!(!again);
