@@ -4,6 +4,7 @@ plugins in the same run, on the conflists a runtime would run:
 
   loopback                                   (99-loopback)
   bridge + host-local                        (isGateway, ipMasq)
+  bridge + host-local + portmap              (hostPort: the issue #5 chain)
   bridge + host-local + portmap + bandwidth  (the full chain)
 
 driven like libcni (benchlib.Conflist): each plugin exec'd in order with
@@ -15,8 +16,9 @@ own bridges, subnets and host ports; both share the node's nat table.
 Phases, each interleaving the implementations:
   1. per pod, sequential: ADD and DEL of each chain, median and p90;
   2. burst: 50 pods ADDed at once, then DELed at once (wall time, pods/s);
-  3. presence: full-chain ADD and DEL of one pod with 1 and with 500 pods
-     already attached (populated and removed in parallel through the plugins);
+  3. presence: ADD and DEL of one pod with 1 and with 500 pods already
+     attached, for the portmap chain and the full chain (populated and
+     removed in parallel through the plugins);
   4. peak RSS of every plugin process type, each plugin run under GNU time
      inside the chain (separate, untimed runs).
 Prints the target summary first, then the detail tables (markdown)."""
@@ -52,9 +54,11 @@ PORT_BASE = {"wasm-cni": 20000, "reference": 40000}
 # containerd's shape for the bandwidth capability (go-cni's BandWidth has no
 # JSON tags, so the keys are PascalCase; bursts are MaxUint32).
 BANDWIDTH = {"IngressRate": 20000000, "IngressBurst": 4294967295, "EgressRate": 20000000, "EgressBurst": 4294967295}
-CHAINS = ["loopback", "bridge", "full"]
-CHAIN_LABEL = {"loopback": "loopback", "bridge": "bridge + host-local",
+CHAINS = ["loopback", "bridge", "portmap", "full"]
+CHAIN_LABEL = {"loopback": "loopback", "bridge": "bridge + host-local", "portmap": "bridge + host-local + portmap",
                "full": "bridge + host-local + portmap + bandwidth"}
+BURST_CHAINS = ["bridge", "portmap", "full"]
+PRESENCE_CHAINS = ["portmap", "full"]
 netns = Netns(a.prefix)
 
 
@@ -66,14 +70,15 @@ def conflist(chain, impl):
     if chain == "ipam":  # host-local on its own, for its process's RSS
         return {"cniVersion": "1.0.0", "name": name, "plugins": [{"type": "host-local", "ipam": {
             "type": "host-local", "subnet": f"10.{221 + i}.0.0/16", "dataDir": a.data}}]}
-    net = 201 + i if chain == "bridge" else 211 + i
+    net = {"bridge": 201, "portmap": 231, "full": 211}[chain] + i
     bridge = {"type": "bridge", "bridge": f"{impl[0]}{chain}0", "isGateway": True, "ipMasq": True,
               "ipam": {"type": "host-local", "subnet": f"10.{net}.0.0/16", "routes": [{"dst": "0.0.0.0/0"}],
                        "dataDir": a.data}}
     plugins = [bridge]
+    if chain in ("portmap", "full"):
+        plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
     if chain == "full":
-        plugins += [{"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-                    {"type": "bandwidth", "capabilities": {"bandwidth": True}}]
+        plugins.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})
     return {"cniVersion": "1.0.0", "name": name, "plugins": plugins}
 
 
@@ -89,7 +94,7 @@ def check(chain, result):
     """The chain really did its work: an address, and for the full chain the
     bandwidth plugin's ifb in the result (portmap's rules are checked by the
     leftovers check after DEL and by the e2e tests)."""
-    if chain in ("bridge", "full", "ipam") and not result.get("ips"):
+    if chain in ("bridge", "portmap", "full", "ipam") and not result.get("ips"):
         sys.exit(f"{chain}: no address in {result}")
     if chain == "full" and not any(i["name"].startswith("bwp") for i in result.get("interfaces", [])):
         sys.exit(f"{chain}: no ifb in {result}")
@@ -98,14 +103,15 @@ def check(chain, result):
 verified = set()
 
 
-def check_portmap(impl, n):
-    """Once per implementation: the host port's DNAT rule exists after ADD."""
-    if impl in verified:
+def check_portmap(chain, impl, n):
+    """Once per chain and implementation: the host port's DNAT rule exists
+    after ADD."""
+    if (chain, impl) in verified:
         return
     nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-    if f"--dport {PORT_BASE[impl] + n}" not in nat:
+    if f"--dport {PORT_BASE[impl] + n} -j DNAT" not in nat:
         sys.exit(f"{impl}: no DNAT rule for host port {PORT_BASE[impl] + n} after ADD")
-    verified.add(impl)
+    verified.add((chain, impl))
 
 
 def pod(chain, impl, tag, n, rss=False):
@@ -116,8 +122,8 @@ def pod(chain, impl, tag, n, rss=False):
     try:
         add = cl.add(cid, ns, c, rss=rss)
         check(chain, add[1])
-        if chain == "full":
-            check_portmap(impl, n)
+        if chain in ("portmap", "full"):
+            check_portmap(chain, impl, n)
         dele = cl.delete(cid, ns, add[1], c, rss=rss)
     finally:
         netns.delete(f"{tag}{impl[0]}{n}")
@@ -153,7 +159,7 @@ def log(msg):
 # 1. Per pod, sequential. --------------------------------------------------------
 log(f"per pod: {a.rounds} rounds (+{a.warmup} warm-up) x {len(CHAINS)} chains x 2")
 per = {(c, n): {"ADD": [], "DEL": []} for c in CHAINS for n in NAMES}
-steps = {n: {} for n in NAMES}  # full chain: (verb, type) -> [ms]
+steps = {c: {n: {} for n in NAMES} for c in ("portmap", "full")}  # (verb, type) -> [ms]
 for r, counted, order in interleaved(a.rounds, a.warmup, NAMES):
     for chain in CHAINS:
         for impl in order:
@@ -161,18 +167,18 @@ for r, counted, order in interleaved(a.rounds, a.warmup, NAMES):
             if counted:
                 per[(chain, impl)]["ADD"].append(add_ms)
                 per[(chain, impl)]["DEL"].append(del_ms)
-                if chain == "full":
+                if chain in steps:
                     for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
                         for t, ms, _ in st:
-                            steps[impl].setdefault((verb, t), []).append(ms)
+                            steps[chain][impl].setdefault((verb, t), []).append(ms)
 leftovers("the per-pod rounds")
 
 # 2. Bursts. ---------------------------------------------------------------------
-log(f"burst: {a.burst} pods, {a.burst_reps} reps x 2 chains x 2")
-burst = {(c, n): {"ADD": [], "DEL": [], "ADDcall": [], "DELcall": []} for c in ("bridge", "full") for n in NAMES}
+log(f"burst: {a.burst} pods, {a.burst_reps} reps x {len(BURST_CHAINS)} chains x 2")
+burst = {(c, n): {"ADD": [], "DEL": [], "ADDcall": [], "DELcall": []} for c in BURST_CHAINS for n in NAMES}
 with ThreadPoolExecutor(max_workers=a.burst) as ex:
     for rep, _, order in interleaved(a.burst_reps, 0, NAMES):
-        for chain in ("bridge", "full"):
+        for chain in BURST_CHAINS:
             for impl in order:
                 cl = LISTS[(chain, impl)]
                 pods = list(range(a.burst))
@@ -199,53 +205,55 @@ with ThreadPoolExecutor(max_workers=a.burst) as ex:
                         netns.delete(f"b{impl[0]}{k}")
 leftovers("the bursts")
 
-# 3. 1 vs N pods present, full chain. ----------------------------------------------
-log(f"presence: 1 vs {a.present} pods, {a.probes} probes each")
-presence = {n: {} for n in NAMES}
+# 3. 1 vs N pods present. -------------------------------------------------------------
+log(f"presence: 1 vs {a.present} pods, {a.probes} probes each, chains {PRESENCE_CHAINS}")
+presence = {(c, n): {} for c in PRESENCE_CHAINS for n in NAMES}
 
 
-def probe(impl, level):
+def probe(chain, impl, level):
     adds, dels = [], []
     for k in range(a.probes):
-        (add_ms, _, _), (del_ms, _) = pod("full", impl, f"q{level}", 1000 + k)
+        (add_ms, _, _), (del_ms, _) = pod(chain, impl, f"q{level}", 1000 + k)
         adds.append(add_ms)
         dels.append(del_ms)
-    presence[impl][level] = (adds, dels)
+    presence[(chain, impl)][level] = (adds, dels)
 
 
-for impl in NAMES:
-    cl = LISTS[("full", impl)]
-    present = {}
-    fill = list(range(a.present))
-    try:
-        for k in fill:
-            present[k] = [netns.add(f"f{impl[0]}{k}"), None]
+for chain in PRESENCE_CHAINS:
+    for impl in NAMES:
+        cl = LISTS[(chain, impl)]
+        present = {}
+        fill = list(range(a.present))
+        try:
+            for k in fill:
+                present[k] = [netns.add(f"f{impl[0]}{k}"), None]
 
-        def add_one(k):
-            present[k][1] = cl.add(f"f-{impl}-{k}", present[k][0], caps(impl, 200 + k))[1]
-            check("full", present[k][1])
+            def add_one(k):
+                present[k][1] = cl.add(f"f-{impl}-{k}", present[k][0], caps(impl, 200 + k))[1]
+                check(chain, present[k][1])
 
-        def del_one(k):
-            if present[k][1] is not None:
-                cl.delete(f"f-{impl}-{k}", present[k][0], present[k][1], caps(impl, 200 + k))
-                present[k][1] = None
+            def del_one(k):
+                if present[k][1] is not None:
+                    cl.delete(f"f-{impl}-{k}", present[k][0], present[k][1], caps(impl, 200 + k))
+                    present[k][1] = None
 
-        add_one(0)
-        probe(impl, 1)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
-            list(ex.map(add_one, fill[1:]))
-        fill_s = time.perf_counter() - t0
-        probe(impl, a.present)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
-            list(ex.map(del_one, fill))
-        presence[impl]["fill_s"] = fill_s
-        presence[impl]["drain_s"] = time.perf_counter() - t0
-    finally:
-        for k in present:
-            netns.delete(f"f{impl[0]}{k}")
-    log(f"presence {impl}: populate {presence[impl]['fill_s']:.1f} s, remove {presence[impl]['drain_s']:.1f} s")
+            add_one(0)
+            probe(chain, impl, 1)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
+                list(ex.map(add_one, fill[1:]))
+            fill_s = time.perf_counter() - t0
+            probe(chain, impl, a.present)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
+                list(ex.map(del_one, fill))
+            presence[(chain, impl)]["fill_s"] = fill_s
+            presence[(chain, impl)]["drain_s"] = time.perf_counter() - t0
+        finally:
+            for k in present:
+                netns.delete(f"f{impl[0]}{k}")
+        p = presence[(chain, impl)]
+        log(f"presence {chain} {impl}: populate {p['fill_s']:.1f} s, remove {p['drain_s']:.1f} s")
 leftovers("the presence runs")
 
 # 4. Peak RSS per plugin process type. -----------------------------------------------
@@ -299,7 +307,7 @@ for chain in ("loopback", "bridge"):
         rows.append([f"{CHAIN_LABEL[chain]} {verb} per pod, median ms", fms(o), fms(f),
                      f"{ratio(f, o):.2f}× faster", "", ""])
 for level in (1, a.present):
-    o, f = median(presence[W][level][0]), median(presence[R][level][0])
+    o, f = median(presence[("full", W)][level][0]), median(presence[("full", R)][level][0])
     rows.append([f"full chain ADD with {level} pod{'s' if level > 1 else ''} present, median ms", fms(o), fms(f),
                  f"{ratio(f, o):.2f}× faster", "", ""])
 
@@ -308,6 +316,29 @@ print(f"Per pod: {a.rounds} rounds per chain and implementation, interleaved, {a
       f"counted. Burst: median of {a.burst_reps}. RSS: max over {a.rss_rounds} runs of each plugin under GNU time "
       f"(ADD and DEL). Ratios are reference/wasm-cni for times, wasm-cni/reference for throughput and RSS.\n")
 print(table(["measure", "wasm-cni", "reference", "ratio", "target", "met"], rows,
+            ["---", "---:", "---:", "---:", "---", "---"]))
+
+# Issue #5: the hostPort chain (bridge + host-local + portmap).
+pm = {n: per[("portmap", n)] for n in NAMES}
+rows5 = []
+for verb in ("ADD", "DEL"):
+    o, f = median(pm[W][verb]), median(pm[R][verb])
+    x = ratio(f, o)
+    rows5.append([f"portmap chain {verb} per pod, median ms", fms(o), fms(f), f"{x:.2f}× faster", "≥ 5×",
+                  verdict(x, 5)])
+for verb in ("ADD", "DEL"):
+    o, f = thr("portmap", W, verb), thr("portmap", R, verb)
+    x = o / f
+    rows5.append([f"{a.burst}-pod burst {verb}, portmap chain, pods/s", f"{o:.1f}", f"{f:.1f}",
+                  f"{x:.2f}× the throughput", "≥ 5×", verdict(x, 5)])
+for impl in NAMES:
+    one, many = median(presence[("portmap", impl)][1][0]), median(presence[("portmap", impl)][a.present][0])
+    x = many / one
+    rows5.append([f"{impl}: portmap chain ADD with {a.present} pods present / with 1, median",
+                  f"{fms(many)} / {fms(one)} ms" if impl == W else "", f"{fms(many)} / {fms(one)} ms" if impl == R else "",
+                  f"{x:.2f}×", "≤ 1.2×" if impl == W else "", verdict(x, 1.2, higher=False) if impl == W else ""])
+print("\n## hostPort (bridge + host-local + portmap): wasm-cni vs reference, the issue #5 targets\n")
+print(table(["measure", "wasm-cni", "reference", "ratio", "target", "met"], rows5,
             ["---", "---:", "---:", "---:", "---", "---"]))
 
 print("\n### Per pod, sequential (ms for the whole chain: every plugin's fork/exec, config on stdin, result)\n")
@@ -319,15 +350,16 @@ for chain in CHAINS:
 print(table(["conflist", "implementation", "ADD median", "ADD p90", "DEL median", "DEL p90"], rows,
             ["---", "---", "---:", "---:", "---:", "---:"]))
 
-print("\n### Full chain, each plugin's share (median ms of the process, in execution order)\n")
+print("\n### Each plugin's share (median ms of the process, in execution order)\n")
 cols = [("ADD", "bridge"), ("ADD", "portmap"), ("ADD", "bandwidth"), ("DEL", "bandwidth"), ("DEL", "portmap"),
         ("DEL", "bridge")]
-print(table(["implementation"] + [f"{t} {v}" for v, t in cols],
-            [[impl] + [fms(median(steps[impl][c])) for c in cols] for impl in NAMES]))
+print(table(["conflist", "implementation"] + [f"{t} {v}" for v, t in cols],
+            [[CHAIN_LABEL[c], impl] + [fms(median(steps[c][impl][k])) if k in steps[c][impl] else "–" for k in cols]
+             for c in steps for impl in NAMES]))
 
 print(f"\n### {a.burst} pods in parallel (ADD all at once, then DEL all at once; one thread per pod)\n")
 rows = []
-for chain in ("bridge", "full"):
+for chain in BURST_CHAINS:
     for impl in NAMES:
         b = burst[(chain, impl)]
         rows.append([CHAIN_LABEL[chain], impl] + sum(
@@ -337,14 +369,15 @@ print(table(["conflist", "implementation", "ADD wall ms", "ADD pods/s", "ADD cal
              "DEL wall ms", "DEL pods/s", "DEL call median", "DEL call max"], rows,
             ["---", "---"] + ["---:"] * 8))
 
-print(f"\n### Full chain with 1 vs {a.present} pods already attached ({a.probes} probe pods each, ms)\n")
+print(f"\n### 1 vs {a.present} pods already attached ({a.probes} probe pods each, ms)\n")
 rows = []
-for impl in NAMES:
-    p = presence[impl]
-    rows.append([impl] + [fms(f(p[level][i])) for level in (1, a.present) for i in (0, 1) for f in (median, p90)]
+for chain, impl in presence:
+    p = presence[(chain, impl)]
+    rows.append([CHAIN_LABEL[chain], impl] + [fms(f(p[level][i])) for level in (1, a.present) for i in (0, 1) for f in (median, p90)]
                 + [f"{p['fill_s']:.1f}", f"{p['drain_s']:.1f}"])
 h = [f"{v} {stat}, {level} present" for level in (1, a.present) for v in ("ADD", "DEL") for stat in ("median", "p90")]
-print(table(["implementation"] + h + [f"populate {a.present - 1} pods, s", f"remove {a.present}, s"], rows))
+print(table(["conflist", "implementation"] + h + [f"populate {a.present - 1} pods, s", f"remove {a.present}, s"],
+            rows))
 print(f"\nPopulating and removing use {a.fill_workers} parallel chains.")
 
 print("\n### Peak RSS per plugin process (KiB; max over the runs)\n")

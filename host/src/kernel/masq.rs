@@ -2,7 +2,10 @@
 //! iptables: a nat chain per attachment (named by the caller) holding
 //! `-d <subnet> -j ACCEPT` and `! -d <multicast> -j MASQUERADE`, and one
 //! `POSTROUTING -s <ip> -j <chain>` jump per address, all with one comment.
-//! Writes go through `iptables-restore --noflush --wait` (one batch per call),
+//! With iptables-nft, a new attachment's setup and every teardown are one
+//! nf_tables transaction over netlink (`xtnft` writes the rules exactly as
+//! iptables-nft does); otherwise, and to complete an existing chain, writes
+//! go through `iptables-restore --noflush --wait` (one batch per call) and
 //! reads through `iptables-save -t nat`; every exec is bounded in time.
 //! Self-contained on purpose: portmap's firewall code lives in `firewall`.
 

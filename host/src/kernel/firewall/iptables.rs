@@ -1,8 +1,12 @@
 //! The iptables backend: the reference portmap's chains, rules and comments,
 //! byte for byte where it matters (names, comments, match order), so pods set
-//! up by one binary are torn down by the other. Each ADD/DEL/CHECK of a family
-//! is one `iptables-restore --noflush --wait` batch (atomic: all or nothing);
-//! reads are one `iptables-save -t nat` or `iptables -S <chain>`.
+//! up by one binary are torn down by the other. With iptables-nft, the ADD of
+//! a new attachment and every DEL are one nf_tables transaction over netlink
+//! that touches only the named chains (no exec, no whole-table read: the
+//! cost does not grow with the number of pods). Otherwise (legacy iptables,
+//! a re-ADD, sctp, user conditions) and for CHECK and GC, each step of a
+//! family is one `iptables-restore --noflush --wait` batch (atomic: all or
+//! nothing); reads are one `iptables-save -t nat` or `iptables -S <chain>`.
 //!
 //! ADD first tries a batch that assumes the shared skeleton exists (checked
 //! inside the batch with `-C`, so a missing piece aborts it harmlessly); only
