@@ -479,6 +479,29 @@ fn route_message(index: u32, route: &RouteInfo) -> RouteMessage {
     msg
 }
 
+/// The name of the link the calling thread's namespace routes `ip` through
+/// (what `ip route get` prints after `dev`), by one RTM_GETROUTE lookup.
+pub fn route_dev(ip: IpAddr) -> KResult<String> {
+    let mut ns = NetlinkNs::open(CURRENT_NETNS)?;
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family_of(&ip);
+    msg.header.destination_prefix_length = if ip.is_ipv4() { 32 } else { 128 };
+    msg.attributes.push(RouteAttribute::Destination(route_addr(ip)));
+    let op = format!("route to {ip}");
+    let replies = ns.request(&op, "", RouteNetlinkMessage::GetRoute(msg), 0)?;
+    let oif = replies.iter().find_map(|r| match r {
+        RouteNetlinkMessage::NewRoute(m) => m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let oif = oif.ok_or_else(|| KernelError::Failed(format!("no route to {ip}")))?;
+    ns.link_by_index(oif)?
+        .map(|l| l.info.name)
+        .ok_or_else(|| KernelError::Failed(format!("{op}: link {oif} is gone")))
+}
+
 impl NetnsOps for NetlinkNs {
     fn link(&mut self, name: &str) -> KResult<Option<LinkInfo>> {
         let mut msg = LinkMessage::default();
@@ -1209,6 +1232,34 @@ mod tests {
             ops.routes("wv0").unwrap().is_empty(),
             "routes go with the link"
         );
+    }
+
+    #[test]
+    fn route_dev_names_the_link_a_lookup_takes() {
+        let ns = TestNs::new();
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.ip(&["link", "add", "rd0", "type", "veth", "peer", "name", "rd1"]);
+        ns.ip(&["addr", "add", "10.77.0.1/24", "dev", "rd0"]);
+        ns.ip(&["link", "set", "rd0", "up"]);
+        ns.ip(&["link", "set", "rd1", "up"]);
+        let path = ns.path();
+        let (veth, lo, none) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = File::open(&path).unwrap();
+                setns(fd, CloneFlags::CLONE_NEWNET).unwrap();
+                (
+                    route_dev("10.77.0.9".parse().unwrap()),
+                    route_dev("127.0.0.1".parse().unwrap()),
+                    route_dev("192.0.2.1".parse().unwrap()),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(veth, Ok("rd0".to_string()));
+        assert_eq!(lo, Ok("lo".to_string()));
+        // no default route in a fresh namespace: an error, not a guess
+        assert!(none.is_err(), "{none:?}");
     }
 
     #[test]

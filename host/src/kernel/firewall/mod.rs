@@ -148,15 +148,7 @@ impl Firewall for System {
     }
 
     fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String> {
-        let out = crate::kernel::exec::run("ip", &["-o", "route", "get", &ip.to_string()], "")?;
-        let dev = out
-            .split_whitespace()
-            .skip_while(|t| *t != "dev")
-            .nth(1)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                KernelError::Failed(format!("no route to {ip}: `ip route get` said {out:?}"))
-            })?;
+        let dev = crate::kernel::netlink::route_dev(ip)?;
         // Never on lo (local address) or a name that could walk the path.
         if dev == "lo" || dev.contains('/') || dev.starts_with('.') {
             return Err(KernelError::Failed(format!(
