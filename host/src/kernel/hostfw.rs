@@ -442,6 +442,13 @@ impl HostFirewall for System {
 
     fn masq_teardown(&self, a: &Attachment) -> KResult<()> {
         let hash = a.masq_hash();
+        // Every bridge/ptp DEL asks, and on most nodes the table is not
+        // there: one netlink lookup instead of an `nft` exec.
+        let exists = super::nfnl::Nfnl::open()
+            .and_then(|mut nl| nl.chain_exists(super::nfnl::NFPROTO_INET, MASQ_TABLE, MASQ_CHAIN));
+        if let Ok(None | Some(false)) = exists {
+            return Ok(());
+        }
         let Some(l) = masq_listing()? else {
             return Ok(());
         };

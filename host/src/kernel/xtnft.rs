@@ -568,6 +568,25 @@ mod against_iptables {
     }
 
     #[test]
+    fn chain_lookup_tells_missing_table_from_missing_chain() {
+        let ns = Ns::new("lookup");
+        let before = ns.enter(|| {
+            let mut nl = Nfnl::open().expect("socket");
+            nl.chain_exists(NFPROTO_IPV4, "nat", "T").expect("lookup")
+        });
+        assert_eq!(before, None, "no nat table yet");
+        ns.run("iptables-restore", &["--noflush"], "*nat\n:T - [0:0]\nCOMMIT\n");
+        let (t, u) = ns.enter(|| {
+            let mut nl = Nfnl::open().expect("socket");
+            (
+                nl.chain_exists(NFPROTO_IPV4, "nat", "T").expect("lookup"),
+                nl.chain_exists(NFPROTO_IPV4, "nat", "U").expect("lookup"),
+            )
+        });
+        assert_eq!((t, u), (Some(true), Some(false)));
+    }
+
+    #[test]
     fn iptables_writes_our_expressions() {
         let ns = Ns::new("read");
         for v6 in [false, true] {
