@@ -11,7 +11,8 @@
 # usage: tests/bench/chain.sh [rounds] [burst-reps] [present] [probes] [rss-rounds]
 #        defaults 30 3 500 15 5     (root; build first: tests/build.sh)
 #        smoke test: tests/bench/chain.sh 3 1 20 3 1
-# env:   WASM_CNI_BIN, WASM_CNI_MODULES, REFERENCE_DIR override the defaults.
+# env:   WASM_CNI_BIN, WASM_CNI_MODULES, REFERENCE_DIR override the defaults;
+#        WASM_CNI_BENCH_LOG=FILE keeps wasm-cni's log (per-call phases) there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,6 +43,7 @@ cleanup() {
         ip netns del "$n" 2>/dev/null || true
     done
     ip netns del "$node" 2>/dev/null || true
+    if [ -n "${WASM_CNI_BENCH_LOG:-}" ]; then cp "$tmp/wasm-cni.log" "$WASM_CNI_BENCH_LOG" || true; fi
     rm -rf "$tmp"
     exit $rc
 }

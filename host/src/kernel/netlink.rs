@@ -486,7 +486,8 @@ pub fn route_dev(ip: IpAddr) -> KResult<String> {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family_of(&ip);
     msg.header.destination_prefix_length = if ip.is_ipv4() { 32 } else { 128 };
-    msg.attributes.push(RouteAttribute::Destination(route_addr(ip)));
+    msg.attributes
+        .push(RouteAttribute::Destination(route_addr(ip)));
     let op = format!("route to {ip}");
     let replies = ns.request(&op, "", RouteNetlinkMessage::GetRoute(msg), 0)?;
     let oif = replies.iter().find_map(|r| match r {

@@ -528,9 +528,32 @@ fn io_failed(op: &str, e: &io::Error) -> KernelError {
 
 /// One NETLINK_NETFILTER socket in the calling thread's network namespace.
 pub struct Nfnl {
-    socket: Socket,
+    /// Never closed before exit: see `Drop`.
+    socket: std::mem::ManuallyDrop<Socket>,
     buf: Vec<u8>,
     seq: u32,
+}
+
+/// Sockets kept open until the process exits, and how many at most.
+static KEPT: std::sync::Mutex<Vec<Socket>> = std::sync::Mutex::new(Vec::new());
+const KEPT_MAX: usize = 64;
+
+impl Drop for Nfnl {
+    /// Closing a used nfnetlink socket makes the kernel finish the pending
+    /// destruction of every deleted rule and chain first: it waits out an
+    /// RCU grace period (~10 ms here) after any deleting commit. A CNI call
+    /// is one short process, so its sockets stay open until it exits, by
+    /// when the grace period has passed alongside the rest of the call (a
+    /// veth deletion, another family's work) instead of after it.
+    fn drop(&mut self) {
+        // SAFETY: `socket` is taken exactly once, here, and never used again.
+        let socket = unsafe { std::mem::ManuallyDrop::take(&mut self.socket) };
+        if let Ok(mut kept) = KEPT.lock() {
+            if kept.len() < KEPT_MAX {
+                kept.push(socket);
+            }
+        }
+    }
 }
 
 impl Nfnl {
@@ -543,7 +566,7 @@ impl Nfnl {
             .map_err(|e| io_failed(op, &e))?;
         set_recv_timeout(&socket, RECV_TIMEOUT).map_err(|e| io_failed(op, &e))?;
         Ok(Nfnl {
-            socket,
+            socket: std::mem::ManuallyDrop::new(socket),
             buf: Vec::with_capacity(64 * 1024),
             seq: 1 << 20,
         })

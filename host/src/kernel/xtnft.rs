@@ -575,7 +575,11 @@ mod against_iptables {
             nl.chain_exists(NFPROTO_IPV4, "nat", "T").expect("lookup")
         });
         assert_eq!(before, None, "no nat table yet");
-        ns.run("iptables-restore", &["--noflush"], "*nat\n:T - [0:0]\nCOMMIT\n");
+        ns.run(
+            "iptables-restore",
+            &["--noflush"],
+            "*nat\n:T - [0:0]\nCOMMIT\n",
+        );
         let (t, u) = ns.enter(|| {
             let mut nl = Nfnl::open().expect("socket");
             (
