@@ -34,6 +34,7 @@ const NLM_F_APPEND: u16 = 0x800;
 const NLA_F_NESTED: u16 = 0x8000;
 
 // nf_tables message types
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_DELCHAIN: u16 = 5;
@@ -42,6 +43,7 @@ const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_DELRULE: u16 = 8;
 
 // attributes
+const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_RULE_TABLE: u16 = 1;
@@ -481,26 +483,21 @@ fn encode_op(op: &Op, table: &str) -> (u16, u16, Vec<u8>) {
     }
 }
 
-/// The bytes of one batch: begin, the operations (sequence numbers 1..=n),
-/// end. Pure, for the unit tests.
-pub fn encode_batch(family: u8, table: &str, ops: &[Op]) -> Vec<u8> {
+/// The bytes of one batch: begin (sequence number `base`), the operations
+/// (`base + 1 ..= base + n`), end. Pure, for the unit tests.
+pub fn encode_batch(base: u32, family: u8, table: &str, ops: &[Op]) -> Vec<u8> {
     let subsys = NFNL_SUBSYS_NFTABLES;
-    let mut out = message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0, subsys, &[]);
+    let mut out = message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, base, 0, subsys, &[]);
     for (i, op) in ops.iter().enumerate() {
         let (kind, flags, body) = encode_op(op, table);
-        out.extend(message(
-            nft_type(kind),
-            flags,
-            i as u32 + 1,
-            family,
-            0,
-            &body,
-        ));
+        let seq = base.wrapping_add(i as u32 + 1);
+        out.extend(message(nft_type(kind), flags, seq, family, 0, &body));
     }
+    let end = base.wrapping_add(ops.len() as u32 + 1);
     out.extend(message(
         NFNL_MSG_BATCH_END,
         NLM_F_REQUEST,
-        ops.len() as u32 + 1,
+        end,
         0,
         subsys,
         &[],
@@ -601,28 +598,30 @@ impl Nfnl {
         if ops.is_empty() {
             return Ok(Ok(()));
         }
-        let batch = encode_batch(family, table, ops);
+        let base = self.seq;
+        self.seq = self.seq.wrapping_add(ops.len() as u32 + 2);
+        let batch = encode_batch(base, family, table, ops);
         self.socket
             .send(&batch, 0)
             .map_err(|e| io_failed("send batch", &e))?;
         // nfnetlink runs the whole batch inside send(): every reply (an ack
         // or an error per operation) is queued by now. Read what is queued;
-        // wait (bounded) only if an ack is somehow still missing.
+        // wait (bounded) only while an ack is missing and nothing failed
+        // (after a failure the kernel need not answer the rest).
         let mut replied = vec![false; ops.len()];
         let mut first_error: Option<TxError> = None;
-        loop {
-            let complete = replied.iter().all(|r| *r);
-            if complete || (first_error.is_some() && !self.recv("commit", true)?) {
-                break;
-            }
-            if first_error.is_none() && !self.recv("commit", true)? {
+        while !replied.iter().all(|r| *r) {
+            if !self.recv("commit", true)? {
+                if first_error.is_some() {
+                    break;
+                }
                 self.recv("commit", false)?;
             }
             for (kind, _flags, seq, body) in messages(&self.buf) {
-                if kind != NLMSG_ERROR || seq == 0 || seq as usize > ops.len() {
+                let i = seq.wrapping_sub(base).wrapping_sub(1) as usize;
+                if kind != NLMSG_ERROR || i >= ops.len() {
                     continue;
                 }
-                let i = seq as usize - 1;
                 replied[i] = true;
                 let code = errno_of(body);
                 if code != 0 && first_error.is_none() {
@@ -632,7 +631,6 @@ impl Nfnl {
                     });
                 }
             }
-            self.buf.clear();
         }
         Ok(first_error.map_or(Ok(()), Err))
     }
@@ -642,7 +640,7 @@ impl Nfnl {
     pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> KResult<Option<bool>> {
         let mut a = Attrs::new();
         a.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
-        self.seq += 1;
+        self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let m = message(
             nft_type(NFT_MSG_GETCHAIN),
@@ -663,11 +661,8 @@ impl Nfnl {
                     continue;
                 }
                 if kind == NLMSG_ERROR {
-                    let code = body
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    return match Errno::from_raw(-code) {
+                    let code = errno_of(body);
+                    return match Errno::from_raw(code) {
                         _ if code == 0 => Ok(Some(found)),
                         // ENOENT for the chain or for its table: ask which.
                         Errno::ENOENT => self.table_or(family, table, Some(false)),
@@ -685,11 +680,11 @@ impl Nfnl {
     /// `None` when `table` does not exist, else `r`.
     fn table_or(&mut self, family: u8, table: &str, r: Option<bool>) -> KResult<Option<bool>> {
         let mut a = Attrs::new();
-        a.str(1, table);
-        self.seq += 1;
+        a.str(NFTA_TABLE_NAME, table);
+        self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let m = message(
-            nft_type(1),
+            nft_type(NFT_MSG_GETTABLE),
             NLM_F_REQUEST | NLM_F_ACK,
             seq,
             family,
@@ -703,11 +698,7 @@ impl Nfnl {
             self.recv("get table", false)?;
             for (kind, _flags, s, body) in messages(&self.buf) {
                 if s == seq && kind == NLMSG_ERROR {
-                    let code = body
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    return Ok(if code == 0 { r } else { None });
+                    return Ok(if errno_of(body) == 0 { r } else { None });
                 }
             }
         }
@@ -725,7 +716,7 @@ impl Nfnl {
     ) -> KResult<Vec<RuleDump>> {
         let mut a = Attrs::new();
         a.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
-        self.seq += 1;
+        self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let m = message(
             nft_type(NFT_MSG_GETRULE),
@@ -748,11 +739,8 @@ impl Nfnl {
                 match kind {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
-                        let code = body
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(0);
-                        return match Errno::from_raw(-code) {
+                        let code = errno_of(body);
+                        return match Errno::from_raw(code) {
                             _ if code == 0 => Ok(out),
                             Errno::ENOENT => Ok(out),
                             e => Err(KernelError::Failed(format!(
@@ -883,6 +871,7 @@ mod tests {
     #[test]
     fn batch_is_framed_with_begin_and_end() {
         let b = encode_batch(
+            0,
             NFPROTO_IPV4,
             "nat",
             &[Op::NewChain("X".into()), Op::DelChain("X".into())],

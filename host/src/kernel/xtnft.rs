@@ -646,6 +646,24 @@ mod against_iptables {
                     .expect("io")
                     .expect_err("exists");
                 assert_eq!(err.errno, nix::errno::Errno::EEXIST);
+                // a failure anywhere aborts the whole transaction, and names
+                // the operation that failed
+                let err = nl
+                    .commit(
+                        fam,
+                        "nat",
+                        &[
+                            Op::NewChain("A".into()),
+                            Op::NewChain(rules[0].0.clone()),
+                            Op::NewChain("B".into()),
+                        ],
+                    )
+                    .expect("io")
+                    .expect_err("exists");
+                assert_eq!(err.op, format!("create chain {}", rules[0].0));
+                for c in ["A", "B"] {
+                    assert_eq!(nl.chain_exists(fam, "nat", c).expect("lookup"), Some(false));
+                }
             });
             let save = if v6 {
                 "ip6tables-save"
