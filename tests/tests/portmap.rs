@@ -339,6 +339,49 @@ fn nftables_backend_end_to_end() {
     no_traffic(&node, "after DEL");
 }
 
+/// conditionsV4 guard the mappings: in iptables syntax on the attachment's
+/// entry rule (iptables-restore path), in nftables syntax on the shared jump
+/// (as upstream). A pod of the excluded subnet is not DNATed; the node is.
+#[test]
+fn conditions_guard_the_mappings_on_both_backends() {
+    let i = Install::new("pm-cond", &[]);
+    let mut node = Node::new("pmcond", 2);
+    node.pods[0].serve();
+    let (pod, other) = (&node.pods[0], &node.pods[1]);
+    let url = format!("http://{NODE4}:8080/");
+    for (backend, cond) in [
+        ("iptables", json!(["!", "-s", "10.250.2.0/24"])),
+        ("nftables", json!(["ip saddr != 10.250.2.0/24"])),
+    ] {
+        let c = conf(
+            pod,
+            json!({"backend": backend, "conditionsV4": cond}),
+            json!([{"hostPort": 8080, "containerPort": 80}]),
+        );
+        ours(&node, &i, "ADD", "cond", pod, &c).ok();
+        assert!(
+            http_ok(&node.host, &url),
+            "{backend}: the node reaches the mapping"
+        );
+        assert!(
+            !http_ok(&other.ns, &url),
+            "{backend}: the excluded subnet is mapped anyway"
+        );
+        ours(&node, &i, "CHECK", "cond", pod, &c).ok();
+        ours(&node, &i, "DEL", "cond", pod, &c).ok();
+        assert!(!http_ok(&node.host, &url), "{backend}: mapped after DEL");
+    }
+    // A condition that is a statement is refused before anything is written.
+    let c = conf(
+        pod,
+        json!({"backend": "nftables", "conditionsV4": ["ip saddr{accept}"]}),
+        json!([{"hostPort": 8080, "containerPort": 80}]),
+    );
+    ours(&node, &i, "ADD", "cond-bad", pod, &c).err(7);
+    let st = node.exec("nft list ruleset");
+    assert!(!st.contains("cond-bad"), "{st}");
+}
+
 #[test]
 fn interop_with_the_reference_plugin() {
     let i = Install::new("pm-interop", &[]);

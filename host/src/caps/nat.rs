@@ -135,7 +135,11 @@ fn check_iptables_token(t: &str) -> Result<(), String> {
 }
 
 /// nft keywords that end a match and act on the packet.
-const NFT_FORBIDDEN: [&str; 20] = [
+/// Words that make an nft expression a statement, a verdict or a set or
+/// map update: a condition must only match. Checked against every word of a
+/// token split at anything but letters, digits and `_` (nft's tokenizer
+/// needs no spaces around braces or colons).
+const NFT_FORBIDDEN: [&str; 31] = [
     "accept",
     "drop",
     "reject",
@@ -156,6 +160,17 @@ const NFT_FORBIDDEN: [&str; 20] = [
     "synproxy",
     "counter",
     "log",
+    "add",
+    "update",
+    "delete",
+    "reset",
+    "limit",
+    "quota",
+    "meter",
+    "flow",
+    "map",
+    "vmap",
+    "define",
 ];
 
 fn check_conditions(tokens: &[String], b: firewall::Backend) -> Result<(), CniError> {
@@ -166,8 +181,9 @@ fn check_conditions(tokens: &[String], b: firewall::Backend) -> Result<(), CniEr
             ))
         } else if b == firewall::Backend::Iptables {
             check_iptables_token(t)
-        } else if t.contains([';', '#', '"', '\\'])
-            || t.split_whitespace().any(|w| NFT_FORBIDDEN.contains(&w))
+        } else if t.contains([';', '#', '"', '\\', '@', '$'])
+            || t.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|w| NFT_FORBIDDEN.contains(&w.to_ascii_lowercase().as_str()))
         {
             Err(format!("{t:?} is a statement or verdict, not a match"))
         } else {
@@ -261,12 +277,6 @@ pub fn spec_from_wit(c: &CallContext, s: &AttachmentNat) -> Result<PortmapSpec, 
             ));
         }
         check_conditions(&f.conditions, b)?;
-        if b == firewall::Backend::Nftables && !f.conditions.is_empty() {
-            return Err(bad(
-                "conditionsV4/conditionsV6 are not supported with the nftables backend of wasm-cni",
-                "drop them or use the iptables backend",
-            ));
-        }
         let mut mappings = Vec::new();
         for m in &f.mappings {
             if m.host_port == 0 || m.container_port == 0 {
@@ -432,5 +442,35 @@ impl Host for StoreData {
             Ok(())
         })();
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nft(tokens: &[&str]) -> Result<(), CniError> {
+        let t: Vec<String> = tokens.iter().map(|s| s.to_string()).collect();
+        check_conditions(&t, firewall::Backend::Nftables)
+    }
+
+    #[test]
+    fn nft_conditions_may_only_match() {
+        assert!(nft(&["ip saddr != 10.9.0.0/16"]).is_ok());
+        assert!(nft(&["ip", "saddr", "{ 10.1.0.0/16, 10.2.0.0/16 }"]).is_ok());
+        assert!(nft(&["iifname", "eth0", "fib daddr type local"]).is_ok());
+        for bad in [
+            "ip saddr{drop}",
+            "tcp dport 22 accept",
+            "add @wasm_hostports { tcp . 22 : 10.0.0.9 . 22 }",
+            "meta mark set 1",
+            "ip saddr 10.0.0.1; flush ruleset",
+            "ip saddr vmap { 10.0.0.1 : jump x }",
+            "ip saddr $evil",
+            "ip saddr 10.0.0.1\nflush ruleset",
+            "ip daddr 10.0.0.1 LOG",
+        ] {
+            assert!(nft(&[bad]).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! map wasm_hostip_hostports { type <addr> . inet_proto . inet_service : <addr> . inet_service }
 //! set wasm_masq             { type <addr> . <addr> }   # saddr . daddr to masquerade (hairpin, 127.0.0.1)
 //! set wasm_masq_all         { type <addr> }            # daddr to masquerade from anywhere (masqAll)
-//! chain wasm_prerouting / wasm_output (nat, dstnat): fib daddr type local jump wasm_hostports
+//! chain wasm_prerouting / wasm_output (nat, dstnat): [conditions] fib daddr type local jump wasm_hostports
 //! chain wasm_hostports: dnat to daddr . l4proto . dport map @wasm_hostip_hostports; dnat to l4proto . dport map @wasm_hostports
 //! chain wasm_postrouting (nat, srcnat): ct status dnat saddr . daddr @wasm_masq masquerade; ct status dnat daddr @wasm_masq_all masquerade
 //! ```
@@ -54,8 +54,12 @@ pub fn element_comment(owner: &Owner) -> String {
 }
 
 /// The shared skeleton of one family; idempotent (the chains are flushed and
-/// rewritten, maps and sets are only added).
-pub fn skeleton(v6: bool) -> String {
+/// rewritten, maps and sets are only added). `conditions` (validated nft
+/// match tokens) guard the shared prerouting/output jump, as the upstream
+/// plugin's do: they apply to every attachment of the node, and the last ADD
+/// that writes the skeleton sets them.
+pub fn skeleton(v6: bool, conditions: &[String]) -> String {
+    let guard: String = conditions.iter().map(|c| format!("{c} ")).collect();
     let (f, a) = fam(v6);
     let t = format!("{f} {TABLE}");
     let mut s = String::new();
@@ -86,12 +90,11 @@ pub fn skeleton(v6: bool) -> String {
     ] {
         s.push_str(&format!("flush chain {t} {c}\n"));
     }
-    s.push_str(&format!(
-        "add rule {t} wasm_prerouting fib daddr type local jump wasm_hostports\n"
-    ));
-    s.push_str(&format!(
-        "add rule {t} wasm_output fib daddr type local jump wasm_hostports\n"
-    ));
+    for c in ["wasm_prerouting", "wasm_output"] {
+        s.push_str(&format!(
+            "add rule {t} {c} {guard}fib daddr type local jump wasm_hostports\n"
+        ));
+    }
     s.push_str(&format!("add rule {t} wasm_hostports dnat {f} to {f} daddr . meta l4proto . th dport map @{MAP_HOSTIP}\n"));
     s.push_str(&format!(
         "add rule {t} wasm_hostports dnat {f} to meta l4proto . th dport map @{MAP_PORTS}\n"
@@ -186,10 +189,8 @@ pub fn render_add(owner: &Owner, spec: &PortmapSpec, full: bool, deletes: &[Stri
     let comment = element_comment(owner);
     let mut s = String::new();
     if full {
-        for v6 in [false, true] {
-            if spec.families.iter().any(|f| f.container.ip.is_ipv6() == v6) {
-                s.push_str(&skeleton(v6));
-            }
+        for f in &spec.families {
+            s.push_str(&skeleton(f.container.ip.is_ipv6(), &f.conditions));
         }
         for d in deletes {
             s.push_str(d);
@@ -349,7 +350,9 @@ pub(crate) fn transact(script: &str) -> KResult<()> {
 }
 
 pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
-    if transact(&render_add(owner, spec, false, &[])).is_ok() {
+    // Conditions live in the skeleton: an ADD with them rewrites it.
+    let conditions = spec.families.iter().any(|f| !f.conditions.is_empty());
+    if !conditions && transact(&render_add(owner, spec, false, &[])).is_ok() {
         return Ok(());
     }
     // Slow path: make the skeleton, drop this attachment's old elements and
