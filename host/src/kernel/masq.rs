@@ -10,7 +10,7 @@
 //! Self-contained on purpose: portmap's firewall code lives in `firewall`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
 use super::exec::run;
@@ -112,7 +112,10 @@ fn host_form(ip: IpAddr) -> String {
 pub struct System;
 
 struct Family {
+    // A field, not pointer identity: every `&V6` of a const may be a new address.
     v6: bool,
+    /// `multicast`, typed
+    multicast_net: Addr,
     save: &'static str,
     list: &'static str,
     restore: &'static str,
@@ -121,6 +124,10 @@ struct Family {
 
 const V4: Family = Family {
     v6: false,
+    multicast_net: Addr {
+        ip: IpAddr::V4(Ipv4Addr::new(224, 0, 0, 0)),
+        prefix: 4,
+    },
     save: "iptables-save",
     list: "iptables",
     restore: "iptables-restore",
@@ -128,6 +135,10 @@ const V4: Family = Family {
 };
 const V6: Family = Family {
     v6: true,
+    multicast_net: Addr {
+        ip: IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0)),
+        prefix: 8,
+    },
     save: "ip6tables-save",
     list: "ip6tables",
     restore: "ip6tables-restore",
@@ -282,11 +293,6 @@ fn exec_teardown_family(f: &Family, chain: &str) -> KResult<()> {
     restore(f, &format!(":{chain} - [0:0]\n{unhook}-X {chain}\n"))
 }
 
-// A field, not pointer identity: every `&V6` of a const may be a new address.
-fn is_v6(f: &Family) -> bool {
-    f.v6
-}
-
 /// The rules of a new attachment as typed rules, in `render_setup`'s order
 /// for a chain that does not exist yet: the ACCEPTs (one per subnet), the
 /// MASQUERADE, then one POSTROUTING jump per address. `None`: the
@@ -297,7 +303,7 @@ fn typed_setup(
     comment: &str,
     entries: &[&MasqEntry],
 ) -> Vec<(Option<&'static str>, xt::Rule)> {
-    let v6 = is_v6(f);
+    let v6 = f.v6;
     let tagged = |mut r: xt::Rule| {
         r.matches = vec![xt::Match::Comment(comment.to_string())];
         r
@@ -312,17 +318,7 @@ fn typed_setup(
             accepts.push(accept);
         }
         if i == 0 {
-            let multicast = if v6 {
-                Addr {
-                    ip: IpAddr::from([0xff00, 0, 0, 0, 0, 0, 0, 0]),
-                    prefix: 8,
-                }
-            } else {
-                Addr {
-                    ip: IpAddr::from([224, 0, 0, 0]),
-                    prefix: 4,
-                }
-            };
+            let multicast = f.multicast_net;
             let mut m = xt::Rule::new(v6, xt::Target::Masquerade);
             m.dst = Some((multicast, true));
             rest.push((None, tagged(m)));
@@ -348,7 +344,7 @@ fn typed_setup(
 /// takes the exec path, which adds only what is missing), its rules and the
 /// POSTROUTING jumps. `Ok(false)`: take the exec path.
 fn netlink_setup(f: &Family, chain: &str, comment: &str, entries: &[&MasqEntry]) -> KResult<bool> {
-    let v6 = is_v6(f);
+    let v6 = f.v6;
     if !xt::iptables_is_nft(v6) || !xt::comment_fits(comment) {
         return Ok(false);
     }
@@ -369,14 +365,15 @@ fn netlink_setup(f: &Family, chain: &str, comment: &str, entries: &[&MasqEntry])
 /// Unhooks and deletes the chain over netlink: one listing of POSTROUTING,
 /// one transaction (none when there is nothing). `Ok(false)`: exec path.
 fn netlink_teardown(f: &Family, chain: &str) -> KResult<bool> {
-    let v6 = is_v6(f);
+    let v6 = f.v6;
     if !xt::iptables_is_nft(v6) {
         return Ok(false);
     }
     let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
     let mut nl = Nfnl::open()?;
+    let generation = nl.generation()?;
     let ops = xt::nat_remove_ops(&mut nl, family, "POSTROUTING", chain)?;
-    match nl.commit(family, "nat", &ops)? {
+    match nl.commit_at(Some(generation), family, "nat", &ops)? {
         Ok(()) => Ok(true),
         Err(e) => {
             tracing::debug!(error = %e, "netlink masquerade teardown not applied; using iptables");

@@ -41,8 +41,12 @@ const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
 
 // attributes
+const NFNL_BATCH_GENID: u16 = 1;
+const NFTA_GEN_ID: u16 = 1;
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
@@ -485,9 +489,28 @@ fn encode_op(op: &Op, table: &str) -> (u16, u16, Vec<u8>) {
 
 /// The bytes of one batch: begin (sequence number `base`), the operations
 /// (`base + 1 ..= base + n`), end. Pure, for the unit tests.
-pub fn encode_batch(base: u32, family: u8, table: &str, ops: &[Op]) -> Vec<u8> {
+/// With `generation`, the kernel refuses the batch (ERESTART) when the ruleset
+/// changed since that generation was read: what was checked still holds.
+pub fn encode_batch(
+    base: u32,
+    generation: Option<u32>,
+    family: u8,
+    table: &str,
+    ops: &[Op],
+) -> Vec<u8> {
     let subsys = NFNL_SUBSYS_NFTABLES;
-    let mut out = message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, base, 0, subsys, &[]);
+    let mut begin = Attrs::new();
+    if let Some(g) = generation {
+        begin.be32(NFNL_BATCH_GENID, g);
+    }
+    let mut out = message(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        base,
+        0,
+        subsys,
+        &begin.buf,
+    );
     for (i, op) in ops.iter().enumerate() {
         let (kind, flags, body) = encode_op(op, table);
         let seq = base.wrapping_add(i as u32 + 1);
@@ -595,12 +618,25 @@ impl Nfnl {
 
     /// Runs `ops` as one transaction on `table` of `family`: all or nothing.
     pub fn commit(&mut self, family: u8, table: &str, ops: &[Op]) -> KResult<Result<(), TxError>> {
+        self.commit_at(None, family, table, ops)
+    }
+
+    /// `commit`, refused with ERESTART unless the ruleset is still at
+    /// `generation` (as read by `generation()` before the checks that led
+    /// to `ops`).
+    pub fn commit_at(
+        &mut self,
+        generation: Option<u32>,
+        family: u8,
+        table: &str,
+        ops: &[Op],
+    ) -> KResult<Result<(), TxError>> {
         if ops.is_empty() {
             return Ok(Ok(()));
         }
         let base = self.seq;
         self.seq = self.seq.wrapping_add(ops.len() as u32 + 2);
-        let batch = encode_batch(base, family, table, ops);
+        let batch = encode_batch(base, generation, family, table, ops);
         self.socket
             .send(&batch, 0)
             .map_err(|e| io_failed("send batch", &e))?;
@@ -618,6 +654,16 @@ impl Nfnl {
                 self.recv("commit", false)?;
             }
             for (kind, _flags, seq, body) in messages(&self.buf) {
+                if kind == NLMSG_ERROR && seq == base && errno_of(body) != 0 {
+                    // The batch as a whole was refused (a stale generation:
+                    // ERESTART): nothing ran, no operation will answer.
+                    replied.iter_mut().for_each(|r| *r = true);
+                    first_error.get_or_insert(TxError {
+                        errno: Errno::from_raw(errno_of(body)),
+                        op: "begin the transaction".to_string(),
+                    });
+                    continue;
+                }
                 let i = seq.wrapping_sub(base).wrapping_sub(1) as usize;
                 if kind != NLMSG_ERROR || i >= ops.len() {
                     continue;
@@ -633,6 +679,48 @@ impl Nfnl {
             }
         }
         Ok(first_error.map_or(Ok(()), Err))
+    }
+
+    /// The ruleset's generation (changes with every commit, by anyone).
+    pub fn generation(&mut self) -> KResult<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let m = message(
+            nft_type(NFT_MSG_GETGEN),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            0,
+            0,
+            &[],
+        );
+        self.socket
+            .send(&m, 0)
+            .map_err(|e| io_failed("get generation", &e))?;
+        let mut generation = None;
+        loop {
+            self.recv("get generation", false)?;
+            for (kind, _flags, s, body) in messages(&self.buf) {
+                if s != seq {
+                    continue;
+                }
+                if kind == nft_type(NFT_MSG_NEWGEN) {
+                    generation = Some(be32(find(body.get(4..).unwrap_or_default(), NFTA_GEN_ID)));
+                } else if kind == NLMSG_ERROR {
+                    let code = errno_of(body);
+                    return match generation {
+                        Some(g) if code == 0 => Ok(g),
+                        _ => Err(KernelError::Failed(format!(
+                            "nf_tables get generation: {}",
+                            if code == 0 {
+                                "no answer".to_string()
+                            } else {
+                                Errno::from_raw(code).desc().to_string()
+                            }
+                        ))),
+                    };
+                }
+            }
+        }
     }
 
     /// Whether `chain` exists in `table` of `family`. `Ok(None)`: the table
@@ -872,6 +960,7 @@ mod tests {
     fn batch_is_framed_with_begin_and_end() {
         let b = encode_batch(
             0,
+            None,
             NFPROTO_IPV4,
             "nat",
             &[Op::NewChain("X".into()), Op::DelChain("X".into())],

@@ -591,6 +591,35 @@ mod against_iptables {
     }
 
     #[test]
+    fn a_commit_after_someone_elses_is_refused() {
+        let ns = Ns::new("gen");
+        ns.run(
+            "iptables-restore",
+            &["--noflush"],
+            "*nat\n:T - [0:0]\nCOMMIT\n",
+        );
+        ns.enter(|| {
+            let mut nl = Nfnl::open().expect("socket");
+            let g = nl.generation().expect("generation");
+            let ok = nl
+                .commit_at(Some(g), NFPROTO_IPV4, "nat", &[Op::NewChain("A".into())])
+                .expect("io");
+            assert_eq!(ok, Ok(()), "at the current generation");
+            // `g` is stale now: our own commit moved the ruleset on
+            let err = nl
+                .commit_at(Some(g), NFPROTO_IPV4, "nat", &[Op::NewChain("B".into())])
+                .expect("io")
+                .expect_err("stale");
+            assert_eq!(err.errno, nix::errno::Errno::ERESTART);
+            assert_eq!(
+                nl.chain_exists(NFPROTO_IPV4, "nat", "B").expect("lookup"),
+                Some(false)
+            );
+            assert!(nl.generation().expect("generation") != g);
+        });
+    }
+
+    #[test]
     fn iptables_writes_our_expressions() {
         let ns = Ns::new("read");
         for v6 in [false, true] {

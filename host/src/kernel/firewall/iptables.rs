@@ -481,6 +481,10 @@ fn netlink_add(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KRe
     ) else {
         return Ok(false);
     };
+    // The checks and the commit are one unit: a commit after anyone else's
+    // is refused, and the exec path takes over.
+    let mut nl = Nfnl::open()?;
+    let generation = nl.generation()?;
     for (in_chain, rule) in typed_skeleton(opts, v6) {
         if !xt::nat_has(&rule, in_chain)? {
             return Ok(false);
@@ -496,11 +500,12 @@ fn netlink_add(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KRe
             .map(|r| Op::NewRule(r.to_new(TOP_DNAT, false))),
     );
     let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
-    match Nfnl::open()?.commit(family, "nat", &ops)? {
+    match nl.commit_at(Some(generation), family, "nat", &ops)? {
         Ok(()) => Ok(true),
         Err(e) => {
-            // EEXIST (a re-ADD), a missing externalSetMarkChain, ...: the
-            // exec path handles it and reports in iptables' words.
+            // EEXIST (a re-ADD), a missing externalSetMarkChain, a ruleset
+            // changed under the checks (ERESTART), ...: the exec path
+            // handles it and reports in iptables' words.
             tracing::debug!(error = %e, "netlink ADD not applied; using iptables-restore");
             Ok(false)
         }
@@ -515,8 +520,9 @@ fn netlink_remove(chain: &str, v6: bool) -> KResult<bool> {
     }
     let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
     let mut nl = Nfnl::open()?;
+    let generation = nl.generation()?;
     let ops = xt::nat_remove_ops(&mut nl, family, TOP_DNAT, chain)?;
-    match nl.commit(family, "nat", &ops)? {
+    match nl.commit_at(Some(generation), family, "nat", &ops)? {
         Ok(()) => Ok(true),
         Err(e) => {
             tracing::debug!(error = %e, "netlink DEL not applied; using iptables-restore");
