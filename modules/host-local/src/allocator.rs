@@ -44,14 +44,21 @@ fn owned_by(owner: &Owner, cid: &str, ifname: &str, legacy: bool) -> bool {
     }
 }
 
-/// Entries with their owners; unreadable files are skipped (as the reference does).
+/// Entries with their owners; an unreadable file counts as nobody's (the
+/// reference skips it when looking for an owner) but is still taken.
 fn owners<S: Store>(store: &S) -> Result<Vec<(Entry, Owner)>, AllocError> {
     let entries = store
         .list()
         .map_err(|e| io_err("failed to list allocations", e))?;
     Ok(entries
         .into_iter()
-        .filter_map(|e| store.read(&e.name).ok().map(|c| (e, Owner::parse(&c))))
+        .map(|e| {
+            let owner = store
+                .read(&e.name)
+                .map(|c| Owner::parse(&c))
+                .unwrap_or(Owner::Nobody);
+            (e, owner)
+        })
         .collect())
 }
 
@@ -125,12 +132,9 @@ pub fn allocate<S: Store>(
             cid.trim()
         )));
     }
-    let taken: HashSet<IpAddr> = store
-        .list()
-        .map_err(|e| io_err("failed to list allocations", e))?
-        .into_iter()
-        .map(|e| e.ip)
-        .collect();
+    // The listing `owners` made, under the same lock, serves again: every
+    // directory walk costs a sandbox call per entry batch.
+    let taken: HashSet<IpAddr> = held.iter().map(|(e, _)| e.ip).collect();
     let used = taken.iter().filter(|ip| set.allocatable(**ip)).count() as u128;
     let exhausted =
         || AllocError::Exhausted(format!("no IP addresses available in range set: {set}"));

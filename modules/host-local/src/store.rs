@@ -184,7 +184,21 @@ impl Store for FsStore {
     }
 
     fn read(&self, name: &str) -> io::Result<String> {
-        let bytes = std::fs::read(self.dir.join(name))?;
+        // An allocation file is a container id and an interface name: one
+        // buffer-sized read usually holds it. Plain open + read (no size
+        // query first, as `fs::read` makes): each is a call out of the
+        // sandbox, and ADD reads every allocation of the network.
+        let mut f = std::fs::File::open(self.dir.join(name))?;
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)?;
+            bytes.extend_from_slice(&buf[..n]);
+            // A regular file reads short only at its end: no call to see EOF.
+            if n < buf.len() {
+                break;
+            }
+        }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
