@@ -117,6 +117,13 @@ pub trait IpamHost {
     /// the host; `None` when the configuration names none.
     fn resolv_conf(&self) -> CniResultOf<Option<String>>;
     fn log(&self, level: Level, message: &str);
+    /// Every regular file of at most 4 KiB in the state directory with its
+    /// content, read by the host in one call (a sandbox call per file open
+    /// and read adds up when a module looks at every allocation). `None`
+    /// where the host offers no bulk read: read the directory instead.
+    fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
+        Ok(None)
+    }
 }
 
 /// An interface plugin. Only `add` is required; the other commands default to

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::__private::bindings::cni::plugin::{ipam, log, netns, resolv, types as wit};
+use crate::__private::bindings::cni::plugin::{ipam, log, netns, resolv, state, types as wit};
 use crate::types::*;
 use crate::{
     BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost,
@@ -302,6 +302,10 @@ impl IpamHost for WasmHost {
 
     fn resolv_conf(&self) -> CniResultOf<Option<String>> {
         resolv::read_resolv_conf().map_err(error_from_wit)
+    }
+
+    fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
+        state::files().map(Some).map_err(error_from_wit)
     }
 
     fn log(&self, level: Level, message: &str) {

@@ -10,6 +10,7 @@ pub mod log;
 pub mod nat;
 pub mod netns;
 pub mod resolv;
+pub mod state;
 pub mod tc;
 pub mod undo;
 

@@ -84,7 +84,7 @@ pub fn kind_str(k: PluginKind) -> &'static str {
 /// The `cni:plugin` interfaces each kind may import.
 pub fn granted_interfaces(kind: PluginKind) -> &'static [&'static str] {
     match kind {
-        PluginKind::Ipam => &["types", "log", "resolv"],
+        PluginKind::Ipam => &["types", "log", "resolv", "state"],
         PluginKind::Interface => &["types", "log", "netns", "ipam", "host-net"],
         PluginKind::Portmap => &["types", "log", "nat"],
         PluginKind::Bandwidth => &["types", "log", "tc"],

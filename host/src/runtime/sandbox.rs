@@ -27,6 +27,8 @@ pub struct StoreData {
     limits: StoreLimits,
     /// None while describing a module at compile time: no capabilities at all.
     pub call: Option<Arc<CallContext>>,
+    /// The network's state directory preopened as `/state` (IPAM calls).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl WasiView for StoreData {
@@ -78,6 +80,7 @@ fn new_store(
             .trap_on_grow_failure(true)
             .build(),
         call,
+        state_dir: state_dir.map(std::path::Path::to_path_buf),
     };
     let mut store = Store::new(engine, data);
     store.limiter(|d| &mut d.limits);
@@ -134,6 +137,12 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
         }
         if granted.contains(&"resolv") {
             wit_ifaces::resolv::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
+                &mut linker,
+                |d| d,
+            )?;
+        }
+        if granted.contains(&"state") {
+            wit_ifaces::state::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
                 &mut linker,
                 |d| d,
             )?;

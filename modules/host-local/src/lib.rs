@@ -33,8 +33,21 @@ fn alloc_err(prefix: &str, e: AllocError) -> CniError {
     CniError::internal(format!("{prefix}{}", e.message()))
 }
 
+/// The network's store; over the host's one-call read of the directory when
+/// it offers one (a failed bulk read only costs the per-file reads).
 fn store<H: IpamHost>(host: &H) -> FsStore {
-    FsStore::new(host.state_dir())
+    let fs = FsStore::new(host.state_dir());
+    match host.state_files() {
+        Ok(Some(files)) => fs.with_snapshot(files),
+        Ok(None) => fs,
+        Err(e) => {
+            host.log(
+                Level::Debug,
+                &format!("bulk read of the state directory failed: {}", e.msg),
+            );
+            fs
+        }
+    }
 }
 
 impl IpamPlugin for HostLocal {

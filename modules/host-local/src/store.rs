@@ -42,6 +42,7 @@
 //! garbled it is ignored and allocation starts from the first range start,
 //! exactly like the reference.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -120,11 +121,24 @@ pub trait Store {
 /// The real store: files in the network directory.
 pub struct FsStore {
     dir: PathBuf,
+    /// The directory's small files as the host read them in one call at the
+    /// start (under the network lock), kept current with every write of
+    /// this call: listing and reading then cost no sandbox calls.
+    snapshot: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 impl FsStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FsStore { dir: dir.into() }
+        FsStore {
+            dir: dir.into(),
+            snapshot: None,
+        }
+    }
+
+    /// The store over `files`, the directory's content read by the host.
+    pub fn with_snapshot(mut self, files: Vec<(String, Vec<u8>)>) -> Self {
+        self.snapshot = Some(files.into_iter().collect());
+        self
     }
 
     fn options() -> std::fs::OpenOptions {
@@ -144,6 +158,18 @@ impl FsStore {
 impl Store for FsStore {
     fn list(&self) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
+        if let Some(files) = &self.snapshot {
+            for name in files.keys() {
+                if let Ok(ip) = name.parse::<IpAddr>() {
+                    out.push(Entry {
+                        name: name.clone(),
+                        ip: range::canonical(ip),
+                    });
+                }
+            }
+            // BTreeMap order is name order, as the sort below gives.
+            return Ok(out);
+        }
         let dir = match std::fs::read_dir(&self.dir) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -180,10 +206,16 @@ impl Store for FsStore {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
+        if let Some(files) = &mut self.snapshot {
+            files.insert(range::file_name(ip), content.as_bytes().to_vec());
+        }
         Ok(true)
     }
 
     fn read(&self, name: &str) -> io::Result<String> {
+        if let Some(bytes) = self.snapshot.as_ref().and_then(|f| f.get(name)) {
+            return Ok(String::from_utf8_lossy(bytes).into_owned());
+        }
         // An allocation file is a container id and an interface name: one
         // buffer-sized read usually holds it. Plain open + read (no size
         // query first, as `fs::read` makes): each is a call out of the
@@ -203,6 +235,9 @@ impl Store for FsStore {
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
+        if let Some(files) = &mut self.snapshot {
+            files.remove(name);
+        }
         match std::fs::remove_file(self.dir.join(name)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             r => r,
@@ -210,15 +245,25 @@ impl Store for FsStore {
     }
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {
-        let text =
-            std::fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"))).ok()?;
+        let name = format!("{LAST_RESERVED_PREFIX}{set}");
+        let text = match &self.snapshot {
+            Some(files) => String::from_utf8_lossy(files.get(&name)?).into_owned(),
+            None => std::fs::read_to_string(self.dir.join(name)).ok()?,
+        };
         text.trim().parse::<IpAddr>().ok().map(range::canonical)
     }
 
     fn set_last_reserved(&mut self, set: usize, ip: IpAddr) -> io::Result<()> {
-        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
-        let mut f = Self::options().create(true).truncate(true).open(path)?;
-        f.write_all(range::file_name(ip).as_bytes())
+        let name = format!("{LAST_RESERVED_PREFIX}{set}");
+        let mut f = Self::options()
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(&name))?;
+        f.write_all(range::file_name(ip).as_bytes())?;
+        if let Some(files) = &mut self.snapshot {
+            files.insert(name, range::file_name(ip).into_bytes());
+        }
+        Ok(())
     }
 }
 
@@ -244,5 +289,46 @@ mod tests {
         assert_eq!(Owner::parse(""), Owner::Nobody);
         assert_eq!(Owner::parse("\n"), Owner::Nobody);
         assert_eq!(content(" abc ", "eth0"), "abc\r\neth0");
+    }
+
+    /// What the host's bulk read returns, read natively here.
+    fn snapshot_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        std::fs::read_dir(dir)
+            .expect("read dir")
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| {
+                let name = e.file_name().into_string().expect("utf-8");
+                let bytes = std::fs::read(e.path()).expect("read");
+                (name, bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_store_sees_and_writes_what_the_directory_store_does() {
+        let d = std::env::temp_dir().join(format!("hl-snap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("10.1.2.2"), "a\r\neth0").expect("write");
+        std::fs::write(d.join("10.1.2.3"), "b").expect("write");
+        std::fs::write(d.join("last_reserved_ip.0"), "10.1.2.3").expect("write");
+        std::fs::write(d.join("lock"), "").expect("write");
+        let fs = FsStore::new(&d);
+        let mut snap = FsStore::new(&d).with_snapshot(snapshot_of(&d));
+        assert_eq!(snap.list().expect("list"), fs.list().expect("list"));
+        assert_eq!(snap.read("10.1.2.2").expect("read"), "a\r\neth0");
+        assert_eq!(snap.last_reserved(0), fs.last_reserved(0));
+        let ip: IpAddr = "10.1.2.4".parse().expect("ip");
+        assert!(snap.create_exclusive(ip, "c\r\neth0").expect("create"));
+        assert!(!snap.create_exclusive(ip, "d\r\neth0").expect("taken"));
+        snap.set_last_reserved(0, ip).expect("last");
+        snap.remove("10.1.2.3").expect("remove");
+        // the snapshot tracked every write, and the disk has them all
+        assert_eq!(snap.list().expect("list"), fs.list().expect("list"));
+        assert_eq!(snap.last_reserved(0), Some(ip));
+        assert_eq!(fs.last_reserved(0), Some(ip));
+        assert_eq!(fs.read("10.1.2.4").expect("read"), "c\r\neth0");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
