@@ -13,7 +13,7 @@ use crate::kernel::{KResult, KernelError};
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runtimes may exec plugins with a thin PATH: the sbin dirs are searched too.
-fn locate(prog: &str) -> PathBuf {
+pub(crate) fn locate(prog: &str) -> PathBuf {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')

@@ -107,7 +107,7 @@ fn new_socket() -> KResult<Socket> {
     Ok(socket)
 }
 
-fn set_recv_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     use nix::libc;
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,

@@ -10,7 +10,6 @@
 //! plugins see and remove them as their own.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -584,7 +583,7 @@ impl Nfnl {
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| io_failed(op, &e))?;
-        set_recv_timeout(&socket, RECV_TIMEOUT).map_err(|e| io_failed(op, &e))?;
+        super::netlink::set_recv_timeout(&socket, RECV_TIMEOUT).map_err(|e| io_failed(op, &e))?;
         Ok(Nfnl {
             socket: std::mem::ManuallyDrop::new(socket),
             buf: Vec::with_capacity(64 * 1024),
@@ -681,21 +680,23 @@ impl Nfnl {
         Ok(first_error.map_or(Ok(()), Err))
     }
 
+    /// Sends one nf_tables request; its sequence number.
+    fn request(&mut self, op: &str, msg: u16, flags: u16, family: u8, body: &[u8]) -> KResult<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let m = message(nft_type(msg), flags, self.seq, family, 0, body);
+        self.socket.send(&m, 0).map_err(|e| io_failed(op, &e))?;
+        Ok(self.seq)
+    }
+
     /// The ruleset's generation (changes with every commit, by anyone).
     pub fn generation(&mut self) -> KResult<u32> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let m = message(
-            nft_type(NFT_MSG_GETGEN),
+        let seq = self.request(
+            "get generation",
+            NFT_MSG_GETGEN,
             NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            0,
             0,
             &[],
-        );
-        self.socket
-            .send(&m, 0)
-            .map_err(|e| io_failed("get generation", &e))?;
+        )?;
         let mut generation = None;
         loop {
             self.recv("get generation", false)?;
@@ -728,19 +729,13 @@ impl Nfnl {
     pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> KResult<Option<bool>> {
         let mut a = Attrs::new();
         a.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let m = message(
-            nft_type(NFT_MSG_GETCHAIN),
+        let seq = self.request(
+            "get chain",
+            NFT_MSG_GETCHAIN,
             NLM_F_REQUEST | NLM_F_ACK,
-            seq,
             family,
-            0,
             &a.buf,
-        );
-        self.socket
-            .send(&m, 0)
-            .map_err(|e| io_failed("get chain", &e))?;
+        )?;
         let mut found = false;
         loop {
             self.recv("get chain", false)?;
@@ -769,19 +764,13 @@ impl Nfnl {
     fn table_or(&mut self, family: u8, table: &str, r: Option<bool>) -> KResult<Option<bool>> {
         let mut a = Attrs::new();
         a.str(NFTA_TABLE_NAME, table);
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let m = message(
-            nft_type(NFT_MSG_GETTABLE),
+        let seq = self.request(
+            "get table",
+            NFT_MSG_GETTABLE,
             NLM_F_REQUEST | NLM_F_ACK,
-            seq,
             family,
-            0,
             &a.buf,
-        );
-        self.socket
-            .send(&m, 0)
-            .map_err(|e| io_failed("get table", &e))?;
+        )?;
         loop {
             self.recv("get table", false)?;
             for (kind, _flags, s, body) in messages(&self.buf) {
@@ -804,19 +793,13 @@ impl Nfnl {
     ) -> KResult<Vec<RuleDump>> {
         let mut a = Attrs::new();
         a.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let m = message(
-            nft_type(NFT_MSG_GETRULE),
+        let seq = self.request(
+            "list rules",
+            NFT_MSG_GETRULE,
             NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
             family,
-            0,
             &a.buf,
-        );
-        self.socket
-            .send(&m, 0)
-            .map_err(|e| io_failed("list rules", &e))?;
+        )?;
         let mut out = Vec::new();
         loop {
             self.recv("list rules", false)?;
@@ -878,30 +861,6 @@ fn messages(mut b: &[u8]) -> Vec<(u16, u16, u32, &[u8])> {
         b = &b[align4(len).min(b.len())..];
     }
     out
-}
-
-fn set_recv_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    use nix::libc;
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: the fd is a live socket owned by `socket`; the option value is a
-    // properly initialised `timeval` whose exact size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

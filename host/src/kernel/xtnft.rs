@@ -9,7 +9,6 @@
 //! expressible here; their callers go through iptables-restore.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use super::nfnl::{
     Expr, NewRule, Nfnl, Op, Verdict, BASE_NETWORK, BASE_TRANSPORT, META_L4PROTO, META_MARK,
@@ -315,18 +314,8 @@ pub fn iptables_is_nft(v6: bool) -> bool {
 }
 
 fn resolve_is_nft(v6: bool) -> bool {
-    let prog = if v6 { "ip6tables" } else { "iptables" };
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file());
-    let Some(found) = found else {
-        return false;
-    };
-    std::fs::canonicalize(found)
+    let prog = super::exec::locate(if v6 { "ip6tables" } else { "iptables" });
+    std::fs::canonicalize(prog)
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .is_some_and(|n| n == "xtables-nft-multi")

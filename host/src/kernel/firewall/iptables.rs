@@ -94,8 +94,9 @@ fn s(v: &[&str]) -> Vec<String> {
 /// The rules that enter the attachment's chain from CNI-HOSTPORT-DNAT (without
 /// the `-j`): one per protocol and per 15 ports (multiport's limit), protocols
 /// sorted, every mapping's port counted as the reference does.
-pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
-    let comment = dnat_comment(owner);
+/// Each protocol of the mappings (sorted by name, as the reference does) with
+/// its host ports in mapping order, every mapping's port counted.
+fn ports_by_proto(fam: &FamilySpec) -> Vec<(super::Proto, Vec<u16>)> {
     let mut protos: Vec<_> = fam
         .mappings
         .iter()
@@ -104,14 +105,25 @@ pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
         .into_iter()
         .collect();
     protos.sort_by_key(|p| p.as_str());
+    protos
+        .into_iter()
+        .map(|p| {
+            let ports = fam
+                .mappings
+                .iter()
+                .filter(|m| m.proto == p)
+                .map(|m| m.host_port)
+                .collect();
+            (p, ports)
+        })
+        .collect()
+}
+
+pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
+    let comment = dnat_comment(owner);
     let mut out = Vec::new();
-    for p in protos {
-        let ports: Vec<String> = fam
-            .mappings
-            .iter()
-            .filter(|m| m.proto == p)
-            .map(|m| m.host_port.to_string())
-            .collect();
+    for (p, ports) in ports_by_proto(fam) {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         for chunk in ports.chunks(15) {
             let mut r = s(&[
                 "-m",
@@ -433,22 +445,8 @@ fn typed_entry_rules(owner: &Owner, fam: &FamilySpec, chain: &str) -> Option<Vec
         return None;
     }
     let comment = dnat_comment(owner);
-    let mut protos: Vec<_> = fam
-        .mappings
-        .iter()
-        .map(|m| m.proto)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    protos.sort_by_key(|p| p.as_str());
     let mut out = Vec::new();
-    for p in protos {
-        let ports: Vec<u16> = fam
-            .mappings
-            .iter()
-            .filter(|m| m.proto == p)
-            .map(|m| m.host_port)
-            .collect();
+    for (p, ports) in ports_by_proto(fam) {
         for chunk in ports.chunks(15) {
             let mut r = xt::Rule::new(
                 fam.container.ip.is_ipv6(),
