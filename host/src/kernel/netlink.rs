@@ -101,6 +101,11 @@ fn new_socket() -> KResult<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| io_failed(op, &e))?;
     socket.bind_auto().map_err(|e| io_failed(op, &e))?;
     set_recv_timeout(&socket, RECV_TIMEOUT).map_err(|e| io_failed(op, &e))?;
+    // Lets the kernel filter dumps by the link asked for (addresses, routes)
+    // instead of sending the whole namespace's: on a node with hundreds of
+    // pods that is hundreds of veths' addresses per call. Kernels without it
+    // (< 4.20) send everything; the replies are filtered here as well.
+    let _ = socket.set_netlink_get_strict_chk(true);
     socket
         .connect(&SocketAddr::new(0, 0))
         .map_err(|e| io_failed(op, &e))?;
@@ -146,10 +151,12 @@ impl NetlinkNs {
     /// DAD under way) or failed DAD.
     fn address_list(&mut self, link: &str) -> KResult<Vec<(Addr, bool)>> {
         let index = self.index(link)?;
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
         let replies = self.request(
             "get addresses",
             link,
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            RouteNetlinkMessage::GetAddress(msg),
             NLM_F_DUMP,
         )?;
         let mut out = Vec::new();
@@ -567,10 +574,12 @@ impl NetnsOps for NetlinkNs {
 
     fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>> {
         let index = self.index(link)?;
+        let mut msg = RouteMessage::default();
+        msg.attributes.push(RouteAttribute::Oif(index));
         let replies = self.request(
             "get routes",
             link,
-            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            RouteNetlinkMessage::GetRoute(msg),
             NLM_F_DUMP,
         )?;
         Ok(replies
