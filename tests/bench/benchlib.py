@@ -127,14 +127,15 @@ class Conflist:
             c["prevResult"] = prev
         return json.dumps(c).encode()
 
-    def _env(self, command, cid, netns, ifname):
+    def _env(self, command, cid, netns, ifname, extra=None):
         return dict(base_env(), CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME=ifname,
-                    CNI_ARGS="", CNI_PATH=self.bin_dir)
+                    CNI_ARGS="", CNI_PATH=self.bin_dir, **(extra or {}))
 
-    def add(self, cid, netns, caps=None, ifname="eth0", rss=False):
-        """Returns (total ms, the final result, [(type, ms, rss KiB)])."""
+    def add(self, cid, netns, caps=None, ifname="eth0", rss=False, env=None):
+        """Returns (total ms, the final result, [(type, ms, rss KiB)]). `env`:
+        extra environment for the plugins (e.g. wasm-cni's log settings)."""
         caps = caps or {}
-        env = self._env("ADD", cid, netns, ifname)
+        env = self._env("ADD", cid, netns, ifname, env)
         prev, steps = None, []
         t0 = time.perf_counter_ns()
         for plugin in self.list["plugins"]:
@@ -144,10 +145,10 @@ class Conflist:
             steps.append((plugin["type"], ms, kib))
         return (time.perf_counter_ns() - t0) / 1e6, prev, steps
 
-    def delete(self, cid, netns, result, caps=None, ifname="eth0", rss=False):
+    def delete(self, cid, netns, result, caps=None, ifname="eth0", rss=False, env=None):
         """Returns (total ms, [(type, ms, rss KiB)]), in execution order."""
         caps = caps or {}
-        env = self._env("DEL", cid, netns, ifname)
+        env = self._env("DEL", cid, netns, ifname, env)
         steps = []
         t0 = time.perf_counter_ns()
         for plugin in reversed(self.list["plugins"]):

@@ -25,6 +25,7 @@ Prints the target summary first, then the detail tables (markdown)."""
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,12 +45,15 @@ ap.add_argument("--burst", type=int, default=50, help="pods per burst")
 ap.add_argument("--burst-reps", type=int, default=3)
 ap.add_argument("--present", type=int, default=500)
 ap.add_argument("--probes", type=int, default=15, help="probe pods per presence level")
+ap.add_argument("--breakdown", type=int, default=5,
+                help="extra wasm-cni probes per presence level with debug logging (kernel operations)")
 ap.add_argument("--fill-workers", type=int, default=8, help="parallel calls while populating to --present")
 ap.add_argument("--rss-rounds", type=int, default=5)
 a = ap.parse_args()
 
 IMPLS = {"wasm-cni": a.ours, "reference": a.reference}
 NAMES = list(IMPLS)
+W, R = NAMES
 PORT_BASE = {"wasm-cni": 20000, "reference": 40000}
 # containerd's shape for the bandwidth capability (go-cni's BandWidth has no
 # JSON tags, so the keys are PascalCase; bursts are MaxUint32).
@@ -114,17 +118,17 @@ def check_portmap(chain, impl, n):
     verified.add((chain, impl))
 
 
-def pod(chain, impl, tag, n, rss=False):
+def pod(chain, impl, tag, n, rss=False, env=None):
     """One pod's lifetime: ns created, ADD, DEL, ns deleted. Returns the two
-    chain results of add() and delete()."""
+    chain results of add() and delete(). `env`: extra plugin environment."""
     ns = netns.add(f"{tag}{impl[0]}{n}")
     cl, cid, c = LISTS[(chain, impl)], f"{tag}-{impl}-{n}", caps(impl, n)
     try:
-        add = cl.add(cid, ns, c, rss=rss)
+        add = cl.add(cid, ns, c, rss=rss, env=env)
         check(chain, add[1])
         if chain in ("portmap", "full"):
             check_portmap(chain, impl, n)
-        dele = cl.delete(cid, ns, add[1], c, rss=rss)
+        dele = cl.delete(cid, ns, add[1], c, rss=rss, env=env)
     finally:
         netns.delete(f"{tag}{impl[0]}{n}")
     return add, dele
@@ -210,13 +214,57 @@ log(f"presence: 1 vs {a.present} pods, {a.probes} probes each, chains {PRESENCE_
 presence = {(c, n): {} for c in PRESENCE_CHAINS for n in NAMES}
 
 
+KERNEL_OP = re.compile(r"kernel operation kind=(\S+) op=(.*) us=(\d+)\s*$")
+CALL_END = re.compile(r" ok .*command=(\S+) module=(\S+)")
+
+
+def kernel_ops(log_file):
+    """{(command, plugin, kind, op): µs} summed over one pod's ADD and DEL,
+    from wasm-cni's debug log (each call's operations come before its
+    closing line). Device names in sysctl keys are folded so that calls
+    compare."""
+    ops, pending = {}, []
+    with open(log_file) as f:
+        for line in f:
+            m = KERNEL_OP.search(line)
+            if m:
+                op = re.sub(r"(conf|neigh)/[^/]+/", r"\1/<dev>/", m.group(2))
+                pending.append((m.group(1), op, int(m.group(3))))
+                continue
+            m = CALL_END.search(line)
+            if m:
+                for kind, op, us in pending:
+                    key = (m.group(1), m.group(2), kind, op)
+                    ops[key] = ops.get(key, 0) + us
+                pending = []
+    return ops
+
+
 def probe(chain, impl, level):
-    adds, dels = [], []
+    adds, dels, plugins = [], [], {}
     for k in range(a.probes):
-        (add_ms, _, _), (del_ms, _) = pod(chain, impl, f"q{level}", 1000 + k)
+        (add_ms, _, add_steps), (del_ms, _) = pod(chain, impl, f"q{level}", 1000 + k)
         adds.append(add_ms)
         dels.append(del_ms)
+        for t, ms, _ in add_steps:
+            plugins.setdefault(t, []).append(ms)
     presence[(chain, impl)][level] = (adds, dels)
+    presence[(chain, impl)][("plugins", level)] = plugins
+    if impl != W or a.breakdown == 0:
+        return
+    # Separate, untimed-for-the-medians probes with debug logging: which
+    # kernel operations grow with the pods present.
+    calls, totals = [], {}
+    for k in range(a.breakdown):
+        log_file = os.path.join(a.data, f"breakdown-{chain}-{level}-{k}.log")
+        (_, _, add_steps), (_, del_steps) = pod(
+            chain, impl, f"k{level}", 1000 + k, env={"WASM_CNI_LOG_LEVEL": "debug", "WASM_CNI_LOG_FILE": log_file})
+        calls.append(kernel_ops(log_file))
+        os.unlink(log_file)
+        for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
+            for t, ms, _ in st:
+                totals.setdefault((verb, t), []).append(ms * 1000)
+    presence[(chain, impl)][("breakdown", level)] = (calls, totals)
 
 
 for chain in PRESENCE_CHAINS:
@@ -270,7 +318,6 @@ for r, _, order in interleaved(a.rss_rounds, 0, NAMES):
 leftovers("the RSS runs")
 
 # Report. ------------------------------------------------------------------------
-W, R = NAMES
 full = {n: per[("full", n)] for n in NAMES}
 
 
@@ -337,6 +384,12 @@ for impl in NAMES:
     rows5.append([f"{impl}: portmap chain ADD with {a.present} pods present / with 1, median",
                   f"{fms(many)} / {fms(one)} ms" if impl == W else "", f"{fms(many)} / {fms(one)} ms" if impl == R else "",
                   f"{x:.2f}×", "≤ 1.2×" if impl == W else "", verdict(x, 1.2, higher=False) if impl == W else ""])
+for impl in NAMES:
+    pl = presence[("portmap", impl)]
+    one, many = median(pl[("plugins", 1)]["portmap"]), median(pl[("plugins", a.present)]["portmap"])
+    rows5.append([f"{impl}: the portmap plugin's own ADD in that chain, {a.present} present / 1, median",
+                  f"{fms(many)} / {fms(one)} ms" if impl == W else "", f"{fms(many)} / {fms(one)} ms" if impl == R else "",
+                  f"{many / one:.2f}×", "", ""])
 print("\n## hostPort (bridge + host-local + portmap): wasm-cni vs reference, the issue #5 targets\n")
 print(table(["measure", "wasm-cni", "reference", "ratio", "target", "met"], rows5,
             ["---", "---:", "---:", "---:", "---", "---"]))
@@ -379,6 +432,47 @@ h = [f"{v} {stat}, {level} present" for level in (1, a.present) for v in ("ADD",
 print(table(["conflist", "implementation"] + h + [f"populate {a.present - 1} pods, s", f"remove {a.present}, s"],
             rows))
 print(f"\nPopulating and removing use {a.fill_workers} parallel chains.")
+
+print(f"\n### Each plugin's ADD with 1 vs {a.present} pods present (median ms of the process)\n")
+rows = []
+for chain, impl in presence:
+    p = presence[(chain, impl)]
+    for t in p[("plugins", 1)]:
+        one, many = median(p[("plugins", 1)][t]), median(p[("plugins", a.present)][t])
+        rows.append([CHAIN_LABEL[chain], impl, t, fms(one), fms(many), f"{many / one:.2f}×"])
+print(table(["conflist", "implementation", "plugin", "1 present", f"{a.present} present", "growth"], rows,
+            ["---", "---", "---", "---:", "---:", "---:"]))
+
+for chain in PRESENCE_CHAINS:
+    p = presence[(chain, W)]
+    if ("breakdown", 1) not in p:
+        continue
+    print(f"\n### Where wasm-cni's time goes, 1 vs {a.present} pods present: {CHAIN_LABEL[chain]}\n")
+    print(f"µs per call, median of {a.breakdown} extra pods per level run with `WASM_CNI_LOG_LEVEL=debug` "
+          "(each kernel operation's duration in the log; sysctl device names folded; operations under 50 µs "
+          "left out). \"rest\" is the process's wall time minus its kernel operations: exec, wasm load and run, "
+          "deferred steps overlapping, process exit.\n")
+    rows = []
+    calls = {lv: p[("breakdown", lv)][0] for lv in (1, a.present)}
+    for verb, t in p[("breakdown", 1)][1]:
+        keys = sorted({k for lv in calls for call in calls[lv] for k in call if k[:2] == (verb, t)})
+
+        def med(level, key):
+            return median([call.get(key, 0) for call in calls[level]])
+        ops = [(k, med(1, k), med(a.present, k)) for k in keys]
+        ops.sort(key=lambda o: o[2] - o[1], reverse=True)
+        for (_, _, kind, op), one, many in ops:
+            if max(one, many) >= 50:
+                rows.append([verb, t, kind, op.replace("|", "\\|"), f"{one:.0f}", f"{many:.0f}", f"{many - one:+.0f}"])
+        sums = {lv: median([sum(v for k, v in call.items() if k[:2] == (verb, t)) for call in calls[lv]])
+                for lv in calls}
+        walls = {lv: median(p[("breakdown", lv)][1][(verb, t)]) for lv in calls}
+        rest = {lv: walls[lv] - sums[lv] for lv in calls}
+        for label, v in (("kernel operations, total", sums), ("rest", rest), ("process wall time", walls)):
+            rows.append([verb, t, "", f"**{label}**", f"{v[1]:.0f}", f"{v[a.present]:.0f}",
+                         f"{v[a.present] - v[1]:+.0f}"])
+    print(table(["call", "plugin", "kind", "operation", "1 present", f"{a.present} present", "growth"], rows,
+                ["---", "---", "---", "---", "---:", "---:", "---:"]))
 
 print("\n### Peak RSS per plugin process (KiB; max over the runs)\n")
 rows = []

@@ -24,6 +24,7 @@ const MAX_FILE_BYTES: u64 = 4096;
 pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::Mode;
+    let _timer = crate::kernel::timing::time("state", "read the state directory");
     let dir_fd = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY)

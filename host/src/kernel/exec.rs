@@ -27,6 +27,7 @@ pub(crate) fn locate(prog: &str) -> PathBuf {
 /// Runs `prog args` with `stdin`; stdout on success, stderr in the error.
 pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     let what = format!("{prog} {}", args.join(" "));
+    let _timer = crate::kernel::timing::time("exec", &what);
     let mut cmd = Command::new(locate(prog));
     cmd.args(args);
     let out = run_bounded(cmd, stdin.as_bytes(), EXEC_TIMEOUT).map_err(|e| match e {

@@ -13,6 +13,7 @@ pub mod nfnl;
 pub mod tc;
 #[cfg(test)]
 pub mod testns;
+pub mod timing;
 pub mod xtnft;
 
 use std::fmt;

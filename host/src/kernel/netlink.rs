@@ -33,6 +33,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 
+use super::timing;
 use super::{
     Addr, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
     RouteInfo, VethSpec,
@@ -218,6 +219,7 @@ impl NetlinkNs {
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> KResult<Vec<RouteNetlinkMessage>> {
+        let _timer = timing::time("netlink", op);
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
@@ -914,6 +916,7 @@ fn open_netns_file(path: &str) -> KResult<File> {
 /// and optionally writes it from here.
 fn sysctl_in_netns(path: &str, key: &str, value: Option<&str>) -> KResult<String> {
     use std::io::{Read, Seek, Write};
+    let _timer = timing::time("sysctl", key);
     if !key.starts_with("net/")
         || key
             .split('/')

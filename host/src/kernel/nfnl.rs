@@ -633,6 +633,7 @@ impl Nfnl {
         if ops.is_empty() {
             return Ok(Ok(()));
         }
+        let _timer = super::timing::time("nftables", "commit");
         let base = self.seq;
         self.seq = self.seq.wrapping_add(ops.len() as u32 + 2);
         let batch = encode_batch(base, generation, family, table, ops);
@@ -690,6 +691,7 @@ impl Nfnl {
 
     /// The ruleset's generation (changes with every commit, by anyone).
     pub fn generation(&mut self) -> KResult<u32> {
+        let _timer = super::timing::time("nftables", "get generation");
         let seq = self.request(
             "get generation",
             NFT_MSG_GETGEN,
@@ -727,6 +729,7 @@ impl Nfnl {
     /// Whether `chain` exists in `table` of `family`. `Ok(None)`: the table
     /// does not exist either.
     pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> KResult<Option<bool>> {
+        let _timer = super::timing::time("nftables", "get chain");
         let mut a = Attrs::new();
         a.str(NFTA_CHAIN_TABLE, table).str(NFTA_CHAIN_NAME, chain);
         let seq = self.request(
@@ -791,6 +794,7 @@ impl Nfnl {
         chain: &str,
         mut stop: impl FnMut(&RuleDump) -> bool,
     ) -> KResult<Vec<RuleDump>> {
+        let _timer = super::timing::time("nftables", "list rules");
         let mut a = Attrs::new();
         a.str(NFTA_RULE_TABLE, table).str(NFTA_RULE_CHAIN, chain);
         let seq = self.request(
