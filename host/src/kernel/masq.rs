@@ -18,8 +18,6 @@ use super::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
 use super::xtnft as xt;
 use super::{both_families, Addr, KResult, KernelError};
 
-/// Bound for one iptables exec (the xtables lock wait included).
-
 /// One address to masquerade: the container address and its subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MasqEntry {
@@ -205,9 +203,8 @@ fn render_setup(
         let subnet = save_form(e.subnet);
         let ip = host_form(e.ip);
         let accept = format!("-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n");
-        if !(exists && has_rule(rules, chain, &["-d", &subnet], "ACCEPT"))
-            && !accepts.contains(&accept)
-        {
+        let present = exists && has_rule(rules, chain, &["-d", &subnet], "ACCEPT");
+        if !present && !accepts.contains(&accept) {
             accepts.push_str(&accept);
         }
         if !has_masq {

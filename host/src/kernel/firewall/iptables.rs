@@ -246,7 +246,7 @@ impl NatState {
 
     fn has(&self, chain: &str, rule: &[String]) -> bool {
         let want = format!("-A {chain} {}", line(rule));
-        self.rules.iter().any(|r| *r == want)
+        self.rules.contains(&want)
     }
 
     /// `-A <chain> ... -j <target>` lines, as `-D` lines.
