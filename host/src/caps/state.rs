@@ -47,7 +47,13 @@ pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         };
         // A read of a regular file returns less than asked only at its end,
         // so one read tells the whole (small) content or that it is too big.
-        match nix::unistd::read(&fd, &mut buf) {
+        let read = loop {
+            match nix::unistd::read(&fd, &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
+        match read {
             Ok(n) if n <= MAX_FILE_BYTES as usize => out.push((name, buf[..n].to_vec())),
             _ => continue,
         }
