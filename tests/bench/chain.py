@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -256,11 +257,14 @@ def probe(chain, impl, level):
     # kernel operations grow with the pods present.
     calls, totals = [], {}
     for k in range(a.breakdown):
-        log_file = os.path.join(a.data, f"breakdown-{chain}-{level}-{k}.log")
-        (_, _, add_steps), (_, del_steps) = pod(
-            chain, impl, f"k{level}", 1000 + k, env={"WASM_CNI_LOG_LEVEL": "debug", "WASM_CNI_LOG_FILE": log_file})
-        calls.append(kernel_ops(log_file))
-        os.unlink(log_file)
+        fd, log_file = tempfile.mkstemp(prefix="wcni-breakdown-", suffix=".log")
+        os.close(fd)
+        try:
+            (_, _, add_steps), (_, del_steps) = pod(
+                chain, impl, f"k{level}", 1000 + k, env={"WASM_CNI_LOG_LEVEL": "debug", "WASM_CNI_LOG_FILE": log_file})
+            calls.append(kernel_ops(log_file))
+        finally:
+            os.unlink(log_file)
         for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
             for t, ms, _ in st:
                 totals.setdefault((verb, t), []).append(ms * 1000)
