@@ -847,11 +847,7 @@ mod tests {
     const NS: &str = "/run/netns/test";
 
     fn a(s: &str) -> Addr {
-        let (ip, prefix) = s.split_once('/').unwrap();
-        Addr {
-            ip: ip.parse().unwrap(),
-            prefix: prefix.parse().unwrap(),
-        }
+        Addr::cidr(s)
     }
 
     fn route(dst: &str, gw: Option<&str>) -> RouteInfo {

@@ -525,11 +525,7 @@ mod netlink_equivalence {
         } else {
             ("10.0.0.2", "10.0.0.3", "10.0.0.0/24")
         };
-        let (ip, p) = net.split_once('/').expect("net");
-        let subnet = Addr {
-            ip: ip.parse().expect("ip"),
-            prefix: p.parse().expect("prefix"),
-        };
+        let subnet = Addr::cidr(net);
         [a, b]
             .iter()
             .map(|ip| MasqEntry {

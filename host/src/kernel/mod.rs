@@ -67,6 +67,18 @@ pub struct Addr {
     pub prefix: u8,
 }
 
+#[cfg(test)]
+impl Addr {
+    /// `"10.0.0.2/24"` as an `Addr`, for tests (panics on bad input).
+    pub fn cidr(s: &str) -> Addr {
+        let (ip, prefix) = s.split_once('/').expect("ip/prefix");
+        Addr {
+            ip: ip.parse().expect("ip"),
+            prefix: prefix.parse().expect("prefix"),
+        }
+    }
+}
+
 /// A route in the main table through one link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {

@@ -1014,11 +1014,7 @@ mod tests {
     }
 
     fn a(s: &str) -> Addr {
-        let (ip, prefix) = s.split_once('/').unwrap();
-        Addr {
-            ip: ip.parse().unwrap(),
-            prefix: prefix.parse().unwrap(),
-        }
+        Addr::cidr(s)
     }
 
     #[test]

@@ -326,11 +326,7 @@ mod tests {
     use super::*;
 
     fn a(s: &str) -> Addr {
-        let (ip, p) = s.split_once('/').expect("prefix");
-        Addr {
-            ip: ip.parse().expect("ip"),
-            prefix: p.parse().expect("prefix"),
-        }
+        Addr::cidr(s)
     }
 
     #[test]
@@ -422,11 +418,7 @@ mod against_iptables {
     use crate::kernel::testns::Ns;
 
     fn a(s: &str) -> Addr {
-        let (ip, p) = s.split_once('/').expect("prefix");
-        Addr {
-            ip: ip.parse().expect("ip"),
-            prefix: p.parse().expect("prefix"),
-        }
+        Addr::cidr(s)
     }
 
     fn jump() -> Target {
