@@ -160,9 +160,42 @@ class Conflist:
 
 # --- network namespaces -----------------------------------------------------
 
+def _cpu_times():
+    """(idle, total) jiffies of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields[:8])  # guest time is already counted in user
+
+
+def settle(min_wait=0.0, window=0.25, idle=0.9, timeout=60.0):
+    """Waits until the kernel has finished the asynchronous work that what
+    came before left behind: deleting a netns only queues its teardown
+    (cleanup_net runs later in a kernel worker, taking rtnl and waiting for
+    RCU grace periods), and new interfaces keep IPv6 DAD and router
+    solicitations running for seconds. Timing a call while that runs charges
+    the plugin for the runtime's netns deletion. Returns once the CPUs were at
+    least `idle` idle over a `window` (and `min_wait` seconds have passed, for
+    timer-driven work that barely shows as CPU time), or after `timeout`
+    seconds. Returns the seconds waited."""
+    t0 = time.monotonic()
+    time.sleep(min_wait)
+    i0, n0 = _cpu_times()
+    while True:
+        time.sleep(window)
+        i1, n1 = _cpu_times()
+        if n1 > n0 and (i1 - i0) / (n1 - n0) >= idle:
+            break
+        if time.monotonic() - t0 > timeout:
+            break
+        i0, n0 = i1, n1
+    return time.monotonic() - t0
+
+
 class Netns:
-    """Pod network namespaces named <prefix>-<n>, created and deleted untimed.
-    The shell wrapper's trap deletes any left with the prefix."""
+    """Pod network namespaces named <prefix>-<n>, created and deleted untimed
+    (see settle() for why deletions are kept out of the timed calls). The
+    shell wrapper's trap deletes any left with the prefix."""
 
     def __init__(self, prefix):
         self.prefix = prefix
@@ -179,3 +212,12 @@ class Netns:
 
     def delete(self, n):
         subprocess.run(["ip", "netns", "del", self.name(n)], check=True)
+
+    def delete_all(self, names):
+        """Deletes the given netns, then waits for the kernel to finish
+        tearing them down (settle), so the next timed call does not share the
+        CPUs and rtnl with that teardown."""
+        for n in names:
+            self.delete(n)
+        if names:
+            settle()

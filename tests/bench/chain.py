@@ -10,8 +10,12 @@ plugins in the same run, on the conflists a runtime would run:
 driven like libcni (benchlib.Conflist): each plugin exec'd in order with
 prevResult on ADD, in reverse on DEL. Run by chain.sh inside a throwaway
 "node" netns that holds the bridges, veths, iptables rules, tc qdiscs and
-ifbs; pods are netns created and deleted untimed. Each implementation has its
-own bridges, subnets and host ports; both share the node's nat table.
+ifbs; pods are netns created and deleted untimed, and the deletions happen
+between timed calls, never just before one: after each round, burst or probe
+series the driver waits for the kernel to finish tearing the netns down
+(benchlib.settle), so no implementation is charged for the runtime's netns
+teardown. Each implementation has its own bridges, subnets and host ports;
+both share the node's nat table.
 
 Phases, each interleaving the implementations:
   1. per pod, sequential: ADD and DEL of each chain, median and p90;
@@ -33,7 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Conflist, Netns, fms, median, p90, ratio, table, interleaved  # noqa: E402
+from benchlib import Conflist, Netns, fms, median, p90, ratio, settle, table, interleaved  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--ours", required=True, help="bin dir made by `wasm-cni install`")
@@ -119,19 +123,22 @@ def check_portmap(chain, impl, n):
     verified.add((chain, impl))
 
 
-def pod(chain, impl, tag, n, rss=False, env=None):
-    """One pod's lifetime: ns created, ADD, DEL, ns deleted. Returns the two
-    chain results of add() and delete(). `env`: extra plugin environment."""
-    ns = netns.add(f"{tag}{impl[0]}{n}")
+def pod(chain, impl, tag, n, spent, rss=False, env=None):
+    """One pod's lifetime: ns created, ADD, DEL. Returns the two chain results
+    of add() and delete(). The ns is left to the caller (its name appended to
+    `spent`) to delete with netns.delete_all once the timed calls are over:
+    the kernel tears a netns down after `ip netns del` returns, and that
+    teardown (an RCU barrier, rtnl) would otherwise land in the next pod's
+    timed DEL. `env`: extra plugin environment."""
+    name = f"{tag}{impl[0]}{n}"
+    ns = netns.add(name)
+    spent.append(name)
     cl, cid, c = LISTS[(chain, impl)], f"{tag}-{impl}-{n}", caps(impl, n)
-    try:
-        add = cl.add(cid, ns, c, rss=rss, env=env)
-        check(chain, add[1])
-        if chain in ("portmap", "full"):
-            check_portmap(chain, impl, n)
-        dele = cl.delete(cid, ns, add[1], c, rss=rss, env=env)
-    finally:
-        netns.delete(f"{tag}{impl[0]}{n}")
+    add = cl.add(cid, ns, c, rss=rss, env=env)
+    check(chain, add[1])
+    if chain in ("portmap", "full"):
+        check_portmap(chain, impl, n)
+    dele = cl.delete(cid, ns, add[1], c, rss=rss, env=env)
     return add, dele
 
 
@@ -166,16 +173,20 @@ log(f"per pod: {a.rounds} rounds (+{a.warmup} warm-up) x {len(CHAINS)} chains x 
 per = {(c, n): {"ADD": [], "DEL": []} for c in CHAINS for n in NAMES}
 steps = {c: {n: {} for n in NAMES} for c in ("portmap", "full")}  # (verb, type) -> [ms]
 for r, counted, order in interleaved(a.rounds, a.warmup, NAMES):
-    for chain in CHAINS:
-        for impl in order:
-            (add_ms, _, add_steps), (del_ms, del_steps) = pod(chain, impl, "s", r)
-            if counted:
-                per[(chain, impl)]["ADD"].append(add_ms)
-                per[(chain, impl)]["DEL"].append(del_ms)
-                if chain in steps:
-                    for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
-                        for t, ms, _ in st:
-                            steps[chain][impl].setdefault((verb, t), []).append(ms)
+    spent = []
+    try:
+        for chain in CHAINS:
+            for impl in order:
+                (add_ms, _, add_steps), (del_ms, del_steps) = pod(chain, impl, f"s{CHAINS.index(chain)}", r, spent)
+                if counted:
+                    per[(chain, impl)]["ADD"].append(add_ms)
+                    per[(chain, impl)]["DEL"].append(del_ms)
+                    if chain in steps:
+                        for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
+                            for t, ms, _ in st:
+                                steps[chain][impl].setdefault((verb, t), []).append(ms)
+    finally:
+        netns.delete_all(spent)
 leftovers("the per-pod rounds")
 
 # 2. Bursts. ---------------------------------------------------------------------
@@ -206,8 +217,7 @@ with ThreadPoolExecutor(max_workers=a.burst) as ex:
                         burst[(chain, impl)][verb].append((time.perf_counter_ns() - t0) / 1e6)
                         burst[(chain, impl)][verb + "call"] += calls
                 finally:
-                    for k in pods:
-                        netns.delete(f"b{impl[0]}{k}")
+                    netns.delete_all([f"b{impl[0]}{k}" for k in pods])
 leftovers("the bursts")
 
 # 3. 1 vs N pods present. -------------------------------------------------------------
@@ -243,12 +253,16 @@ def kernel_ops(log_file):
 
 def probe(chain, impl, level):
     adds, dels, plugins = [], [], {}
-    for k in range(a.probes):
-        (add_ms, _, add_steps), (del_ms, _) = pod(chain, impl, f"q{level}", 1000 + k)
-        adds.append(add_ms)
-        dels.append(del_ms)
-        for t, ms, _ in add_steps:
-            plugins.setdefault(t, []).append(ms)
+    spent = []
+    try:
+        for k in range(a.probes):
+            (add_ms, _, add_steps), (del_ms, _) = pod(chain, impl, f"q{level}", 1000 + k, spent)
+            adds.append(add_ms)
+            dels.append(del_ms)
+            for t, ms, _ in add_steps:
+                plugins.setdefault(t, []).append(ms)
+    finally:
+        netns.delete_all(spent)
     presence[(chain, impl)][level] = (adds, dels)
     presence[(chain, impl)][("plugins", level)] = plugins
     if impl != W or a.breakdown == 0:
@@ -259,12 +273,15 @@ def probe(chain, impl, level):
     for k in range(a.breakdown):
         fd, log_file = tempfile.mkstemp(prefix="wcni-breakdown-", suffix=".log")
         os.close(fd)
+        spent = []
         try:
             (_, _, add_steps), (_, del_steps) = pod(
-                chain, impl, f"k{level}", 1000 + k, env={"WASM_CNI_LOG_LEVEL": "debug", "WASM_CNI_LOG_FILE": log_file})
+                chain, impl, f"k{level}", 1000 + k, spent,
+                env={"WASM_CNI_LOG_LEVEL": "debug", "WASM_CNI_LOG_FILE": log_file})
             calls.append(kernel_ops(log_file))
         finally:
             os.unlink(log_file)
+            netns.delete_all(spent)
         for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
             for t, ms, _ in st:
                 totals.setdefault((verb, t), []).append(ms * 1000)
@@ -290,11 +307,17 @@ for chain in PRESENCE_CHAINS:
                     present[k][1] = None
 
             add_one(0)
+            settle()
             probe(chain, impl, 1)
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
                 list(ex.map(add_one, fill[1:]))
             fill_s = time.perf_counter() - t0
+            # The new pods' IPv6 DAD and router solicitations (timers, up to
+            # ~10 s after an interface comes up) would otherwise fall on our
+            # probes, taken seconds after the fill, but not on the reference's,
+            # whose fill takes a minute: probe both in the steady state.
+            settle(min_wait=10)
             probe(chain, impl, a.present)
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=a.fill_workers) as ex:
@@ -302,8 +325,7 @@ for chain in PRESENCE_CHAINS:
             presence[(chain, impl)]["fill_s"] = fill_s
             presence[(chain, impl)]["drain_s"] = time.perf_counter() - t0
         finally:
-            for k in present:
-                netns.delete(f"f{impl[0]}{k}")
+            netns.delete_all([f"f{impl[0]}{k}" for k in present])
         p = presence[(chain, impl)]
         log(f"presence {chain} {impl}: populate {p['fill_s']:.1f} s, remove {p['drain_s']:.1f} s")
 leftovers("the presence runs")
@@ -314,7 +336,11 @@ rss = {n: {} for n in NAMES}  # type -> {"ADD": max, "DEL": max}
 for r, _, order in interleaved(a.rss_rounds, 0, NAMES):
     for impl in order:
         for chain in ("loopback", "ipam", "full"):
-            (_, _, add_steps), (_, del_steps) = pod(chain, impl, "r", r, rss=True)
+            spent = []
+            try:
+                (_, _, add_steps), (_, del_steps) = pod(chain, impl, "r", r, spent, rss=True)
+            finally:
+                netns.delete_all(spent)
             for verb, st in (("ADD", add_steps), ("DEL", del_steps)):
                 for t, _, kib in st:
                     d = rss[impl].setdefault(t, {})
