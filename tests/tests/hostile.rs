@@ -139,6 +139,39 @@ fn a_capability_outside_the_modules_kind_is_refused_at_load() {
 }
 
 #[test]
+fn a_module_that_opens_sockets_is_refused_at_load() {
+    let i = Install::new("net-escape", &[]);
+    std::fs::copy(module("net_escape"), i.bin_dir().join("net-escape.wasm")).expect("copy");
+    link(&i, "net-escape");
+    let e = i
+        .plugin(
+            "net-escape",
+            &add_env("/var/run/netns/x"),
+            r#"{"cniVersion":"1.0.0","name":"n","type":"net-escape"}"#,
+        )
+        .err(7);
+    let d = e["details"].as_str().unwrap_or("");
+    // Refused before it ran: not the module's own "connect failed" error.
+    assert!(
+        d.contains("wasi:sockets/") && d.contains("no network sockets"),
+        "{e}"
+    );
+    let out = i.wasm_cni(&[
+        "install",
+        "--bin-dir",
+        &i.bin_dir().display().to_string(),
+        "--modules-dir",
+        &i.bin_dir().display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no network sockets"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_core_module_and_garbage_are_refused() {
     let i = Install::new("core", &[]);
     // The smallest valid core module: magic and version 1.

@@ -121,6 +121,11 @@ pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), St
         ));
     }
     for (name, _) in ty.imports(engine) {
+        if name.starts_with("wasi:sockets/") {
+            return Err(format!(
+                "it imports {name}, but plugin modules get no network sockets (the host does all networking through the {WIT_PACKAGE} interfaces); remove the socket use"
+            ));
+        }
         if name.starts_with("wasi:") {
             continue;
         }

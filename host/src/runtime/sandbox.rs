@@ -100,9 +100,52 @@ fn new_store(
     Ok((store, pipes))
 }
 
+/// `HasData` for interfaces whose host state is the resource table (wasi:io).
+struct HasTable;
+
+impl wasmtime::component::HasData for HasTable {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// The WASI interfaces a module may import: clocks, random, cli (stdio,
+/// exit, environment, terminal queries), filesystem (only an IPAM call's
+/// state directory is ever preopened) and io. Not sockets: a module has no
+/// network authority, so one that imports them fails to link, with the
+/// import named, instead of finding functions that deny everything. Linking
+/// fewer interfaces also makes the per-process linker cheaper to build.
+fn add_wasi(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)?;
+    random::random::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
+    random::insecure::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
+    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
+    sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
+    sync::io::error::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
+    sync::io::poll::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
+    sync::io::streams::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
+    Ok(())
+}
+
 fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    add_wasi(&mut linker)?;
     if let Some(kind) = kind {
         let granted = super::granted_interfaces(kind);
         if granted.contains(&"log") {
