@@ -185,7 +185,8 @@ impl Runtime {
             Ok(entry) => {
                 // SAFETY: the entry comes from our root-owned 0700 cache, was
                 // written by this engine configuration (the file name carries
-                // its compatibility key) and passed its checksum.
+                // its compatibility key) and is unchanged since it was written
+                // or passed its checksum.
                 match unsafe { Component::deserialize_file(&self.engine, &entry.code_path) } {
                     Ok(component) => Some((entry.meta, component)),
                     Err(e) => {
