@@ -108,67 +108,43 @@ fn module_stdout_never_reaches_the_runtime() {
     );
 }
 
+/// Installs test module `lib` as plugin type `ty`: its ADD must end in a
+/// code 7 error before the module runs, and `wasm-cni install` must refuse
+/// it. Returns the error's details and install's stderr, which must say why.
+fn refused_at_load(lib: &str, ty: &str) -> (String, String) {
+    let i = Install::new(ty, &[]);
+    std::fs::copy(module(lib), i.bin_dir().join(format!("{ty}.wasm"))).expect("copy");
+    link(&i, ty);
+    let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": ty}).to_string();
+    let e = i.plugin(ty, &add_env("/var/run/netns/x"), &conf).err(7);
+    let bin = i.bin_dir().display().to_string();
+    let out = i.wasm_cni(&["install", "--bin-dir", &bin, "--modules-dir", &bin]);
+    assert!(!out.status.success(), "install must refuse {ty}");
+    (
+        e["details"].as_str().unwrap_or("").to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_capability_outside_the_modules_kind_is_refused_at_load() {
-    let i = Install::new("overreach", &[]);
-    std::fs::copy(module("overreach"), i.bin_dir().join("overreach.wasm")).expect("copy");
-    link(&i, "overreach");
-    let e = i
-        .plugin(
-            "overreach",
-            &add_env("/var/run/netns/x"),
-            r#"{"cniVersion":"1.0.0","name":"n","type":"overreach"}"#,
-        )
-        .err(7);
-    let d = e["details"].as_str().unwrap_or("");
-    assert!(d.contains("cni:plugin/netns") && d.contains("ipam"), "{e}");
-    // install refuses it too, and says why.
-    let out = i.wasm_cni(&[
-        "install",
-        "--bin-dir",
-        &i.bin_dir().display().to_string(),
-        "--modules-dir",
-        &i.bin_dir().display().to_string(),
-    ]);
-    assert!(!out.status.success());
+    let (details, install) = refused_at_load("overreach", "overreach");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not granted"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        details.contains("cni:plugin/netns") && details.contains("ipam"),
+        "{details}"
     );
+    assert!(install.contains("not granted"), "{install}");
 }
 
 #[test]
 fn a_module_that_opens_sockets_is_refused_at_load() {
-    let i = Install::new("net-escape", &[]);
-    std::fs::copy(module("net_escape"), i.bin_dir().join("net-escape.wasm")).expect("copy");
-    link(&i, "net-escape");
-    let e = i
-        .plugin(
-            "net-escape",
-            &add_env("/var/run/netns/x"),
-            r#"{"cniVersion":"1.0.0","name":"n","type":"net-escape"}"#,
-        )
-        .err(7);
-    let d = e["details"].as_str().unwrap_or("");
+    let (details, install) = refused_at_load("net_escape", "net-escape");
     // Refused before it ran: not the module's own "connect failed" error.
     assert!(
-        d.contains("wasi:sockets/") && d.contains("no network sockets"),
-        "{e}"
+        details.contains("wasi:sockets/") && details.contains("no network sockets"),
+        "{details}"
     );
-    let out = i.wasm_cni(&[
-        "install",
-        "--bin-dir",
-        &i.bin_dir().display().to_string(),
-        "--modules-dir",
-        &i.bin_dir().display().to_string(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no network sockets"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(install.contains("no network sockets"), "{install}");
 }
 
 #[test]
