@@ -174,10 +174,10 @@ def settle(min_wait=0.0, window=0.25, idle=0.9, timeout=60.0):
     (cleanup_net runs later in a kernel worker, taking rtnl and waiting for
     RCU grace periods), and new interfaces keep IPv6 DAD and router
     solicitations running for seconds. Timing a call while that runs charges
-    the plugin for the runtime's netns deletion. Returns once the CPUs were at
+    the plugin for the runtime's netns deletion. Waits until the CPUs were at
     least `idle` idle over a `window` (and `min_wait` seconds have passed, for
-    timer-driven work that barely shows as CPU time), or after `timeout`
-    seconds. Returns the seconds waited."""
+    timer-driven work that barely shows as CPU time), or `timeout` seconds;
+    returns the seconds waited."""
     t0 = time.monotonic()
     time.sleep(min_wait)
     i0, n0 = _cpu_times()
