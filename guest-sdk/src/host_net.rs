@@ -154,6 +154,13 @@ pub trait HostNetCaps {
     ) -> CniResultOf<bool>;
     /// Removes this attachment's spoof check; needs nothing else.
     fn spoofcheck_del(&mut self) -> CniResultOf<()>;
+    /// GC only: removes the masquerade rules (both backends) of this
+    /// network's attachments missing from the runtime's valid list, which
+    /// the host reads itself. Returns what was removed, for the log.
+    fn masquerade_gc(&mut self) -> CniResultOf<Vec<String>>;
+    /// STATUS: whether masquerade rules can be written in `backend` on this
+    /// node; code 50 with what failed when not.
+    fn masquerade_status(&mut self, backend: MasqBackend) -> CniResultOf<()>;
 }
 
 /// Helpers shared by veth-based interface modules (bridge, ptp), following
@@ -342,6 +349,28 @@ pub mod util {
     }
 
     /// The `ipam.type` of a network config (empty: L2 only).
+    /// GC of a veth plugin with an IPAM plugin (bridge, ptp): the host
+    /// removes the masquerade rules of the network's attachments missing
+    /// from the runtime's valid list (whatever `ipMasq` says now: an earlier
+    /// configuration may have installed them), then the IPAM plugin gets the
+    /// GC with that list. Both run; the first error is returned.
+    pub fn gc_masquerade_and_ipam<H: crate::InterfaceHost>(
+        host: &mut H,
+        plugin: &str,
+    ) -> CniResultOf<()> {
+        let masq = host.masquerade_gc();
+        if let Ok(removed) = &masq {
+            if !removed.is_empty() {
+                host.log(
+                    Level::Info,
+                    &format!("{plugin}: GC removed {}", removed.join(", ")),
+                );
+            }
+        }
+        let ipam = host.ipam(crate::IpamCommand::Gc);
+        masq.map(drop).and(ipam.map(drop))
+    }
+
     pub fn ipam_type(config: &serde_json::Value) -> String {
         crate::config::get_ci(config, "ipam")
             .and_then(|i| crate::config::get_ci(i, "type"))
@@ -621,6 +650,12 @@ mod real {
         fn spoofcheck_del(&mut self) -> CniResultOf<()> {
             wit::spoofcheck_del().map_err(err)
         }
+        fn masquerade_gc(&mut self) -> CniResultOf<Vec<String>> {
+            wit::masquerade_gc().map_err(err)
+        }
+        fn masquerade_status(&mut self, b: MasqBackend) -> CniResultOf<()> {
+            wit::masquerade_status(backend(b)).map_err(err)
+        }
     }
 }
 
@@ -663,6 +698,10 @@ mod fake {
         spoofcheck: Option<(String, String)>,
         /// settle calls that still report tentative addresses
         dad_pending: u32,
+        /// what the next `masquerade_gc` reports as removed
+        masq_gc_answer: Vec<String>,
+        /// backends (nftables?) whose `masquerade_status` fails, and why
+        masq_unusable: BTreeMap<bool, String>,
         calls: Vec<String>,
         next_index: u32,
     }
@@ -747,6 +786,18 @@ mod fake {
         /// Makes the next `n` settle calls time out (DAD never finishes).
         pub fn set_dad_pending(&self, n: u32) {
             self.state.borrow_mut().dad_pending = n;
+        }
+        /// What the next `masquerade_gc` reports as removed (the host
+        /// decides that from the kernel's rules and the valid list).
+        pub fn set_masquerade_gc_answer(&self, removed: Vec<String>) {
+            self.state.borrow_mut().masq_gc_answer = removed;
+        }
+        /// Makes `masquerade_status` of `backend` fail with `why` (code 50).
+        pub fn set_masquerade_unusable(&self, backend: MasqBackend, why: &str) {
+            self.state
+                .borrow_mut()
+                .masq_unusable
+                .insert(backend == MasqBackend::Nftables, why.into());
         }
         /// Every mutating call, e.g. `create-veth veth1234 eth0`.
         pub fn calls(&self) -> Vec<String> {
@@ -1194,6 +1245,21 @@ mod fake {
             s.calls.push("spoofcheck-del".into());
             s.spoofcheck = None;
             Ok(())
+        }
+
+        fn masquerade_gc(&mut self) -> CniResultOf<Vec<String>> {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push("masquerade-gc".into());
+            Ok(std::mem::take(&mut s.masq_gc_answer))
+        }
+
+        fn masquerade_status(&mut self, backend: MasqBackend) -> CniResultOf<()> {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push(format!("masquerade-status {backend:?}"));
+            match s.masq_unusable.get(&(backend == MasqBackend::Nftables)) {
+                Some(m) => Err(CniError::new(code::NOT_AVAILABLE, m.clone())),
+                None => Ok(()),
+            }
         }
     }
 }

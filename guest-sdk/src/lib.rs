@@ -96,6 +96,9 @@ pub enum IpamCommand {
     Del,
     Check,
     Status,
+    /// GC: the IPAM plugin gets this invocation's configuration, with the
+    /// runtime's `cni.dev/valid-attachments`, and releases the rest.
+    Gc,
 }
 
 /// Capabilities of interface modules (loopback, bridge, ptp).
@@ -117,11 +120,18 @@ pub trait IpamHost {
     /// the host; `None` when the configuration names none.
     fn resolv_conf(&self) -> CniResultOf<Option<String>>;
     fn log(&self, level: Level, message: &str);
-    /// Every regular file of at most 4 KiB in the state directory with its
+    /// Every regular file of at most 132 KiB in the state directory with its
     /// content, read by the host in one call (a sandbox call per file open
     /// and read adds up when a module looks at every allocation). `None`
     /// where the host offers no bulk read: read the directory instead.
     fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
+        Ok(None)
+    }
+    /// Creates `name` in the state directory holding `content`, atomically
+    /// (whole or not at all, even if the call is killed); `Some(false)` when
+    /// the name is taken. `None` where the host offers no atomic create:
+    /// create the file yourself.
+    fn state_create_exclusive(&self, _name: &str, _content: &[u8]) -> CniResultOf<Option<bool>> {
         Ok(None)
     }
 }

@@ -287,6 +287,7 @@ impl InterfaceHost for WasmHost {
             IpamCommand::Del => ipam::del().map_err(error_from_wit).map(|_| None),
             IpamCommand::Check => ipam::check().map_err(error_from_wit).map(|_| None),
             IpamCommand::Status => ipam::status().map_err(error_from_wit).map(|_| None),
+            IpamCommand::Gc => ipam::gc().map_err(error_from_wit).map(|_| None),
         }
     }
 
@@ -306,6 +307,12 @@ impl IpamHost for WasmHost {
 
     fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
         state::files().map(Some).map_err(error_from_wit)
+    }
+
+    fn state_create_exclusive(&self, name: &str, content: &[u8]) -> CniResultOf<Option<bool>> {
+        state::create_exclusive(name, content)
+            .map(Some)
+            .map_err(error_from_wit)
     }
 
     fn log(&self, level: Level, message: &str) {

@@ -33,63 +33,127 @@ pub struct Settings {
     pub limits: Limits,
 }
 
+/// A `WASM_CNI_*` limit from the environment: unset or empty is the
+/// default, anything else must be a number in `range`.
+fn env_limit(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<Option<u64>, CniError> {
+    let Some(raw) = get(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            CniError::new(code::INVALID_ENVIRONMENT, format!("invalid {name}")).with_details(
+                format!(
+                    "{name} is {:?}; set it to {unit} between {} and {}, or unset it",
+                    crate::protocol::error::bounded(&raw, 64),
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+}
+
+/// Bounds shared by the environment and the conflist keys.
+const TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1..=600_000;
+const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=4096;
+
 impl Settings {
-    pub fn from_env() -> Settings {
-        let mut limits = Limits::default();
-        if let Some(ms) = std::env::var("WASM_CNI_TIMEOUT_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            limits.deadline = Duration::from_millis(ms);
-        }
-        if let Some(mib) = std::env::var("WASM_CNI_MEMORY_MIB")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            limits.memory_bytes = mib << 20;
-        }
-        Settings {
-            cache_dir: std::env::var_os("WASM_CNI_CACHE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
-            log_file: Some(
-                std::env::var_os("WASM_CNI_LOG_FILE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(logging::DEFAULT_LOG_FILE)),
-            ),
-            limits,
+    /// Settings from the process environment; a bad value is an error
+    /// naming the variable.
+    pub fn from_env() -> Result<Settings, CniError> {
+        let (settings, problem) = Settings::from_lookup(&|k| {
+            std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+        });
+        match problem {
+            Some(e) => Err(e),
+            None => Ok(settings),
         }
     }
 
-    /// Applies `wasmCni: {logFile, timeoutMs, memoryMiB}` from a plugin config.
+    /// Settings from `get`: the valid values applied, defaults for the rest,
+    /// and the first invalid value as an error (DEL goes on without it).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> (Settings, Option<CniError>) {
+        let mut problem = None;
+        let mut limits = Limits::default();
+        match env_limit(get, "WASM_CNI_TIMEOUT_MS", TIMEOUT_MS, "milliseconds") {
+            Ok(Some(ms)) => limits.deadline = Duration::from_millis(ms),
+            Ok(None) => {}
+            Err(e) => problem = problem.or(Some(e)),
+        }
+        match env_limit(get, "WASM_CNI_MEMORY_MIB", MEMORY_MIB, "MiB") {
+            Ok(Some(mib)) => limits.memory_bytes = (mib as usize) << 20,
+            Ok(None) => {}
+            Err(e) => problem = problem.or(Some(e)),
+        }
+        let path = |k: &str, default: &str| {
+            PathBuf::from(
+                get(k)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| default.into()),
+            )
+        };
+        let settings = Settings {
+            cache_dir: path("WASM_CNI_CACHE_DIR", DEFAULT_CACHE_DIR),
+            log_file: Some(path("WASM_CNI_LOG_FILE", logging::DEFAULT_LOG_FILE)),
+            limits,
+        };
+        (settings, problem)
+    }
+
+    /// Applies `wasmCni: {logFile, timeoutMs, memoryMiB}` from a plugin
+    /// config. Each valid key is applied even when another is refused.
     pub fn apply_config(&mut self, raw: &serde_json::Value) -> Result<(), CniError> {
         let Some(w) = raw.get("wasmCni") else {
             return Ok(());
         };
-        let bad = |k: &str, want: &str| {
+        let bad = |k: &str, want: String| {
             CniError::new(code::INVALID_NETWORK_CONFIG, format!("invalid wasmCni.{k}"))
                 .with_details(format!("expected {want}"))
         };
+        let mut problem = None;
         if let Some(v) = w.get("logFile") {
-            self.log_file = Some(PathBuf::from(
-                v.as_str().ok_or_else(|| bad("logFile", "a path string"))?,
-            ));
+            match v.as_str().map(logging::check_config_path) {
+                Some(Ok(p)) => self.log_file = Some(p),
+                Some(Err(why)) => {
+                    problem = problem.or(Some(bad(
+                        "logFile",
+                        format!("an absolute path to a *.log file: {why}"),
+                    )))
+                }
+                None => problem = problem.or(Some(bad("logFile", "a path string".into()))),
+            }
         }
         if let Some(v) = w.get("timeoutMs") {
-            let ms = v
-                .as_u64()
-                .filter(|ms| (1..=600_000).contains(ms))
-                .ok_or_else(|| bad("timeoutMs", "milliseconds between 1 and 600000"))?;
-            self.limits.deadline = Duration::from_millis(ms);
+            match v.as_u64().filter(|ms| TIMEOUT_MS.contains(ms)) {
+                Some(ms) => self.limits.deadline = Duration::from_millis(ms),
+                None => {
+                    problem = problem.or(Some(bad(
+                        "timeoutMs",
+                        "milliseconds between 1 and 600000".into(),
+                    )))
+                }
+            }
         }
         if let Some(v) = w.get("memoryMiB") {
-            let mib = v
-                .as_u64()
-                .filter(|m| (1..=4096).contains(m))
-                .ok_or_else(|| bad("memoryMiB", "MiB between 1 and 4096"))?;
-            self.limits.memory_bytes = (mib as usize) << 20;
+            match v.as_u64().filter(|m| MEMORY_MIB.contains(m)) {
+                Some(mib) => self.limits.memory_bytes = (mib as usize) << 20,
+                None => {
+                    problem = problem.or(Some(bad("memoryMiB", "MiB between 1 and 4096".into())))
+                }
+            }
         }
-        Ok(())
+        match problem {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -98,13 +162,36 @@ pub fn runtime(
     cni_path: &[PathBuf],
     kernels: Kernels,
 ) -> Result<Runtime, CniError> {
+    runtime_for(settings, cni_path, kernels, None)
+}
+
+/// The runtime for a call of `command`. A DEL must tear down even when the
+/// module cache is unusable (a file, on /proc, group-writable): it then
+/// compiles into a private throwaway cache instead, slower but complete.
+pub fn runtime_for(
+    settings: &Settings,
+    cni_path: &[PathBuf],
+    kernels: Kernels,
+    command: Option<Command>,
+) -> Result<Runtime, CniError> {
     let t = Instant::now();
     let engine = engine::engine(false).map_err(|e| {
         CniError::internal("cannot create the wasm engine").with_details(format!("{e:#}"))
     })?;
     let engine_key = engine::compatibility_key(&engine);
-    let cache = Cache::open(&settings.cache_dir)
-        .map_err(|e| CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))?;
+    let cache = match Cache::open(&settings.cache_dir) {
+        Ok(c) => c,
+        Err(e) if command == Some(Command::Del) => {
+            tracing::warn!(error = %e, "unusable module cache; DEL compiles into a private temporary cache");
+            Cache::ephemeral().map_err(|e2| {
+                CniError::new(code::IO_FAILURE, "unusable module cache")
+                    .with_details(format!("{e}; and no temporary cache either: {e2}"))
+            })?
+        }
+        Err(e) => {
+            return Err(CniError::new(code::IO_FAILURE, "unusable module cache").with_details(e))
+        }
+    };
     phases::record(Phase::Engine, t);
     Ok(Runtime {
         engine,
@@ -120,7 +207,7 @@ pub fn runtime(
 pub fn run_module(
     rt: &Arc<Runtime>,
     plugin_type: &str,
-    call: CallContext,
+    call: Arc<CallContext>,
     what: Call,
 ) -> Result<Option<wit::CniResult>, CniError> {
     let t = Instant::now();
@@ -133,17 +220,27 @@ pub fn run_module(
         );
     }
     // GC and STATUS of an IPAM module also need its state, under the lock.
-    let state = if loaded.meta.kind == wit::PluginKind::Ipam {
+    let state = if loaded.meta.kind == wit::PluginKind::Ipam
+        && crate::runtime::uses_state_dir(&loaded.component, &rt.engine)
+    {
         let config: serde_json::Value =
             serde_json::from_slice(&call.config_bytes).map_err(|e| {
                 CniError::decoding("network configuration is not valid JSON")
                     .with_details(e.to_string())
             })?;
-        Some(statedir::open(&config, &call.invocation.network_name)?)
+        match statedir::open(
+            &config,
+            &call.invocation.network_name,
+            call.command == Command::Del,
+        )? {
+            Some(dir) => Some(dir),
+            // DEL of a network that never had state: nothing to release,
+            // and an IPAM module can hold no state anywhere else.
+            None => return Ok(None),
+        }
     } else {
         None
     };
-    let call = Arc::new(call);
     let out = sandbox::invoke(
         &rt.engine,
         &loaded,
@@ -194,7 +291,7 @@ pub fn cni_call(
     let started = Instant::now();
     let mut cni_version = "0.1.0".to_string();
     let mut command_name = lookup("CNI_COMMAND").unwrap_or_default();
-    let mut settings = Settings::from_env();
+    let (mut settings, env_problem) = Settings::from_lookup(&lookup);
     let r = (|| -> Result<Option<String>, CniError> {
         let env = env::from_lookup(lookup)?;
         command_name = env.command.as_str().to_string();
@@ -203,9 +300,23 @@ pub fn cni_call(
         }
         let conf = config::parse(stdin, env.command)?;
         cni_version = conf.cni_version.clone();
-        settings.apply_config(&conf.raw)?;
+        // A DEL goes on with the default for a bad setting: an operator's
+        // typo must not keep pods from being torn down.
+        let config_problem = settings.apply_config(&conf.raw).err();
         logging::init(settings.log_file.as_deref());
-        let rt = Arc::new(runtime(&settings, &env.path, kernels)?);
+        for problem in [env_problem, config_problem].into_iter().flatten() {
+            if env.command == Command::Del {
+                tracing::warn!(container_id = %env.container_id, error = %problem, "ignored for DEL; the default applies");
+            } else {
+                return Err(problem);
+            }
+        }
+        let rt = Arc::new(runtime_for(
+            &settings,
+            &env.path,
+            kernels,
+            Some(env.command),
+        )?);
         execute(&rt, plugin_type, &env, &conf, stdin, vars)
     })();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -251,8 +362,24 @@ fn execute(
     stdin: &[u8],
     vars: &[(String, String)],
 ) -> Result<Option<String>, CniError> {
+    refuse_own_netns(&env.netns)?;
     let prev_result = match &conf.prev_result {
-        Some(v) if !v.is_null() => Some(convert::to_wit(result::parse(v, &conf.cni_version)?)),
+        Some(v) if !v.is_null() => {
+            let prev = result::parse(v, &conf.cni_version)?;
+            // Refused before the module runs: a chained plugin would act
+            // on it (portmap maps ports) and only then fail to pass it on.
+            result::validate(&prev).map_err(|e| {
+                CniError::new(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!(
+                        "invalid prevResult: {}",
+                        e.msg.trim_start_matches("invalid result: ")
+                    ),
+                )
+                .with_details("the previous plugin's result must be a valid CNI result")
+            })?;
+            Some(convert::to_wit(prev))
+        }
         _ => None,
     };
     let invocation = wit::Invocation {
@@ -290,23 +417,74 @@ fn execute(
         module: plugin_type.to_string(),
         undo: Default::default(),
         deferred: Default::default(),
+        deadline_at: Instant::now() + rt.limits.deadline,
     };
-    let out = run_module(rt, plugin_type, call, what)?;
-    match (env.command, out) {
+    let call = Arc::new(call);
+    let out = run_module(rt, plugin_type, call.clone(), what)?;
+    let rendered = match (env.command, out) {
         (Command::Add, Some(r)) => {
-            let v = result::render(&convert::from_wit(r), &conf.cni_version)?;
-            Ok(Some(v.to_string()))
+            result::render(&convert::from_wit(r), &conf.cni_version).map(|v| Some(v.to_string()))
         }
         (Command::Add, None) => Err(CniError::internal(
             "plugin module returned no result for ADD",
         )),
         _ => Ok(None),
+    };
+    if rendered.is_err() {
+        // The module succeeded but its result cannot be given: the ADD
+        // failed, so what it did is undone like any failed ADD's.
+        call.rollback();
     }
+    rendered
+}
+
+/// Refuses a `CNI_NETNS` that is this process's own network namespace or
+/// the node's (pid 1's): a container interface plugin would otherwise
+/// configure, or on DEL delete, the node's own `eth0`. A path that does not
+/// exist is left to the module (DEL after the netns is gone).
+fn refuse_own_netns(netns: &str) -> Result<(), CniError> {
+    use std::os::unix::fs::MetadataExt;
+    if netns.is_empty() {
+        return Ok(());
+    }
+    let Ok(target) = std::fs::metadata(netns) else {
+        return Ok(());
+    };
+    for (own, whose) in [
+        ("/proc/self/ns/net", "the plugin's own"),
+        ("/proc/1/ns/net", "the node's (pid 1)"),
+    ] {
+        if let Ok(m) = std::fs::metadata(own) {
+            if (m.dev(), m.ino()) == (target.dev(), target.ino()) {
+                return Err(CniError::new(
+                    code::INVALID_ENVIRONMENT,
+                    format!("CNI_NETNS {netns} is {whose} network namespace, not a container's"),
+                )
+                .with_details("pass the container's network namespace in CNI_NETNS"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process environment as text. A variable that is not UTF-8 (any
+/// runtime may pass one through) is taken lossily instead of aborting:
+/// a `CNI_*` one then fails its own validation with a clear error, any
+/// other is only passed on to a delegated plugin.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// `main` for the CNI entry: real environment, stdin and kernel.
 pub fn cni_main(plugin_type: &str) -> i32 {
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let vars = process_env();
     if !vars.iter().any(|(k, _)| k == "CNI_COMMAND") {
         // What the reference skel does without CNI_COMMAND: an about text on stderr.
         eprintln!(

@@ -3,7 +3,7 @@
 //! child), killed when the bound passes. Used for delegated plugins and for
 //! the firewall tools.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,13 +25,89 @@ pub enum RunError {
     Wait(String),
 }
 
-fn drain(mut r: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+/// Collects a child's stdout and stderr on one thread until both reach EOF
+/// or, once the child has exited (`exited` becomes readable), until they
+/// are drained: what the child wrote before exiting is in the pipes by
+/// then, and a background process it left behind holding them open (a
+/// daemonising IPAM plugin) must not hold the call.
+fn collect(
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    exited: std::os::fd::OwnedFd,
+) -> JoinHandle<(Vec<u8>, Vec<u8>)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(r) = r.as_mut() {
-            let _ = r.read_to_end(&mut buf);
+        let mut bufs = (Vec::new(), Vec::new());
+        let mut open = [stdout.is_some(), stderr.is_some()];
+        let mut child_gone = false;
+        let mut chunk = [0u8; 16 << 10];
+        let out_fd = stdout.as_ref().map(|s| s.as_fd());
+        let err_fd = stderr.as_ref().map(|s| s.as_fd());
+        let read_into = |fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>, chunk: &mut [u8]| {
+            // false once at EOF or on an error.
+            loop {
+                match nix::unistd::read(fd, chunk) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        return true;
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return false,
+                }
+            }
+        };
+        while open[0] || open[1] {
+            if child_gone {
+                // Everything written before the exit, without waiting.
+                for (i, fd) in [out_fd, err_fd].into_iter().enumerate() {
+                    let (Some(fd), true) = (fd, open[i]) else {
+                        continue;
+                    };
+                    let _ = nix::fcntl::fcntl(
+                        fd,
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                    let buf = if i == 0 { &mut bufs.0 } else { &mut bufs.1 };
+                    while read_into(fd, buf, &mut chunk) {}
+                }
+                break;
+            }
+            let mut fds = Vec::with_capacity(3);
+            let mut which = Vec::with_capacity(3);
+            for (i, fd) in [out_fd, err_fd].into_iter().enumerate() {
+                if let (Some(fd), true) = (fd, open[i]) {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    which.push(i);
+                }
+            }
+            fds.push(PollFd::new(exited.as_fd(), PollFlags::POLLIN));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(_) => {}
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            for (k, &i) in which.iter().enumerate() {
+                if ready[k] {
+                    let fd = if i == 0 { out_fd } else { err_fd };
+                    let buf = if i == 0 { &mut bufs.0 } else { &mut bufs.1 };
+                    if let Some(fd) = fd {
+                        if !read_into(fd, buf, &mut chunk) {
+                            open[i] = false;
+                        }
+                    }
+                }
+            }
+            if ready[ready.len() - 1] {
+                child_gone = true;
+            }
         }
-        buf
+        bufs
     })
 }
 
@@ -56,8 +132,15 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
             let _ = s.write_all(&input);
         }
     });
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
+    // Written (closed) by the waiter when the child has exited.
+    let (exited_r, exited_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            kill(&mut child);
+            return Err(RunError::Wait(format!("cannot make a pipe: {e}")));
+        }
+    };
+    let output = collect(child.stdout.take(), child.stderr.take(), exited_r);
     // Waiting blocks (no polling delay added to every exec): a thread
     // sleeps until the child exits, without reaping it, so that on timeout
     // the child can still be killed by its pid without any chance of reuse.
@@ -72,6 +155,7 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
                 r => break r,
             }
         };
+        drop(exited_w);
         let _ = exited_tx.send(r.map(drop).map_err(|e| e.to_string()));
     });
     let status = match exited.recv_timeout(timeout) {
@@ -86,13 +170,14 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Result<
             return Err(e);
         }
     };
-    let _ = writer.join();
-    let stdout = out
+    // A child that exited without reading all its input, leaving it to a
+    // background process that does not read either, must not hold us.
+    if writer.is_finished() {
+        let _ = writer.join();
+    }
+    let (stdout, stderr) = output
         .join()
-        .map_err(|_| RunError::Wait("stdout reader failed".into()))?;
-    let stderr = err
-        .join()
-        .map_err(|_| RunError::Wait("stderr reader failed".into()))?;
+        .map_err(|_| RunError::Wait("output reader failed".into()))?;
     Ok(Output {
         status,
         stdout,
@@ -134,6 +219,20 @@ mod tests {
             Err(RunError::Timeout)
         ));
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_background_child_holding_stdout_does_not_hold_the_call() {
+        // What a daemonising plugin does: answer, exit, and leave a child
+        // with the pipes still open.
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 30 & echo '{\"ok\":1}'; echo note >&2; exit 0"]);
+        let t = Instant::now();
+        let o = run_bounded(c, b"", Duration::from_secs(20)).expect("ran");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(o.stdout, b"{\"ok\":1}\n");
+        assert_eq!(o.stderr, b"note\n");
+        assert!(o.status.success());
     }
 
     #[test]

@@ -307,3 +307,39 @@ fn a_failed_add_undoes_what_the_module_did() {
         "lo must be back down: {flags}"
     );
 }
+
+/// A module that sleeps (a WASI monotonic-clock wait) neither aborts the
+/// host nor outlasts its deadline: a short sleep works, a long one ends in
+/// a deadline error within about the deadline, and what the module did
+/// before is undone.
+#[test]
+fn a_sleeping_module_is_bounded_by_its_deadline() {
+    let i = with_hostile("sleep");
+    let ns = Netns::new("sleep");
+    let e = i
+        .plugin(
+            "hostile",
+            &add_env(&ns.path()),
+            &hostile_conf("sleep-short", json!({})),
+        )
+        .err(100);
+    assert!(e["msg"].as_str().unwrap_or("").contains("slept"), "{e}");
+    let t = Instant::now();
+    let r = i.plugin(
+        "hostile",
+        &add_env(&ns.path()),
+        &hostile_conf("sleep-long", json!({"wasmCni": {"timeoutMs": 500}})),
+    );
+    let e = r.err(999);
+    assert!(e["msg"].as_str().unwrap_or("").contains("deadline"), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    let flags = ns.exec("ip -o link show lo");
+    assert!(
+        !flags.contains(",UP") && !flags.contains("<UP"),
+        "lo must be back down: {flags}"
+    );
+}

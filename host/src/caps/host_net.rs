@@ -773,6 +773,105 @@ impl Host for StoreData {
         };
         Ok(spoofcheck_del(&call))
     }
+
+    fn masquerade_gc(&mut self) -> wasmtime::Result<Result<Vec<String>, CniError>> {
+        let Some(call) = self.call.clone() else {
+            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        };
+        Ok(masquerade_gc(&call))
+    }
+
+    fn masquerade_status(&mut self, backend: MasqBackend) -> wasmtime::Result<Result<(), CniError>> {
+        let Some(call) = self.call.clone() else {
+            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        };
+        Ok(masquerade_status(&call, backend))
+    }
+}
+
+/// GC of this network's masquerade rules: every attachment whose container
+/// id is not in the runtime's valid list loses its iptables chain (with its
+/// POSTROUTING jumps, both families) and its nftables rules. The list is
+/// the one in the invocation's configuration, never the module's.
+pub fn masquerade_gc(call: &CallContext) -> Result<Vec<String>, CniError> {
+    if call.command != Command::Gc {
+        return Err(cap_error(
+            code::INVALID_NETWORK_CONFIG,
+            "masquerade GC outside a GC invocation",
+            format!(
+                "masquerade-gc may only be called on GC, not {}",
+                call.command.as_str()
+            ),
+        ));
+    }
+    let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
+        cap_error(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+            e.to_string(),
+        )
+    })?;
+    let valid = crate::protocol::config::valid_attachments(&config)
+        .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+    let network = &call.invocation.network_name;
+    let fw = &call.runtime.kernels.hostfw;
+    let mut removed = Vec::new();
+    let chains = match fw.iptables_masq_chains(network) {
+        Ok(c) => c,
+        // No iptables on the node: no chain of ours can be there.
+        Err(e) if crate::kernel::masq_scan::cannot_run(&e) => Vec::new(),
+        Err(e) => return Err(kernel_error("listing masquerade chains", e)),
+    };
+    for (chain, cid) in chains {
+        if valid.iter().any(|(c, _)| *c == cid) {
+            continue;
+        }
+        call.runtime
+            .kernels
+            .masq
+            .teardown(&chain)
+            .map_err(|e| kernel_error("removing a stale masquerade chain", e))?;
+        tracing::info!(network = %network, container_id = %cid, chain = %chain, "GC removed masquerade chain");
+        removed.push(format!("iptables chain {chain} of {cid}"));
+    }
+    let keep: Vec<Attachment> = valid
+        .into_iter()
+        .map(|(container_id, ifname)| Attachment {
+            network: network.clone(),
+            container_id,
+            ifname,
+        })
+        .collect();
+    match fw.masq_gc(network, &keep) {
+        Ok(gone) => {
+            for c in gone {
+                tracing::info!(network = %network, comment = %c, "GC removed nftables masquerade rule");
+                removed.push(format!("nftables rule {c:?}"));
+            }
+        }
+        Err(e) if nft_absent(&e) => {}
+        Err(e) => return Err(kernel_error("removing stale nftables masquerade rules", e)),
+    }
+    Ok(removed)
+}
+
+/// STATUS of the masquerade backend: code 50 naming the tool that failed.
+pub fn masquerade_status(call: &CallContext, backend: MasqBackend) -> Result<(), CniError> {
+    let (nft, name) = match backend {
+        MasqBackend::Iptables => (false, "iptables"),
+        MasqBackend::Nftables => (true, "nftables"),
+    };
+    call.runtime
+        .kernels
+        .hostfw
+        .masq_usable(nft)
+        .map_err(|e| {
+            cap_error(
+                code::NOT_AVAILABLE,
+                format!("the {name} masquerade backend is unusable on this node: {e}"),
+                format!("ipMasq with ipMasqBackend {name} needs it for every ADD; install it (or put it on PATH) or choose the other backend"),
+            )
+        })
 }
 
 impl StoreData {

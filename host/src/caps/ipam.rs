@@ -37,18 +37,22 @@ fn ipam_type(call: &CallContext) -> Result<String, CniError> {
     }
 }
 
-/// Runs the network's IPAM plugin for `command`.
+/// Runs the network's IPAM plugin for `command`, within the call's time.
 pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult>, CniError> {
+    delegate_until(call, command, call.deadline_at)
+}
+
+/// Runs the network's IPAM plugin for `command`, done by `until`.
+pub fn delegate_until(
+    call: &CallContext,
+    command: Command,
+    until: std::time::Instant,
+) -> Result<Option<CniResult>, CniError> {
     let t = ipam_type(call)?;
     let rt = &call.runtime;
     let to_wit = |e: crate::protocol::error::CniError| cap_error(e.code, e.msg, e.details);
     if rt.search.find_module(&t).is_ok() {
-        let what = match command {
-            Command::Add => Call::Add,
-            Command::Del => Call::Del,
-            Command::Check => Call::Check,
-            _ => Call::Status,
-        };
+        let what = module_call(call, command)?;
         let nested = CallContext {
             runtime: rt.clone(),
             command,
@@ -58,8 +62,10 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
             module: t.clone(),
             undo: Default::default(),
             deferred: Default::default(),
+            deadline_at: until,
         };
-        return crate::dispatch::run_module(rt, &t, nested, what).map_err(to_wit);
+        return crate::dispatch::run_module(rt, &t, std::sync::Arc::new(nested), what)
+            .map_err(to_wit);
     }
     let bin = rt.search.find_binary(&t).map_err(|searched| {
         cap_error(
@@ -68,14 +74,19 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
             format!("no {t}.wasm module and no {t} binary; {searched}"),
         )
     })?;
-    let out = crate::delegate_exec::exec(
+    let out = match crate::delegate_exec::exec(
         &bin,
         &call.env,
         command,
         &call.config_bytes,
-        rt.limits.deadline,
-    )
-    .map_err(to_wit)?;
+        until.saturating_duration_since(std::time::Instant::now()),
+    ) {
+        Err(e) if command == Command::Gc && predates_gc(call, &bin) => {
+            tracing::warn!(plugin = %bin.display(), error = %e, "the IPAM plugin predates GC (no cniVersion >= 1.1.0 in its VERSION answer): its allocations are not collected");
+            return Ok(None);
+        }
+        r => r.map_err(to_wit)?,
+    };
     if command != Command::Add {
         return Ok(None);
     }
@@ -93,12 +104,14 @@ pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult
 
 impl Host for StoreData {
     fn add(&mut self) -> wasmtime::Result<Result<CniResult, CniError>> {
-        let r = self.delegate(Command::Add);
-        if r.is_ok() {
-            if let Some(c) = &self.call {
-                c.journal(super::undo::Undo::IpamDel);
-            }
+        // Journaled before the ADD, not after its success: an IPAM call cut
+        // short (its deadline, a trap, a killed exec'd plugin) may have
+        // allocated without saying so, and its DEL releases by attachment,
+        // which is a no-op when nothing was allocated.
+        if let Some(c) = &self.call {
+            c.journal(super::undo::Undo::IpamDel);
         }
+        let r = self.delegate(Command::Add);
         Ok(r.and_then(|r| {
             r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))
         }))
@@ -115,6 +128,21 @@ impl Host for StoreData {
     fn status(&mut self) -> wasmtime::Result<Result<(), CniError>> {
         Ok(self.delegate(Command::Status).map(|_| ()))
     }
+
+    fn gc(&mut self) -> wasmtime::Result<Result<(), CniError>> {
+        // Only a GC invocation carries the runtime's valid list: anywhere
+        // else the IPAM plugin would release every allocation.
+        if let Some(c) = &self.call {
+            if c.command != Command::Gc {
+                return Ok(Err(cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    "IPAM GC outside a GC invocation",
+                    format!("ipam.gc may only be called on GC, not {}", c.command.as_str()),
+                )));
+            }
+        }
+        Ok(self.delegate(Command::Gc).map(|_| ()))
+    }
 }
 
 impl StoreData {
@@ -128,4 +156,66 @@ impl StoreData {
             )),
         }
     }
+}
+
+/// What an IPAM module is run for: GC carries the runtime's valid list,
+/// read from the configuration the IPAM plugin gets (as an exec'd plugin
+/// reads it from stdin).
+fn module_call(call: &CallContext, command: Command) -> Result<Call, CniError> {
+    Ok(match command {
+        Command::Add => Call::Add,
+        Command::Del => Call::Del,
+        Command::Check => Call::Check,
+        Command::Gc => {
+            let config: serde_json::Value = serde_json::from_slice(&call.config_bytes)
+                .map_err(|e| {
+                    cap_error(
+                        code::DECODING_FAILURE,
+                        "network configuration is not valid JSON",
+                        e.to_string(),
+                    )
+                })?;
+            let valid = crate::protocol::config::valid_attachments(&config)
+                .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+            Call::Gc(
+                valid
+                    .into_iter()
+                    .map(|(container_id, ifname)| super::bindings::wit::Attachment {
+                        container_id,
+                        ifname,
+                    })
+                    .collect(),
+            )
+        }
+        _ => Call::Status,
+    })
+}
+
+/// Whether an exec'd IPAM plugin predates GC: its VERSION answer lists no
+/// cniVersion from 1.1.0 on (Debian's reference host-local, 1.1.1, answers
+/// GC with "unknown CNI_COMMAND"). Such a plugin has no GC to run, so the
+/// main plugin's GC goes on without it.
+fn predates_gc(call: &CallContext, bin: &std::path::Path) -> bool {
+    use crate::protocol::version::Version;
+    let stdin = serde_json::json!({"cniVersion": call.invocation.cni_version}).to_string();
+    let Ok(out) = crate::delegate_exec::exec(
+        bin,
+        &call.env,
+        Command::Version,
+        stdin.as_bytes(),
+        call.runtime.limits.deadline,
+    ) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) else {
+        return false;
+    };
+    let Some(list) = v.get("supportedVersions").and_then(|l| l.as_array()) else {
+        return false;
+    };
+    !list
+        .iter()
+        .filter_map(|s| s.as_str())
+        .filter_map(|s| Version::parse(s).ok())
+        .any(|s| s >= Version::V1_1_0)
 }

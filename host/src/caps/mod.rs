@@ -34,6 +34,10 @@ pub struct CallContext {
     pub undo: std::sync::Mutex<Vec<undo::Undo>>,
     /// Teardown steps of a DEL running in the background (see `defer`).
     pub deferred: std::sync::Mutex<Vec<Deferred>>,
+    /// When this call's time is up: its sandbox and every nested one (the
+    /// delegated IPAM) share it, except the undo of a failed ADD, which
+    /// gets a budget of its own (`undo::UNDO_BUDGET`).
+    pub deadline_at: std::time::Instant,
 }
 
 /// A deferred teardown step: on its thread, or already run in place when no

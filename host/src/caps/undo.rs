@@ -7,6 +7,11 @@ use crate::protocol::env::Command;
 
 use super::CallContext;
 
+/// The time the undo of a failed ADD may take, whatever was left of the
+/// call's own deadline (which may be what ran out): a rollback cut short
+/// would leave the very state it exists to remove.
+pub const UNDO_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The inverse of one successful capability call.
 #[derive(Debug, Clone)]
 pub enum Undo {
@@ -85,9 +90,13 @@ impl CallContext {
                     .open_netns(netns)
                     .and_then(|mut ns| ns.add_address(link, *addr))
                     .map_err(|e| e.to_string()),
-                Undo::IpamDel => super::ipam::delegate(self, Command::Del)
-                    .map(|_| ())
-                    .map_err(|e| format!("{}: {}", e.msg, e.details)),
+                Undo::IpamDel => super::ipam::delegate_until(
+                    self,
+                    Command::Del,
+                    std::time::Instant::now() + UNDO_BUDGET,
+                )
+                .map(|_| ())
+                .map_err(|e| format!("{}: {}", e.msg, e.details)),
                 Undo::NatRemove { backend } => super::nat::owner(self, true)
                     .map_err(|e| e.msg)
                     .and_then(|o| {

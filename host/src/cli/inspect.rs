@@ -9,7 +9,7 @@ use crate::dispatch::{self, Settings};
 use crate::runtime::{cache, kind_str};
 
 pub fn run(bin_dir: &Path, only: Option<&str>) -> Result<i32> {
-    let settings = Settings::from_env();
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = dispatch::runtime(
         &settings,
         &[bin_dir.to_path_buf()],

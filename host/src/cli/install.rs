@@ -80,7 +80,7 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
         );
     }
 
-    let settings = Settings::from_env();
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = dispatch::runtime(
         &settings,
         &[bin_dir.to_path_buf()],

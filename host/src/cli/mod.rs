@@ -80,7 +80,11 @@ pub fn main() -> i32 {
 /// Loads (so compiles on a miss) one module; a failure is printed as CNI
 /// error JSON for the caller to pass on.
 fn compile(module: &std::path::Path) -> i32 {
-    let settings = crate::dispatch::Settings::from_env();
+    // Run by a CNI call on a cache miss, with that call's environment: a
+    // bad limit there is that call's to report (or, for DEL, to ignore).
+    let (settings, _) = crate::dispatch::Settings::from_lookup(&|k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    });
     let name = module
         .file_stem()
         .and_then(|s| s.to_str())

@@ -154,6 +154,31 @@ pub trait HostFirewall: Send + Sync {
     fn masq_teardown(&self, a: &Attachment) -> KResult<()>;
     /// Whether the attachment has a masquerade rule for every ip.
     fn masq_check(&self, a: &Attachment, ips: &[IpAddr]) -> KResult<bool>;
+    /// GC: removes the nftables masquerade rules of `network`'s attachments
+    /// other than `keep` (all of the same network), in one transaction.
+    /// Returns the comments of the rules removed.
+    fn masq_gc(&self, network: &str, keep: &[Attachment]) -> KResult<Vec<String>>;
+    /// GC: `(chain, container id)` of `network`'s iptables masquerade
+    /// chains, recognised by the reference comment (see `masq_scan`).
+    fn iptables_masq_chains(&self, network: &str) -> KResult<Vec<(String, String)>>;
+    /// STATUS: whether masquerade rules can be written in the backend
+    /// (`nftables`, else iptables); the error names the tool that failed.
+    fn masq_usable(&self, nftables: bool) -> KResult<()>;
+}
+
+/// The rules of `network` in `masq_checks` that belong to none of `keep`:
+/// `(handle, comment)`. A rule is the network's when its comment starts
+/// with the network's hash and `-`, as the reference GC finds them.
+pub fn masq_gc_rules(l: &Listing, network: &str, keep: &[Attachment]) -> Vec<(u64, String)> {
+    let prefix = format!("{}-", network_hash(network));
+    let kept: Vec<String> = keep.iter().map(Attachment::masq_hash).collect();
+    l.rules_in(MASQ_TABLE, MASQ_CHAIN)
+        .filter_map(|r| {
+            let c = r.comment.as_deref()?;
+            let ours = c.starts_with(&prefix) && !kept.iter().any(|h| c.starts_with(h.as_str()));
+            ours.then(|| (r.handle, c.to_string()))
+        })
+        .collect()
 }
 
 /// One rule of an `nft -j list` answer.
@@ -467,6 +492,33 @@ impl HostFirewall for System {
         let have: Vec<IpAddr> = masq_rules(&l, &hash).filter_map(saddr_of).collect();
         Ok(ips.iter().all(|ip| have.contains(ip)))
     }
+
+    fn masq_gc(&self, network: &str, keep: &[Attachment]) -> KResult<Vec<String>> {
+        let exists = super::nfnl::Nfnl::open()
+            .and_then(|mut nl| nl.chain_exists(super::nfnl::NFPROTO_INET, MASQ_TABLE, MASQ_CHAIN));
+        if let Ok(None | Some(false)) = exists {
+            return Ok(Vec::new());
+        }
+        let Some(l) = masq_listing()? else {
+            return Ok(Vec::new());
+        };
+        let gone = masq_gc_rules(&l, network, keep);
+        let t = format!("inet {MASQ_TABLE}");
+        let script: String = gone
+            .iter()
+            .map(|(h, _)| format!("delete rule {t} {MASQ_CHAIN} handle {h}\n"))
+            .collect();
+        transact(&script)?;
+        Ok(gone.into_iter().map(|(_, c)| c).collect())
+    }
+
+    fn iptables_masq_chains(&self, network: &str) -> KResult<Vec<(String, String)>> {
+        super::masq_scan::iptables_chains(network)
+    }
+
+    fn masq_usable(&self, nftables: bool) -> KResult<()> {
+        super::masq_scan::backend_usable(nftables)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -581,6 +633,35 @@ impl HostFirewall for Fake {
         let have = s.masq.get(a).cloned().unwrap_or_default();
         Ok(ips.iter().all(|ip| have.iter().any(|e| e.ip == *ip)))
     }
+
+    fn masq_gc(&self, network: &str, keep: &[Attachment]) -> KResult<Vec<String>> {
+        let mut s = self.lock()?;
+        s.calls.push(format!("masq-gc {network} keep {}", keep.len()));
+        let gone: Vec<Attachment> = s
+            .masq
+            .keys()
+            .filter(|a| a.network == network && !keep.contains(a))
+            .cloned()
+            .collect();
+        for a in &gone {
+            s.masq.remove(a);
+        }
+        Ok(gone.iter().map(Attachment::masq_hash).collect())
+    }
+
+    fn iptables_masq_chains(&self, network: &str) -> KResult<Vec<(String, String)>> {
+        self.lock()?
+            .calls
+            .push(format!("iptables-masq-chains {network}"));
+        Ok(Vec::new())
+    }
+
+    fn masq_usable(&self, nftables: bool) -> KResult<()> {
+        self.lock()?
+            .calls
+            .push(format!("masq-usable nftables={nftables}"));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -690,5 +771,39 @@ mod tests {
         let found: Vec<Option<IpAddr>> = masq_rules(&l, "h-x").map(saddr_of).collect();
         assert_eq!(found, vec![Some("10.1.2.3".parse().expect("ip"))]);
         assert_eq!(masq_rules(&l, "h-y").count(), 0);
+    }
+
+    #[test]
+    fn masq_gc_takes_the_networks_unlisted_rules_only() {
+        let at = |net: &str, cid: &str| Attachment {
+            network: net.into(),
+            container_id: cid.into(),
+            ifname: "eth0".into(),
+        };
+        let (keep, gone, other) = (at("n", "keep"), at("n", "gone"), at("m", "gone"));
+        let rule = |h: u64, a: &Attachment| {
+            format!(
+                r#"{{"rule": {{"family": "inet", "table": "cni_plugins_masquerade", "chain": "masq_checks", "handle": {h}, "comment": "{}", "expr": []}}}}"#,
+                a.masq_comment().expect("comment")
+            )
+        };
+        let l = Listing::parse(&format!(
+            r#"{{"nftables": [{}, {}, {}, {}, {{"rule": {{"family": "inet", "table": "cni_plugins_masquerade", "chain": "masq_checks", "handle": 9, "expr": []}}}}]}}"#,
+            rule(1, &keep),
+            rule(2, &gone),
+            rule(3, &gone),
+            rule(4, &other)
+        ))
+        .expect("parse");
+        let found: Vec<u64> = masq_gc_rules(&l, "n", std::slice::from_ref(&keep))
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(found, [2, 3]);
+        // another ifname of a kept container is not kept
+        let mut eth1 = keep.clone();
+        eth1.ifname = "eth1".into();
+        assert_eq!(masq_gc_rules(&l, "n", &[eth1]).len(), 3);
+        assert_eq!(masq_gc_rules(&l, "m", &[]).len(), 1);
     }
 }

@@ -57,9 +57,22 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
-/// The reference's rule comment: `name: "<net>" id: "<cid>"`.
+/// The longest comment a rule holds (xt_comment's 256-byte buffer with its
+/// NUL). iptables-nft cuts a longer one there, which is what the reference
+/// plugin's rules then carry; iptables-restore would refuse it instead.
+pub const MAX_COMMENT_BYTES: usize = 255;
+
+/// The reference's rule comment: `name: "<net>" id: "<cid>"`, cut at
+/// `MAX_COMMENT_BYTES` as iptables-nft cuts it for the reference (a
+/// container id of ~2000 characters made our restore batch fail).
 pub fn comment(network: &str, container_id: &str) -> String {
-    format!("name: {} id: {}", go_quote(network), go_quote(container_id))
+    let mut c = format!("name: {} id: {}", go_quote(network), go_quote(container_id));
+    let mut end = c.len().min(MAX_COMMENT_BYTES);
+    while !c.is_char_boundary(end) {
+        end -= 1;
+    }
+    c.truncate(end);
+    c
 }
 
 /// The reference's chain name: `CNI-` + the first 24 hex digits of
@@ -499,6 +512,10 @@ mod tests {
         // Python: "CNI-" + hashlib.sha512(b"mynetabc").hexdigest()[:24]
         assert_eq!(chain_name("mynet", "abc"), "CNI-e88f49d94512ff752ebe6070");
         assert_eq!(comment("mynet", "abc"), r#"name: "mynet" id: "abc""#);
+        let long = "a".repeat(3000);
+        let c = comment("mynet", &long);
+        assert_eq!(c.len(), MAX_COMMENT_BYTES);
+        assert!(c.starts_with(r#"name: "mynet" id: "aaa"#));
         assert_eq!(go_quote("a\"b"), r#""a\"b""#);
     }
 

@@ -8,6 +8,7 @@ pub mod fake;
 pub mod firewall;
 pub mod hostfw;
 pub mod masq;
+pub mod masq_scan;
 pub mod netlink;
 pub mod nfnl;
 pub mod tc;

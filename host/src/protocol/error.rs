@@ -88,12 +88,15 @@ impl CniError {
     /// The stdout error document. `cniVersion` is omitted when `cni_version`
     /// is empty (the reference never prints it, so runtimes tolerate that),
     /// `details` when empty.
+    /// `msg` and `details` are bounded (`MAX_TEXT_BYTES` each): an error
+    /// that echoes a hostile value (a 4 MB container id, a module's text)
+    /// must not become a 4 MB answer.
     pub fn to_json(&self, cni_version: &str) -> String {
         let wire = Wire {
-            cni_version,
+            cni_version: &bounded(cni_version, 64),
             code: self.code,
-            msg: &self.msg,
-            details: &self.details,
+            msg: &bounded(&self.msg, MAX_TEXT_BYTES),
+            details: &bounded(&self.details, MAX_TEXT_BYTES),
         };
         match serde_json::to_string(&wire) {
             Ok(s) => s,
@@ -101,6 +104,22 @@ impl CniError {
             Err(_) => format!("{{\"code\":{},\"msg\":\"internal error\"}}", self.code),
         }
     }
+}
+
+/// The most of `msg` or `details` an error document carries.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes (at a char boundary), saying how much was
+/// cut, so that no echoed value makes an answer or a log line unbounded.
+pub fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes cut)", &s[..end], s.len() - end))
 }
 
 impl fmt::Display for CniError {
@@ -189,6 +208,24 @@ mod tests {
         assert_eq!(v["msg"], "bad \"quote\"\n\u{0}");
         assert_eq!(v["details"], "\\ \u{1f600}");
         assert_eq!(v["cniVersion"], "0.4.0\"");
+    }
+
+    #[test]
+    fn json_bounds_echoed_text() {
+        let huge = "é".repeat(1 << 20);
+        let e = CniError::new(4, huge.clone()).with_details(huge);
+        let out = e.to_json(&"1.0.0".repeat(100));
+        assert!(out.len() < 3 * MAX_TEXT_BYTES, "{}", out.len());
+        let v = parsed(&out);
+        let msg = v["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with("éé") && msg.ends_with("bytes cut)"),
+            "{msg}"
+        );
+        assert_eq!(bounded("short", 10), "short");
+        assert_eq!(bounded("abcdef", 3), "abc… (3 bytes cut)");
+        // never splits a character
+        assert_eq!(bounded("aé", 2), "a… (2 bytes cut)");
     }
 
     #[test]

@@ -139,6 +139,12 @@ struct Checked {
     routes: Vec<(String, Option<String>, IpAddr)>,
 }
 
+/// Checks that `r` can be rendered: every address, gateway and route
+/// parses, and every `ips[].interface` indexes `interfaces`.
+pub fn validate(r: &CniResult) -> Result<(), CniError> {
+    check(r).map(drop)
+}
+
 fn check(r: &CniResult) -> Result<Checked, CniError> {
     let mut ips = Vec::with_capacity(r.ips.len());
     for (i, ip) in r.ips.iter().enumerate() {

@@ -116,8 +116,13 @@ struct Answer<'a> {
 /// asks (absent, null or empty stdin → "0.1.0", the version that predates
 /// the field). Any parseable version is echoed, even one newer than ours:
 /// the runtime needs the list to negotiate down.
+///
+/// A request that does not decode (not JSON, not an object, no version
+/// string) is answered as an empty one, as the reference plugins answer
+/// VERSION whatever their stdin holds: a runtime probing a plugin must
+/// learn what it speaks, not fail on the probe.
 pub fn version_answer(stdin: &[u8]) -> Result<String, CniError> {
-    let requested = requested_version(stdin)?;
+    let requested = requested_version(stdin).unwrap_or_else(|_| "0.1.0".to_string());
     let answer = Answer {
         cni_version: &requested,
         supported_versions: &SUPPORTED,
@@ -309,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn answer_rejects_garbage() {
+    fn answer_tolerates_garbage_like_the_reference() {
         for stdin in [
             "{",
             "[1]",
@@ -319,10 +324,14 @@ mod tests {
             r#"{"cniVersion":"x"}"#,
             "\u{ff}",
         ] {
-            let e = version_answer(stdin.as_bytes()).unwrap_err();
-            assert_eq!(e.code, 6, "{stdin:?}");
+            assert_eq!(answer(stdin)["cniVersion"], "0.1.0", "{stdin:?}");
+            assert_eq!(requested_version(stdin.as_bytes()).unwrap_err().code, 6);
         }
-        assert_eq!(version_answer(&[0xff, 0xfe]).unwrap_err().code, 6);
+        let v: Value = serde_json::from_str(&version_answer(&[0xff, 0xfe]).unwrap()).unwrap();
+        assert_eq!(
+            v["supportedVersions"].as_array().unwrap().len(),
+            SUPPORTED.len()
+        );
     }
 
     #[test]

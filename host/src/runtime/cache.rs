@@ -53,6 +53,16 @@ pub enum Miss {
 
 pub struct Cache {
     dir: PathBuf,
+    /// A private cache made for one call (see `ephemeral`), removed on drop.
+    ephemeral: bool,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if self.ephemeral {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 pub fn kind_byte(kind: PluginKind) -> u8 {
@@ -123,6 +133,20 @@ impl Cache {
         }
         Ok(Cache {
             dir: dir.to_path_buf(),
+            ephemeral: false,
+        })
+    }
+
+    /// A fresh 0700 cache of this process's own (mkdtemp), removed when
+    /// dropped: for a DEL that must run although the configured cache is
+    /// unusable. Its modules are compiled for this call only.
+    pub fn ephemeral() -> Result<Cache, String> {
+        let template = std::env::temp_dir().join("wasm-cni-cache-XXXXXX");
+        let dir = nix::unistd::mkdtemp(&template)
+            .map_err(|e| format!("cannot create a temporary module cache: {e}"))?;
+        Ok(Cache {
+            dir,
+            ephemeral: true,
         })
     }
 

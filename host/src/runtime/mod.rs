@@ -1,6 +1,7 @@
 //! Loading and running plugin modules.
 
 pub mod cache;
+pub mod clocks;
 pub mod engine;
 pub mod phases;
 pub mod resolve;
@@ -142,6 +143,20 @@ pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), St
         }
     }
     Ok(())
+}
+
+/// Whether a module can use a state directory at all: it imports the WASI
+/// preopens (how `/state` is found) or the `state` capability. A module
+/// that imports neither (static IPAM) gets none, so the host creates and
+/// locks nothing on its behalf.
+pub fn uses_state_dir(component: &Component, engine: &Engine) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| {
+            name.starts_with("wasi:filesystem/preopens")
+                || cni_interface(name).is_some_and(|(iface, _)| iface == "state")
+        })
 }
 
 /// Imports beyond what `kind` is granted, if any.

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -29,6 +30,9 @@ pub struct StoreData {
     pub call: Option<Arc<CallContext>>,
     /// The network's state directory preopened as `/state` (IPAM calls).
     pub state_dir: Option<std::path::PathBuf>,
+    /// This sandbox's deadline: the guest traps at its first epoch check
+    /// after it, and no clock wait outlasts it.
+    pub deadline_at: Instant,
 }
 
 impl WasiView for StoreData {
@@ -57,6 +61,9 @@ fn new_store(
     call: Option<Arc<CallContext>>,
     state_dir: Option<&std::path::Path>,
 ) -> Result<(Store<StoreData>, Pipes), String> {
+    let until = call
+        .as_ref()
+        .map_or_else(|| Instant::now() + limits.deadline, |c| c.deadline_at);
     let pipes = Pipes {
         stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
         stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -81,19 +88,30 @@ fn new_store(
             .build(),
         call,
         state_dir: state_dir.map(std::path::Path::to_path_buf),
+        deadline_at: until,
     };
     let mut store = Store::new(engine, data);
     store.limiter(|d| &mut d.limits);
     store.set_epoch_deadline(1);
-    // One timer thread per sandbox: after the deadline it bumps the engine's
-    // epoch, which traps the guest at its next check. The process is short
-    // lived, so a thread still sleeping at exit costs nothing.
+    // The epoch is the engine's, shared by every sandbox of the process (a
+    // nested IPAM call, the undo of a failed ADD), so a tick only makes
+    // this store look at its own deadline: a timer of another sandbox never
+    // cuts this one short.
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= until {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    // One timer thread per sandbox: at its deadline it bumps the epoch,
+    // which makes the guest check at its next epoch point. The process is
+    // short lived, so a thread still sleeping at exit costs nothing.
     let engine = engine.clone();
-    let deadline = limits.deadline;
     thread::Builder::new()
         .name("wasm-cni-deadline".into())
         .spawn(move || {
-            thread::sleep(deadline);
+            thread::sleep(until.saturating_duration_since(Instant::now()));
             engine.increment_epoch();
         })
         .map_err(|e| format!("cannot start the deadline timer: {e}"))?;
@@ -121,7 +139,7 @@ fn add_wasi(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
     clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)?;
+    super::clocks::add_to_linker(l)?;
     random::random::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
     random::insecure::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
     random::insecure_seed::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;

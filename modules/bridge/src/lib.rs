@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 use wasm_cni_guest::host_net::util::{
-    check_container, configure_iface, dns_of, gateway_of, ipam_type, random_veth_name,
-    sysctl_best_effort,
+    check_container, configure_iface, dns_of, gateway_of, gc_masquerade_and_ipam, ipam_type,
+    random_veth_name, sysctl_best_effort,
 };
 use wasm_cni_guest::host_net::{
     BridgeConfig, HostScope, MasqBackend, PortConfig, Side, VethConfig, Vlan,
@@ -669,11 +669,31 @@ impl InterfacePlugin for Bridge {
         Ok(())
     }
 
-    fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
-        if !ipam_type(&inv.config).is_empty() {
-            host.ipam(IpamCommand::Status)?;
+    /// The host removes the masquerade rules of unlisted attachments, the
+    /// IPAM plugin their addresses (under its network's lock).
+    fn gc<H: InterfaceHost>(
+        host: &mut H,
+        inv: &Invocation,
+        _valid: &[Attachment],
+    ) -> CniResultOf<()> {
+        if ipam_type(&inv.config).is_empty() {
+            return Ok(());
         }
-        Ok(())
+        gc_masquerade_and_ipam(host, "bridge")
+    }
+
+    /// Fails only for what fails every ADD: an invalid configuration, an
+    /// unusable masquerade backend, or the IPAM plugin's own STATUS (never
+    /// a full range: that is ADD's error).
+    fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        let c = load(inv)?;
+        if c.ipam.is_empty() {
+            return Ok(());
+        }
+        if c.n.ip_masq {
+            host.masquerade_status(c.masq_backend)?;
+        }
+        host.ipam(IpamCommand::Status).map(drop)
     }
 }
 

@@ -451,3 +451,75 @@ fn enabledad_keeps_dad_and_waits_for_it_bounded() {
         .iter()
         .any(|c| c.starts_with("settle")));
 }
+
+#[test]
+fn gc_removes_masquerade_of_unlisted_attachments_then_passes_gc_to_ipam() {
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
+    host.host_net
+        .set_masquerade_gc_answer(vec!["iptables chain CNI-x of gone".into()]);
+    let valid = [Attachment {
+        container_id: "c1".into(),
+        ifname: "eth0".into(),
+    }];
+    Bridge::gc(&mut host, &inv, &valid).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-gc"]);
+    assert_eq!(host.ipam_calls, [IpamCommand::Gc]);
+    assert!(host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(_, m)| m.contains("GC removed iptables chain CNI-x of gone")));
+
+    // Both steps run even when the first fails; the first error is reported.
+    host.ipam_answers
+        .push_back(Err(CniError::internal("ipam gc failed")));
+    let e = Bridge::gc(&mut host, &inv, &valid).unwrap_err();
+    assert_eq!(e.msg, "ipam gc failed");
+    assert_eq!(host.host_net.calls(), ["masquerade-gc", "masquerade-gc"]);
+
+    // L2 only: no IPAM, no masquerade, nothing to collect.
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0"}));
+    let mut c = inv.config.clone();
+    c.as_object_mut().unwrap().remove("ipam");
+    let inv = Invocation::new("c1", "eth0", c);
+    Bridge::gc(&mut host, &inv, &[]).unwrap();
+    assert!(host.host_net.calls().is_empty());
+    assert!(host.ipam_calls.is_empty());
+}
+
+#[test]
+fn status_checks_the_masquerade_backend_in_use_then_the_ipam() {
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
+    Bridge::status(&mut host, &inv).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-status Iptables"]);
+    assert_eq!(host.ipam_calls, [IpamCommand::Status]);
+
+    host.host_net.set_masquerade_unusable(
+        MasqBackend::Iptables,
+        "the iptables masquerade backend is unusable on this node: cannot run iptables-save",
+    );
+    let e = Bridge::status(&mut host, &inv).unwrap_err();
+    assert_eq!(e.code, code::NOT_AVAILABLE);
+    assert!(e.msg.contains("iptables-save"), "{}", e.msg);
+    // the nftables backend is the one asked about when configured
+    let (mut host, inv) = setup(
+        json!({"cniVersion": "1.1.0", "ipMasq": true, "ipMasqBackend": "nftables"}),
+    );
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Iptables, "no iptables");
+    Bridge::status(&mut host, &inv).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-status Nftables"]);
+
+    // No ipMasq: the firewall is not needed for ADD, so not asked about.
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0"}));
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Iptables, "no iptables");
+    Bridge::status(&mut host, &inv).unwrap();
+    assert!(host.host_net.calls().is_empty());
+    // An IPAM that cannot serve fails STATUS; a config no ADD accepts too.
+    host.ipam_answers
+        .push_back(Err(CniError::new(code::NOT_AVAILABLE, "state unusable")));
+    assert_eq!(Bridge::status(&mut host, &inv).unwrap_err().code, 50);
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "vlan": 5000}));
+    assert_eq!(Bridge::status(&mut host, &inv).unwrap_err().code, 7);
+}

@@ -35,8 +35,8 @@ fn alloc_err(prefix: &str, e: AllocError) -> CniError {
 
 /// The network's store; over the host's one-call read of the directory when
 /// it offers one (a failed bulk read only costs the per-file reads).
-fn store<H: IpamHost>(host: &H) -> FsStore {
-    let fs = FsStore::new(host.state_dir());
+fn store<H: IpamHost>(host: &H) -> FsStore<'_> {
+    let fs = FsStore::new(host.state_dir()).creating_through(host);
     match host.state_files() {
         Ok(Some(files)) => fs.with_snapshot(files),
         Ok(None) => fs,
@@ -165,21 +165,23 @@ impl IpamPlugin for HostLocal {
         Ok(())
     }
 
-    /// Unavailable (code 50) when a range set is full: every ADD needs one
-    /// address from each set, so a single full set fails them all.
+    /// Ready unless no ADD could succeed on this node: an invalid
+    /// configuration, or a state directory that cannot be read. A full
+    /// range is not a reason (upstream host-local has no STATUS at all):
+    /// containerd reports a failed STATUS as NetworkReady=false, which
+    /// takes the whole node NotReady; exhaustion is only ADD's error.
     fn status<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
-        let cfg = config::load(inv)?;
-        let store = store(host);
-        for (idx, set) in cfg.sets.iter().enumerate() {
-            if !allocator::has_free(&store, set).map_err(|e| alloc_err("", e))? {
-                return Err(CniError::new(
-                    code::NOT_AVAILABLE,
-                    format!("no IP addresses available in range set: {set}"),
-                )
-                .with_details(format!("range set {idx} is full")));
-            }
-        }
-        Ok(())
+        config::load(inv)?;
+        let dir = host.state_dir();
+        std::fs::read_dir(dir).map(drop).map_err(|e| {
+            CniError::new(
+                code::NOT_AVAILABLE,
+                format!("host-local: the state directory cannot be read: {e}"),
+            )
+            .with_details(
+                "every ADD records its addresses there; check the dataDir's permissions and filesystem",
+            )
+        })
     }
 }
 

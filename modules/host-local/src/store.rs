@@ -13,28 +13,26 @@
 //!
 //! ## Crash safety
 //!
-//! An allocation file is created with `O_CREAT|O_EXCL` under its final name
-//! and its whole content is written with a single `write` before it is
-//! closed. We do not write a temporary file and link it into place, because
-//! the reference plugin, which may share this directory on a node being
-//! migrated, scans every file in it and would take a temporary file for an
-//! allocation. What a kill can leave behind:
+//! An allocation file appears whole or not at all: where the host offers it
+//! (`IpamHost::state_create_exclusive`, always under wasm-cni), the host
+//! writes the content into an unnamed file and links it under its final
+//! name, failing if the name is taken, so a kill at any point leaves either
+//! nothing or the complete file. No temporary file is ever visible: the
+//! reference plugin, which may share this directory on a node being
+//! migrated, scans every file in it and would take one for an allocation.
+//! Without that host call (native unit tests), the file is created with
+//! `O_CREAT|O_EXCL` under its final name and written with one `write`; a
+//! kill between the two leaves an **empty** file, as the reference's own
+//! writes can. An empty file names nobody, so no DEL, CHECK or duplicate
+//! check ever matches it; it keeps its address out of circulation (never
+//! reused by ADD, which is the safe direction: we cannot tell a crash
+//! leftover from an address an operator reserved by hand with `touch`)
+//! until GC, which releases every file whose content is not a listed
+//! attachment. GC may do that safely because the host holds the network's
+//! `lock` for the whole call, and every writer (this module and the
+//! reference plugin alike) writes under that lock, so a file we see under
+//! the lock is never one somebody is still writing.
 //!
-//! * killed between create and write: an **empty** file. It names nobody, so
-//!   no DEL, CHECK or duplicate check ever matches it; it keeps its address
-//!   out of circulation (never reused by ADD, which is the safe direction:
-//!   we cannot tell a crash leftover from an address an operator reserved by
-//!   hand with `touch`) until GC, which releases every file whose content
-//!   is not a listed attachment, empty or garbled ones included. GC may do
-//!   that safely because the host holds the network's `lock` for the whole
-//!   call, and every writer (this module and the reference plugin alike)
-//!   writes under that lock, so a file we see under the lock is never one
-//!   somebody is still writing.
-//! * a torn write: the content is a few dozen bytes written by one `write`
-//!   call into a regular file, which the kernel completes before a
-//!   `SIGKILL` is delivered, and a trap in the module cannot interrupt the
-//!   host's write call. A short write is retried by `write_all`; if that
-//!   fails we remove the file.
 //! * killed before `last_reserved_ip.N` is updated: round-robin restarts from
 //!   the previous position, which only changes the order.
 //!
@@ -48,6 +46,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::range;
+use wasm_cni_guest::IpamHost;
 
 /// Prefix of the round-robin bookkeeping files.
 pub const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
@@ -119,20 +118,31 @@ pub trait Store {
 }
 
 /// The real store: files in the network directory.
-pub struct FsStore {
+pub struct FsStore<'h> {
     dir: PathBuf,
     /// The directory's small files as the host read them in one call at the
     /// start (under the network lock), kept current with every write of
     /// this call: listing and reading then cost no sandbox calls.
     snapshot: Option<BTreeMap<String, Vec<u8>>>,
+    /// The host whose atomic create makes allocation files (see "Crash
+    /// safety"), when it offers one.
+    host: Option<&'h dyn IpamHost>,
 }
 
-impl FsStore {
+impl<'h> FsStore<'h> {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FsStore {
             dir: dir.into(),
             snapshot: None,
+            host: None,
         }
+    }
+
+    /// Allocation files are created through `host`'s atomic create where
+    /// it offers one.
+    pub fn creating_through(mut self, host: &'h dyn IpamHost) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// The store over `files`, the directory's content read by the host.
@@ -155,7 +165,7 @@ impl FsStore {
     }
 }
 
-impl Store for FsStore {
+impl Store for FsStore<'_> {
     fn list(&self) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         if let Some(files) = &self.snapshot {
@@ -195,6 +205,21 @@ impl Store for FsStore {
     }
 
     fn create_exclusive(&mut self, ip: IpAddr, content: &str) -> io::Result<bool> {
+        let name = range::file_name(ip);
+        let atomic = match self.host {
+            Some(h) => h
+                .state_create_exclusive(&name, content.as_bytes())
+                .map_err(|e| io::Error::other(format!("{}: {}", e.msg, e.details)))?,
+            None => None,
+        };
+        if let Some(created) = atomic {
+            if created {
+                if let Some(files) = &mut self.snapshot {
+                    files.insert(name, content.as_bytes().to_vec());
+                }
+            }
+            return Ok(created);
+        }
         let path = self.dir.join(range::file_name(ip));
         let mut f = match Self::options().create_new(true).open(&path) {
             Ok(f) => f,

@@ -279,8 +279,8 @@ fn never_hands_out_network_broadcast_or_gateway() {
             assert!(seen.insert(a));
         }
         assert!(add(&mut h, "over", "eth0", &cfg).is_err());
-        let e = HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("full");
-        assert_eq!(e.code, 50);
+        // A full range is ADD's error, never STATUS's (issue #21).
+        HostLocal::status(&mut h, &inv("", "", &cfg)).expect("full is still ready");
     }
 }
 
@@ -556,12 +556,7 @@ fn crash_leftover_blocks_its_address_until_gc() {
     std::fs::write(dir(&h).join("10.0.0.2"), "").expect("empty file");
     let e = add(&mut h, "c", "eth0", &cfg).expect_err("only address is blocked");
     assert_eq!(e.code, 999);
-    assert_eq!(
-        HostLocal::status(&mut h, &inv("", "", &cfg))
-            .expect_err("full")
-            .code,
-        50
-    );
+    HostLocal::status(&mut h, &inv("", "", &cfg)).expect("full is still ready");
     assert!(HostLocal::check(&mut h, &inv("c", "eth0", &cfg)).is_err());
     HostLocal::gc(
         &mut h,
@@ -574,7 +569,7 @@ fn crash_leftover_blocks_its_address_until_gc() {
     .expect("gc");
     let r = add(&mut h, "c", "eth0", &cfg).expect("freed");
     assert_eq!(addr_of(&r, 0), "10.0.0.2");
-    HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("full again");
+    HostLocal::status(&mut h, &inv("", "", &cfg)).expect("full again, still ready");
 }
 
 #[test]
@@ -591,17 +586,25 @@ fn status_reports_config_errors_and_availability() {
     )
     .expect_err("bad");
     assert_eq!(e.code, 7);
-    // A full v4 set fails STATUS even though v6 has room.
+    // A full set does not fail STATUS: containerd would report the node's
+    // network not ready and the node would go NotReady (issue #21).
     let cfg = net(json!({"ranges": [[{"subnet": "10.0.0.0/30"}], [{"subnet": "fd00::/64"}]]}));
     add(&mut h, "c", "eth0", &cfg).expect("fills v4");
-    let e = HostLocal::status(&mut h, &inv("", "", &cfg)).expect_err("v4 full");
-    assert_eq!(
-        (e.code, e.msg.as_str()),
-        (
-            50,
-            "no IP addresses available in range set: 10.0.0.1-10.0.0.2"
-        )
-    );
+    add(&mut h, "d", "eth0", &cfg).expect_err("v4 full");
+    HostLocal::status(&mut h, &inv("", "", &cfg)).expect("full v4 set is still ready");
+}
+
+#[test]
+fn status_fails_when_the_state_directory_cannot_be_read() {
+    let base = std::env::temp_dir().join(format!("wasm-cni-hl-status-{}", std::process::id()));
+    // A file where the directory should be: no ADD could record anything.
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::write(&base, "not a directory").expect("file");
+    let mut h = FakeHost::new().with_state_dir(&base);
+    let e = HostLocal::status(&mut h, &inv("", "", &simple())).expect_err("unusable");
+    let _ = std::fs::remove_file(&base);
+    assert_eq!(e.code, 50);
+    assert!(e.msg.contains("state directory cannot be read"), "{}", e.msg);
 }
 
 #[test]

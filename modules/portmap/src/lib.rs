@@ -326,8 +326,32 @@ impl PortmapPlugin for Portmap {
 
     /// Removes by attachment, not by mapping: works with an empty
     /// runtimeConfig and a gone netns, and twice.
+    ///
+    /// A configuration ADD would refuse (a hostPort of 65536, a bad hostIP
+    /// or protocol) does not stop DEL: the rules are found by attachment,
+    /// in both backends when the configured one cannot be told.
     fn del<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
-        let conf = parse(&inv.config)?;
+        let conf = match parse(&inv.config) {
+            Ok(conf) => conf,
+            Err(e) => {
+                host.log(
+                    Level::Warn,
+                    &format!("invalid configuration ({}); removing this attachment's rules from both backends", e.msg),
+                );
+                // A node may have only one of the two: one failing is
+                // expected, both failing is an error.
+                let ipt = host.nat_remove(NatBackend::Iptables);
+                let nft = host.nat_remove(NatBackend::Nftables);
+                return match (ipt, nft) {
+                    (Err(e), Err(_)) => Err(e),
+                    (Err(e), Ok(())) | (Ok(()), Err(e)) => {
+                        host.log(Level::Warn, &format!("removing port mappings: {}", e.msg));
+                        Ok(())
+                    }
+                    (Ok(()), Ok(())) => Ok(()),
+                };
+            }
+        };
         host.nat_remove(conf.options.backend)?;
         if let Some(prev) = &inv.prev_result {
             let spec = spec(&conf, prev, &inv.ifname);
@@ -480,6 +504,21 @@ mod tests {
         Portmap::del(&mut h, &i).expect("del");
         Portmap::del(&mut h, &i).expect("del twice");
         assert_eq!(h.nat.calls, ["remove Nftables", "remove Nftables"]);
+    }
+
+    #[test]
+    fn del_goes_on_with_a_configuration_add_refuses() {
+        for bad in [
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": 65536, "containerPort": 80}]}}),
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80, "hostIP": "nope"}]}}),
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]}}),
+            json!({"backend": "pf"}),
+        ] {
+            let mut h = FakeHost::new();
+            assert!(Portmap::add(&mut h, &inv(bad.clone())).is_err(), "{bad}");
+            Portmap::del(&mut h, &inv(bad.clone())).expect("del");
+            assert_eq!(h.nat.calls, ["remove Iptables", "remove Nftables"], "{bad}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 use wasm_cni_guest::host_net::util::{
-    check_container, configure_iface, dns_of, gateway_of, ipam_type, network_of, random_veth_name,
-    sysctl_best_effort,
+    check_container, configure_iface, dns_of, gateway_of, gc_masquerade_and_ipam, ipam_type,
+    network_of, random_veth_name, sysctl_best_effort,
 };
 use wasm_cni_guest::host_net::{HostScope, MasqBackend, Side, VethConfig};
 use wasm_cni_guest::prelude::*;
@@ -278,7 +278,23 @@ impl InterfacePlugin for Ptp {
         Ok(())
     }
 
-    fn status<H: InterfaceHost>(host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+    /// The host removes the masquerade rules of unlisted attachments, the
+    /// IPAM plugin their addresses (under its network's lock).
+    fn gc<H: InterfaceHost>(
+        host: &mut H,
+        _inv: &Invocation,
+        _valid: &[Attachment],
+    ) -> CniResultOf<()> {
+        gc_masquerade_and_ipam(host, "ptp")
+    }
+
+    /// Fails only for what fails every ADD: an invalid configuration, an
+    /// unusable masquerade backend, or the IPAM plugin's own STATUS.
+    fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        let c = load(inv)?;
+        if c.n.ip_masq {
+            host.masquerade_status(c.masq_backend)?;
+        }
         host.ipam(IpamCommand::Status).map(drop)
     }
 }

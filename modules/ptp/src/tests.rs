@@ -147,3 +147,33 @@ fn ip_masq_backend_nftables_is_used_checked_and_removed() {
     assert_eq!(e.code, 7, "{e}");
     assert!(e.msg.contains("unknown ipmasq backend"), "{e}");
 }
+
+#[test]
+fn gc_removes_masquerade_of_unlisted_attachments_then_passes_gc_to_ipam() {
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
+    Ptp::gc(&mut host, &inv, &[]).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-gc"]);
+    assert_eq!(host.ipam_calls, [IpamCommand::Gc]);
+    // Without ipMasq too: an earlier configuration may have installed rules.
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0"}));
+    Ptp::gc(&mut host, &inv, &[]).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-gc"]);
+    assert_eq!(host.ipam_calls, [IpamCommand::Gc]);
+}
+
+#[test]
+fn status_checks_the_masquerade_backend_then_the_ipam() {
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
+    Ptp::status(&mut host, &inv).unwrap();
+    assert_eq!(host.host_net.calls(), ["masquerade-status Iptables"]);
+    assert_eq!(host.ipam_calls, [IpamCommand::Status]);
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Iptables, "cannot run iptables-save");
+    let e = Ptp::status(&mut host, &inv).unwrap_err();
+    assert_eq!((e.code, e.msg.as_str()), (50, "cannot run iptables-save"));
+    // without ipMasq the firewall is not needed
+    let (mut host, inv) = setup(json!({"cniVersion": "1.1.0"}));
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Iptables, "cannot run iptables-save");
+    Ptp::status(&mut host, &inv).unwrap();
+}
