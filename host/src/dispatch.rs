@@ -13,7 +13,7 @@ use crate::caps::{convert, CallContext};
 use crate::kernel::Kernels;
 use crate::protocol::config::{self, NetConf};
 use crate::protocol::env::{self, CniEnv, Command};
-use crate::protocol::error::{code, CniError};
+use crate::protocol::error::{self, code, CniError};
 use crate::protocol::{result, version};
 use crate::runtime::cache::Cache;
 use crate::runtime::phases::{self, Phase};
@@ -53,7 +53,7 @@ fn env_limit(
             CniError::new(code::INVALID_ENVIRONMENT, format!("invalid {name}")).with_details(
                 format!(
                     "{name} is {:?}; set it to {unit} between {} and {}, or unset it",
-                    crate::protocol::error::bounded(&raw, 64),
+                    error::bounded(&raw, 64),
                     range.start(),
                     range.end()
                 ),
@@ -249,6 +249,14 @@ pub fn run_module(
         state.as_ref().map(|s| s.path.as_path()),
         what,
     );
+    // What the module may have planted for the next caller (or for the
+    // reference plugin sharing the directory) to follow goes now.
+    if let Some(dir) = &state {
+        let planted = statedir::scrub(&dir.path);
+        if planted > 0 {
+            tracing::warn!(module = plugin_type, removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
+        }
+    }
     // Background teardown steps end before the result is written; the
     // module's own error, if any, is the one reported.
     let deferred = call.finish_deferred();
@@ -345,7 +353,10 @@ pub fn cni_call(
             logging::init(settings.log_file.as_deref());
             tracing::error!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, code = e.code, "{}", e);
             // Failures are also told on stderr, for humans and for runtimes that show it.
-            eprintln!("wasm-cni {plugin_type}: {e}");
+            eprintln!(
+                "wasm-cni {plugin_type}: {}",
+                error::bounded(&e.to_string(), 2 * error::MAX_TEXT_BYTES)
+            );
             Outcome {
                 stdout: e.to_json(&cni_version),
                 status: 1,

@@ -9,8 +9,9 @@
 //! without following a symlink, and only if it is a regular file with a
 //! single link. Every line is bounded (`MAX_LINE_BYTES`) and control
 //! characters in it are escaped, so neither a module's text nor an echoed
-//! value can forge a line or flood the disk; the file is rotated once to
-//! `<file>.1` when it passes `MAX_LOG_BYTES`.
+//! value can forge a line; one call logs at most `MAX_CALL_LOG_BYTES`, and
+//! the file is rotated once to `<file>.1` when it passes `MAX_LOG_BYTES`,
+//! so nothing floods the disk.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -110,6 +111,14 @@ pub fn sanitize_line(bytes: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The most one process (one CNI call) writes to the log: a module that
+/// logs in a loop must not fill the node's disk. Past it, one line says so
+/// and the rest is dropped.
+pub const MAX_CALL_LOG_BYTES: u64 = 1 << 20;
+
+/// Bytes this process has logged so far.
+static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A writer that sanitizes each event before it reaches the destination.
 /// The fmt subscriber formats an event into one buffer and writes it with
 /// one `write_all`, so one `write` call here is one line.
@@ -117,7 +126,20 @@ struct LineWriter<W: Write>(W);
 
 impl<W: Write> Write for LineWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(&sanitize_line(buf))?;
+        use std::sync::atomic::Ordering;
+        let line = sanitize_line(buf);
+        let before = LOGGED.fetch_add(line.len() as u64, Ordering::Relaxed);
+        if before + line.len() as u64 <= MAX_CALL_LOG_BYTES {
+            self.0.write_all(&line)?;
+        } else if before <= MAX_CALL_LOG_BYTES {
+            self.0.write_all(
+                format!(
+                    "WARN wasm-cni: this call reached its log quota of {} KiB; further lines are dropped\n",
+                    MAX_CALL_LOG_BYTES >> 10
+                )
+                .as_bytes(),
+            )?;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -192,6 +214,22 @@ mod tests {
         let out = sanitize_line(&big);
         assert!(out.len() < MAX_LINE_BYTES + 64);
         assert!(String::from_utf8(out).unwrap().contains("bytes cut"));
+    }
+
+    #[test]
+    fn one_call_logs_at_most_its_quota() {
+        let mut w = LineWriter(Vec::new());
+        let line = vec![b'y'; 4000];
+        for _ in 0..2000 {
+            w.write_all(&line).unwrap();
+        }
+        let out = String::from_utf8(w.0).unwrap();
+        assert!(
+            out.len() as u64 <= MAX_CALL_LOG_BYTES + 200,
+            "{}",
+            out.len()
+        );
+        assert_eq!(out.matches("log quota").count(), 1);
     }
 
     #[test]

@@ -21,6 +21,35 @@ pub struct StateDir {
     _lock: Option<Flock<File>>,
 }
 
+/// Removes from `dir` every entry that is not a regular file: symlinks
+/// (a module may plant `lock -> ../../x`; the reference host-local sharing
+/// the directory follows links when it reads and writes), FIFOs, sockets,
+/// devices and directories (neither plugin makes any). Nothing is followed.
+/// Returns how many were removed; errors (a read-only directory) leave the
+/// entry, which the host still never follows.
+pub fn scrub(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_file() {
+            continue;
+        }
+        let p = e.path();
+        let r = if t.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        if r.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Whether an error means the directory cannot be written at all.
 fn read_only(e: &std::io::Error) -> bool {
     matches!(
@@ -76,6 +105,10 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
             )
             .with_details(e.to_string())
         })?;
+    let planted = scrub(&path);
+    if planted > 0 {
+        tracing::warn!(dir = %path.display(), removed = planted, "removed symlinks, special files or directories from the state directory");
+    }
     let lock_path = path.join("lock");
     let file = match fs::OpenOptions::new()
         .read(true)
@@ -119,4 +152,47 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
         path,
         _lock: Some(lock),
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_links_and_special_files_are_removed_not_followed() {
+        let root = std::env::temp_dir().join(format!("wcni-scrub-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = root.join("data").join("net");
+        fs::create_dir_all(&dir).unwrap();
+        let outside = root.join("outside");
+        fs::write(&outside, "keep").unwrap();
+        std::os::unix::fs::symlink("../../outside", dir.join("lock")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("last_reserved_ip.0")).unwrap();
+        fs::create_dir(dir.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("sub").join("10.0.0.9")).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::write(dir.join("10.0.0.2"), "cid\r\neth0").unwrap();
+        let config = serde_json::json!({"ipam": {"dataDir": root.join("data")}});
+        let opened = open(&config, "net", false).unwrap().unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["10.0.0.2", "lock"]);
+        assert!(fs::symlink_metadata(dir.join("lock")).unwrap().is_file());
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        drop(opened);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn del_creates_nothing() {
+        let root = std::env::temp_dir().join(format!("wcni-del-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let config = serde_json::json!({"ipam": {"dataDir": root}});
+        assert!(open(&config, "net", true).unwrap().is_none());
+        assert!(!root.exists());
+    }
 }
