@@ -781,7 +781,10 @@ impl Host for StoreData {
         Ok(masquerade_gc(&call))
     }
 
-    fn masquerade_status(&mut self, backend: MasqBackend) -> wasmtime::Result<Result<(), CniError>> {
+    fn masquerade_status(
+        &mut self,
+        backend: MasqBackend,
+    ) -> wasmtime::Result<Result<(), CniError>> {
         let Some(call) = self.call.clone() else {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };

@@ -137,7 +137,10 @@ impl Host for StoreData {
                 return Ok(Err(cap_error(
                     code::INVALID_NETWORK_CONFIG,
                     "IPAM GC outside a GC invocation",
-                    format!("ipam.gc may only be called on GC, not {}", c.command.as_str()),
+                    format!(
+                        "ipam.gc may only be called on GC, not {}",
+                        c.command.as_str()
+                    ),
                 )));
             }
         }
@@ -167,8 +170,8 @@ fn module_call(call: &CallContext, command: Command) -> Result<Call, CniError> {
         Command::Del => Call::Del,
         Command::Check => Call::Check,
         Command::Gc => {
-            let config: serde_json::Value = serde_json::from_slice(&call.config_bytes)
-                .map_err(|e| {
+            let config: serde_json::Value =
+                serde_json::from_slice(&call.config_bytes).map_err(|e| {
                     cap_error(
                         code::DECODING_FAILURE,
                         "network configuration is not valid JSON",

@@ -636,7 +636,8 @@ impl HostFirewall for Fake {
 
     fn masq_gc(&self, network: &str, keep: &[Attachment]) -> KResult<Vec<String>> {
         let mut s = self.lock()?;
-        s.calls.push(format!("masq-gc {network} keep {}", keep.len()));
+        s.calls
+            .push(format!("masq-gc {network} keep {}", keep.len()));
         let gone: Vec<Attachment> = s
             .masq
             .keys()

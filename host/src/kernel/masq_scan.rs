@@ -18,7 +18,9 @@ use super::{KResult, KernelError};
 /// `CNI-` + 24 lowercase hex digits.
 pub fn is_masq_chain(name: &str) -> bool {
     name.strip_prefix("CNI-").is_some_and(|h| {
-        h.len() == 24 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 24
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -99,7 +101,9 @@ pub fn iptables_chains(network: &str) -> KResult<Vec<(String, String)>> {
     let mut found = chains_in(&run("iptables-save", &["-t", "nat"], "")?, network);
     match run("ip6tables-save", &["-t", "nat"], "") {
         Ok(v6) => found.extend(chains_in(&v6, network)),
-        Err(e) => tracing::debug!(error = %e, "ip6tables-save unavailable; no IPv6 chains to collect"),
+        Err(e) => {
+            tracing::debug!(error = %e, "ip6tables-save unavailable; no IPv6 chains to collect")
+        }
     }
     Ok(found.into_iter().collect())
 }
@@ -155,9 +159,15 @@ COMMIT
             comment_of(r#"-A X -j Y -m comment --comment "a \"b\" \\c" -x"#).as_deref(),
             Some(r#"a "b" \c"#)
         );
-        assert_eq!(comment_of("-A X -m comment --comment plain -j Y").as_deref(), Some("plain"));
+        assert_eq!(
+            comment_of("-A X -m comment --comment plain -j Y").as_deref(),
+            Some("plain")
+        );
         assert_eq!(comment_of("-A X -j Y"), None);
-        assert_eq!(container_of("n", r#"name: "n" id: "c1""#).as_deref(), Some("c1"));
+        assert_eq!(
+            container_of("n", r#"name: "n" id: "c1""#).as_deref(),
+            Some("c1")
+        );
         // cut short (no closing quote), another network, or an unknown escape
         assert_eq!(container_of("n", r#"name: "n" id: "c1"#), None);
         assert_eq!(container_of("n", r#"name: "m" id: "c1""#), None);

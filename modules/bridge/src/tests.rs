@@ -502,9 +502,8 @@ fn status_checks_the_masquerade_backend_in_use_then_the_ipam() {
     assert_eq!(e.code, code::NOT_AVAILABLE);
     assert!(e.msg.contains("iptables-save"), "{}", e.msg);
     // the nftables backend is the one asked about when configured
-    let (mut host, inv) = setup(
-        json!({"cniVersion": "1.1.0", "ipMasq": true, "ipMasqBackend": "nftables"}),
-    );
+    let (mut host, inv) =
+        setup(json!({"cniVersion": "1.1.0", "ipMasq": true, "ipMasqBackend": "nftables"}));
     host.host_net
         .set_masquerade_unusable(MasqBackend::Iptables, "no iptables");
     Bridge::status(&mut host, &inv).unwrap();

@@ -604,7 +604,11 @@ fn status_fails_when_the_state_directory_cannot_be_read() {
     let e = HostLocal::status(&mut h, &inv("", "", &simple())).expect_err("unusable");
     let _ = std::fs::remove_file(&base);
     assert_eq!(e.code, 50);
-    assert!(e.msg.contains("state directory cannot be read"), "{}", e.msg);
+    assert!(
+        e.msg.contains("state directory cannot be read"),
+        "{}",
+        e.msg
+    );
 }
 
 #[test]
