@@ -645,3 +645,44 @@ fn resolv_conf_cannot_read_process_state() {
         );
     }
 }
+
+/// A full disk is reported as such (it was "I/O error (os error 29)" when
+/// the module wrote through WASI), and leaves no allocation behind.
+#[test]
+fn a_full_disk_is_named_in_the_error() {
+    let node = Node::new("h-full");
+    let data = TempDir::new("h-full-data");
+    sh(&format!(
+        "mount -t tmpfs -o size=8k tmpfs {}",
+        data.path().display()
+    ));
+    std::fs::create_dir(data.path().join("fullnet")).expect("mkdir");
+    // fill it (dd stops at ENOSPC)
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1k", "count=64"])
+        .arg(format!("of={}", data.path().join("filler").display()))
+        .output();
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "fullnet", "type": "host-local",
+        "ipam": {"type": "host-local", "subnet": "10.88.0.0/24", "dataDir": data.path()}
+    })
+    .to_string();
+    let r = node.run("host-local", "ADD", "full1", NO_NETNS, &conf, &[]);
+    let left: Vec<String> = std::fs::read_dir(data.path().join("fullnet"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = Command::new("umount").arg(data.path()).status();
+    let e = r.err(999);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("No space left on device"),
+        "{e}"
+    );
+    assert!(left.iter().all(|n| n == "lock"), "{left:?}");
+}
