@@ -32,16 +32,21 @@ pub(super) fn kernel_error(op: &str, e: KernelError) -> CniError {
 }
 
 pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {
-    if name.is_empty()
-        || name.len() > 15
-        || name.contains(['/', ':', ' ', '\0'])
-        || name == "."
-        || name == ".."
+    // '%' makes the kernel pick the name from a template ("hs%d" -> hs0), so
+    // the link created is not the one named (nor the one an undo looks
+    // for); format and bidi controls make a name read as another one.
+    let sneaky = |c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '/' | ':' | '%' | '*' | '?' | '\\' | '"' | '\'')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    };
+    if name.is_empty() || name.len() > 15 || name.chars().any(sneaky) || name == "." || name == ".."
     {
         return Err(cap_error(
             code::INVALID_NETWORK_CONFIG,
             format!("invalid link name {name:?}"),
-            "a link name is 1-15 bytes without '/', ':' or spaces",
+            "a link name is 1-15 bytes without whitespace, control or format characters, or any of / : % * ? \\ \" '",
         ));
     }
     Ok(())
@@ -312,5 +317,34 @@ impl HostNamespace for StoreData {
     fn drop(&mut self, r: Resource<NamespaceHandle>) -> wasmtime::Result<()> {
         self.table().delete(r)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_link_name;
+
+    #[test]
+    fn link_names_cannot_be_templates_or_look_alikes() {
+        for good in ["eth0", "veth1a2b3c4d", "cni0", "net1.100", "br-ex_1", "é"] {
+            assert!(check_link_name(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "hs%d",
+            "eth*",
+            "a b",
+            "a/b",
+            "a:b",
+            "eth0\n",
+            "eth\u{202e}0",
+            "eth\u{200b}0",
+            "1234567890123456",
+            "a\"b",
+        ] {
+            assert!(check_link_name(bad).is_err(), "{bad:?}");
+        }
     }
 }
