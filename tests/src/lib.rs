@@ -1,6 +1,8 @@
 //! Shared test support: where the built artefacts are, a scratch install of
 //! wasm-cni, running a plugin as a runtime does, and throwaway netns.
 
+pub mod campaign;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
