@@ -240,8 +240,10 @@ pub enum Verdict {
     Error,
     /// Zero exit with a JSON result (or nothing, where the spec allows it).
     Result,
-    /// Exit 134, a signal, a Rust or Go panic, or a hang.
+    /// Exit 134, a signal, a Rust or Go panic.
     Panic,
+    /// Still running at the timeout (killed).
+    Hang,
     /// Anything else: several documents, garbage, exit status and stdout
     /// disagreeing, an empty stdout where output is required.
     Violation,
@@ -252,7 +254,10 @@ pub enum Verdict {
 pub fn judge(command: &[u8], e: &Exit) -> (Verdict, String) {
     let stderr = String::from_utf8_lossy(&e.stderr);
     if e.timed_out {
-        return (Verdict::Panic, "hung past the timeout".into());
+        return (
+            Verdict::Hang,
+            format!("hung past the timeout of {:?}", e.elapsed),
+        );
     }
     if e.signal.is_some() || e.code == Some(134) {
         return (Verdict::Panic, format!("died: {}", e.brief()));
@@ -325,8 +330,12 @@ pub struct Tally {
     pub errors: usize,
     pub results: usize,
     pub panics: usize,
+    pub hangs: usize,
     pub violations: usize,
     pub leaks: usize,
+    /// DELs that must succeed (fuzz tier), and how many did not
+    pub dels_required: usize,
+    pub dels_failed: usize,
 }
 
 impl Tally {
@@ -336,6 +345,7 @@ impl Tally {
             Verdict::Error => self.errors += 1,
             Verdict::Result => self.results += 1,
             Verdict::Panic => self.panics += 1,
+            Verdict::Hang => self.hangs += 1,
             Verdict::Violation => self.violations += 1,
         }
     }
@@ -346,14 +356,17 @@ impl Tally {
 
     pub fn line(&self) -> String {
         format!(
-            "{} inputs: {} errors / {} results / {} panics / {} protocol violations / {} leaked items ({} handled cleanly)",
+            "{} inputs: {} errors / {} results / {} panics / {} hangs / {} protocol violations / {} leaked items ({} handled cleanly); {} of {} tolerable DELs failed",
             self.inputs,
             self.errors,
             self.results,
             self.panics,
+            self.hangs,
             self.violations,
             self.leaks,
-            self.clean()
+            self.clean(),
+            self.dels_failed,
+            self.dels_required
         )
     }
 }

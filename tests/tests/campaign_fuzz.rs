@@ -37,6 +37,11 @@ const BATCH: usize = 25;
 /// Parallel workers per side.
 const WORKERS: usize = 4;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A call this slow is a stall. When both sides stall in the same batch (on
+/// a loaded CI machine the kernel has held rtnl for tens of seconds while
+/// namespaces of other tests were torn down), the batch's hangs and leaks are
+/// reported as an environment stall rather than failures of ours.
+const STALL: Duration = Duration::from_secs(20);
 
 /// The reference gets every n-th input only, to keep the tier's time: its
 /// ptp waits ~2.5 s for IPv6 DAD per ADD, its portmap execs iptables per
@@ -52,6 +57,7 @@ fn reference_every(ty: &str) -> usize {
 /// One side of the comparison: its node, pods, data and binaries.
 struct Side {
     ours: bool,
+    ty: String,
     node: Node,
     /// per worker: a bare pod netns (bridge, ptp, loopback) and a wired one
     /// (portmap, bandwidth act on a prevResult)
@@ -84,12 +90,19 @@ impl Side {
         let install = ours.then(|| Install::new(&format!("{tag}-{ty}"), &[]));
         Side {
             ours,
+            ty: ty.to_string(),
             node,
             bare,
             wired,
             tmp,
             install,
         }
+    }
+
+    /// The network name of this side's configs (mutated names keep it as
+    /// a prefix, so what lands in /var/lib/cni/networks is attributed).
+    fn net_name(&self) -> String {
+        format!("wcni-fz-{}-{}", if self.ours { "o" } else { "r" }, self.ty)
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -118,11 +131,7 @@ impl Side {
             wired: self.wired[w].prev_result(),
             wired_netns: self.wired[w].ns.path(),
             cni_path: self.cni_path(),
-            name: if self.ours {
-                "wcni-fz-o".into()
-            } else {
-                "wcni-fz-r".into()
-            },
+            name: self.net_name(),
             extra_env: match &self.install {
                 Some(i) => vec![
                     ("WASM_CNI_CACHE_DIR".into(), p(&i.cache_dir())),
@@ -143,9 +152,7 @@ impl Side {
             m.extend(pod_items(&w.ns.name));
         }
         m.extend(data_items(&self.data_dir()));
-        if self.ours {
-            m.extend(machine_items());
-        }
+        m.extend(machine_items(&self.net_name()));
         m
     }
 
@@ -163,18 +170,16 @@ impl Side {
 }
 
 /// Entries a plugin created in the machine's default host-local data dir
-/// (/var/lib/cni/networks) for one of our network names (all start with
-/// `wcni-fz`; the empty name makes a bare `lock`): never expected, every
-/// config here names its dataDir. Removed once seen. Only ours is checked:
-/// both sides run at once and only ours has written there (issue #15).
-fn machine_items() -> Items {
-    static LOCK_BEFORE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// (/var/lib/cni/networks) for one of this side's network names (they all
+/// start with `prefix`): never expected, every valid config here names its
+/// dataDir (issue #15: static IPAM, and a host-local refusing its config,
+/// must not write there). Removed once seen.
+fn machine_items(prefix: &str) -> Items {
     let dir = Path::new("/var/lib/cni/networks");
-    let lock_before = *LOCK_BEFORE.get_or_init(|| dir.join("lock").exists());
     let mut m = Items::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("wcni-fz") || (n == "lock" && !lock_before) {
+        if n.starts_with(prefix) {
             *m.entry(format!("machine file {}/{}", dir.display(), clip(&n, 60)))
                 .or_default() += 1;
             let _ = std::fs::remove_dir_all(e.path());
@@ -202,6 +207,8 @@ struct Case {
     stdin: Vec<u8>,
     command: Vec<u8>,
     desc: Vec<String>,
+    /// a DEL of a valid config whose changes a teardown must tolerate
+    del_must_succeed: bool,
 }
 
 impl Case {
@@ -509,7 +516,7 @@ const CIDRS: &[&str] = &[
 ];
 
 /// Changes one value somewhere in the config tree.
-fn mutate_tree(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>) {
+fn mutate_tree(r: &mut Rng, v: &mut Value, base: &str, desc: &mut Vec<String>) {
     let mut all = Vec::new();
     paths(v, &mut Vec::new(), &mut all);
     all.retain(|p| !protected(p));
@@ -525,12 +532,12 @@ fn mutate_tree(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>) {
     let new = match key.as_str() {
         // names stay inside the data dir: no '/', never "." or ".."
         "name" if path.len() == 1 => match r.below(6) {
-            0 => json!(format!("wcni-fz-{}", "n".repeat(300))),
+            0 => json!(format!("{base}{}", "n".repeat(300))),
             1 => json!(""),
             2 => json!(42),
             3 => Value::Null,
-            4 => json!("wcni-fz-é 容 sp"),
-            _ => json!("wcni-fz-\\x"),
+            4 => json!(format!("{base}-é 容 sp")),
+            _ => json!(format!("{base}-\\x")),
         },
         "type" if path.len() >= 2 => json!(*r.pick(&["host-local", "static", "dhcp", "nope", ""])),
         "cniVersion" => json!(*r.pick(&[
@@ -592,7 +599,6 @@ fn mutate_tree(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>) {
         clip(&new.to_string(), 60)
     ));
     *slot = new;
-    let _ = ty;
 }
 
 fn show_path(p: &[Seg]) -> String {
@@ -605,8 +611,12 @@ fn show_path(p: &[Seg]) -> String {
 }
 
 /// A type-aimed mutation: the fields each plugin validates.
-fn mutate_targeted(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>) {
-    match (ty, r.below(4)) {
+/// Returns whether a DEL must still succeed after this change (invalid
+/// portMappings must not stop a teardown, issue #15).
+fn mutate_targeted(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>) -> bool {
+    let pick = r.below(4);
+    let tolerable = ty == "portmap" && pick <= 1;
+    match (ty, pick) {
         ("portmap", 0) => {
             let n = *r.pick(&[0usize, 1, 50, 150]);
             let pms: Vec<Value> = (0..n)
@@ -676,6 +686,7 @@ fn mutate_targeted(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>)
             put(v, &["cniVersion"], x);
         }
     }
+    tolerable
 }
 
 const CNI_VARS: &[&str] = &[
@@ -754,9 +765,14 @@ fn interesting_env(r: &mut Rng, var: &str, c: &Ctx) -> OsString {
 }
 
 /// Changes the environment.
-fn mutate_env(r: &mut Rng, case: &mut Case, c: &Ctx) {
+/// Returns whether a DEL must still succeed after this change (the CNI spec:
+/// DEL completes even if resources are missing; issue #15: an unusable
+/// module cache or log file, or stray bytes in the environment, must not stop
+/// a teardown).
+fn mutate_env(r: &mut Rng, case: &mut Case, c: &Ctx) -> bool {
     let var = *r.pick(CNI_VARS);
-    match r.below(12) {
+    let branch = r.below(12);
+    match branch {
         0 => {
             case.remove(var);
             case.desc.push(format!("unset {var}"));
@@ -833,6 +849,16 @@ fn mutate_env(r: &mut Rng, case: &mut Case, c: &Ctx) {
                 .push(format!("CNI_CONTAINERID={}", clip(&format!("{v:?}"), 40)));
             case.set("CNI_CONTAINERID", v);
         }
+    }
+    match branch {
+        7 | 8 | 10 => true,
+        5 | 6 => {
+            var == "CNI_NETNS"
+                && case
+                    .env_mut("CNI_NETNS")
+                    .is_some_and(|v| v == "/nonexistent/ns")
+        }
+        _ => false,
     }
 }
 
@@ -940,17 +966,25 @@ fn gen(seed: u64, ty: &str, idx: usize, c: &Ctx) -> Case {
         stdin: Vec::new(),
         command: Vec::new(),
         desc: vec![format!("base {command}")],
+        del_must_succeed: false,
     };
     // ~1 in 6 cases stay valid: the success paths (and their DEL) must be
     // exercised too.
     let n = if r.one_in(6) { 0 } else { 1 + r.below(3) };
     let mut byte_mut = false;
+    let mut tolerable = true;
     for _ in 0..n {
         match r.below(10) {
-            0..=2 => mutate_env(&mut r, &mut case, c),
-            3..=5 => mutate_tree(&mut r, &mut conf, ty, &mut case.desc),
-            6 | 7 => mutate_targeted(&mut r, &mut conf, ty, &mut case.desc),
-            _ => byte_mut = true,
+            0..=2 => tolerable &= mutate_env(&mut r, &mut case, c),
+            3..=5 => {
+                mutate_tree(&mut r, &mut conf, &c.name, &mut case.desc);
+                tolerable = false;
+            }
+            6 | 7 => tolerable &= mutate_targeted(&mut r, &mut conf, ty, &mut case.desc),
+            _ => {
+                byte_mut = true;
+                tolerable = false;
+            }
         }
     }
     case.stdin = serde_json::to_vec(&conf).expect("serialise");
@@ -963,6 +997,10 @@ fn gen(seed: u64, ty: &str, idx: usize, c: &Ctx) -> Case {
         .find(|(k, _)| k == "CNI_COMMAND")
         .map(|(_, v)| v.as_encoded_bytes().to_vec())
         .unwrap_or_default();
+    case.del_must_succeed = tolerable && case.command == b"DEL";
+    if case.del_must_succeed {
+        case.desc.push("(a DEL that must succeed)".into());
+    }
     case
 }
 
@@ -972,6 +1010,10 @@ struct Outcome {
     /// a protocol failure of ours, with why
     problem: Option<String>,
     took: Duration,
+    del_required: bool,
+    del_failed: bool,
+    /// a call hung or took longer than STALL
+    stalled: bool,
 }
 
 /// Env settings under which a call may legitimately fail for lack of time or
@@ -986,11 +1028,31 @@ fn run_case(side: &Side, ty: &str, case: &Case) -> Outcome {
         .run(&bin, &case.env, &case.stdin, None, CALL_TIMEOUT);
     let (verdict, why) = judge(&case.command, &e);
     let mut problem = (!why.is_empty()).then_some(why);
+    let mut stalled = e.timed_out || e.elapsed > STALL;
+    if e.timed_out && case.command == b"ADD" {
+        // The test killed it: as a runtime would after a failed ADD, DEL.
+        let d = side.node.run(
+            &bin,
+            &case.with_command("DEL"),
+            &case.stdin,
+            None,
+            CALL_TIMEOUT,
+        );
+        stalled |= d.timed_out || d.elapsed > STALL;
+    }
+    let del_failed = case.del_must_succeed && verdict != Verdict::Result;
+    if del_failed && problem.is_none() {
+        problem = Some(format!(
+            "a DEL that must succeed (valid config, only changes a teardown must tolerate) failed: {}",
+            e.brief()
+        ));
+    }
     if case.command == b"ADD" && e.ok() {
         // As a runtime does after a successful ADD (and before the next
         // case reuses the pod): DEL with the same input.
         let env = case.with_command("DEL");
         let mut d = side.node.run(&bin, &env, &case.stdin, None, CALL_TIMEOUT);
+        stalled |= d.timed_out || d.elapsed > STALL;
         let (mut dv, mut dwhy) = judge(b"DEL", &d);
         let limited = env.iter().any(|(k, _)| LIMITS.iter().any(|l| k == *l));
         if dv == Verdict::Error && limited {
@@ -1012,6 +1074,9 @@ fn run_case(side: &Side, ty: &str, case: &Case) -> Outcome {
         verdict,
         problem,
         took: start.elapsed(),
+        del_required: case.del_must_succeed,
+        del_failed,
+        stalled,
     }
 }
 
@@ -1071,6 +1136,7 @@ fn campaign(ty: &str) {
     };
     let mut baselines: Vec<Items> = sides.iter().map(Side::items).collect();
     let mut slowest: [Vec<(Duration, usize)>; 2] = [Vec::new(), Vec::new()];
+    let mut stalls: Vec<String> = Vec::new();
     for batch in ids.chunks(BATCH) {
         // Both sides run the batch at once, each with WORKERS workers.
         let results: Vec<Vec<(usize, Outcome)>> = std::thread::scope(|s| {
@@ -1106,13 +1172,24 @@ fn campaign(ty: &str) {
                 .map(|h| h.join().expect("side thread"))
                 .collect()
         });
+        let joint_stall = results.iter().all(|res| res.iter().any(|(_, o)| o.stalled));
         for (si, res) in results.iter().enumerate() {
             for (idx, o) in res {
                 tallies[si].count(o.verdict);
+                tallies[si].dels_required += o.del_required as usize;
+                tallies[si].dels_failed += o.del_failed as usize;
                 slowest[si].push((o.took, *idx));
                 slowest[si].sort_by(|a, b| b.cmp(a));
                 slowest[si].truncate(3);
-                if si == 0 {
+                if si == 0 && joint_stall && o.stalled {
+                    stalls.push(format!(
+                        "case {idx}: {}",
+                        o.problem
+                            .as_deref()
+                            .map(|p| clip(p, 200))
+                            .unwrap_or_default()
+                    ));
+                } else if si == 0 {
                     if let Some(p) = &o.problem {
                         let case = gen(seed, ty, *idx, &sides[0].ctx(0));
                         failures.lock().expect("lock").push(format!(
@@ -1141,7 +1218,14 @@ fn campaign(ty: &str) {
                 side.heal();
                 baselines[si] = side.items();
             }
-            if si == 0 && !leaked.is_empty() {
+            if si == 0 && !leaked.is_empty() && joint_stall {
+                stalls.push(format!(
+                    "cases {}..={} left {:?}",
+                    batch[0],
+                    batch[batch.len() - 1],
+                    leaked.iter().map(|l| clip(l, 120)).collect::<Vec<_>>()
+                ));
+            } else if si == 0 && !leaked.is_empty() {
                 let ctx = side.ctx(0);
                 let cases: Vec<(usize, Case)> = batch
                     .iter()
@@ -1200,6 +1284,11 @@ fn campaign(ty: &str) {
         tallies[0].line(),
         tallies[1].line()
     );
+    for st in &stalls {
+        eprintln!(
+            "[fuzz] {ty}: environment stall (both sides in the same batch), not counted: {st}"
+        );
+    }
     let failures = failures.into_inner().expect("lock");
     if !failures.is_empty() {
         let shown: Vec<&String> = failures.iter().take(12).collect();
