@@ -67,12 +67,19 @@ pub enum MasqBackend {
 }
 
 impl MasqBackend {
-    /// `ipMasqBackend` as the reference reads it: absent or empty is
-    /// iptables; anything but `iptables`/`nftables` is a config error.
+    /// `ipMasqBackend` as Debian's 1.1.1 reference reads it: absent or empty
+    /// is iptables; anything but `iptables`/`nftables` is a config error.
     pub fn from_config(v: Option<&str>) -> CniResultOf<MasqBackend> {
+        Ok(Self::configured(v)?.unwrap_or_default())
+    }
+
+    /// `ipMasqBackend` as upstream (main) reads it: absent or empty is None,
+    /// to be chosen on the node with [`HostNetCaps::masquerade_backend`].
+    pub fn configured(v: Option<&str>) -> CniResultOf<Option<MasqBackend>> {
         match v {
-            None | Some("") | Some("iptables") => Ok(MasqBackend::Iptables),
-            Some("nftables") => Ok(MasqBackend::Nftables),
+            None | Some("") => Ok(None),
+            Some("iptables") => Ok(Some(MasqBackend::Iptables)),
+            Some("nftables") => Ok(Some(MasqBackend::Nftables)),
             Some(other) => Err(
                 CniError::config(format!("unknown ipmasq backend {other:?}"))
                     .with_details("ipMasqBackend must be \"iptables\" or \"nftables\""),
@@ -161,6 +168,24 @@ pub trait HostNetCaps {
     /// STATUS: whether masquerade rules can be written in `backend` on this
     /// node; code 50 with what failed when not.
     fn masquerade_status(&mut self, backend: MasqBackend) -> CniResultOf<()>;
+    /// Whether `backend` can be used on this node at all (upstream's probe,
+    /// answered by the host).
+    fn backend_supported(&mut self, backend: MasqBackend) -> bool;
+
+    /// The backend to use: the configured one, else upstream's default
+    /// (`SetupIPMasqForNetworks` with no backend): iptables, unless it is
+    /// unusable and nftables works.
+    fn masquerade_backend(&mut self, configured: Option<MasqBackend>) -> MasqBackend {
+        configured.unwrap_or_else(|| {
+            if !self.backend_supported(MasqBackend::Iptables)
+                && self.backend_supported(MasqBackend::Nftables)
+            {
+                MasqBackend::Nftables
+            } else {
+                MasqBackend::Iptables
+            }
+        })
+    }
 }
 
 /// Helpers shared by veth-based interface modules (bridge, ptp), following
@@ -655,6 +680,9 @@ mod real {
         }
         fn masquerade_status(&mut self, b: MasqBackend) -> CniResultOf<()> {
             wit::masquerade_status(backend(b)).map_err(err)
+        }
+        fn backend_supported(&mut self, b: MasqBackend) -> bool {
+            wit::backend_supported(backend(b))
         }
     }
 }
@@ -1260,6 +1288,15 @@ mod fake {
                 Some(m) => Err(CniError::new(code::NOT_AVAILABLE, m.clone())),
                 None => Ok(()),
             }
+        }
+
+        /// A backend made unusable with `set_masquerade_unusable` is not
+        /// supported either.
+        fn backend_supported(&mut self, backend: MasqBackend) -> bool {
+            let mut s = self.host_net.state.borrow_mut();
+            s.calls.push(format!("backend-supported {backend:?}"));
+            !s.masq_unusable
+                .contains_key(&(backend == MasqBackend::Nftables))
         }
     }
 }

@@ -72,6 +72,21 @@ pub trait NatCaps {
     fn flush_udp_conntrack(&mut self, port: u16, ipv6: bool) -> CniResultOf<()>;
     /// route_localnet=1 on the host link toward this attachment's IPv4 address.
     fn enable_route_localnet(&mut self, container_ip: IpAddr) -> CniResultOf<()>;
+    /// Whether `backend` can be used on this node at all (upstream's probe,
+    /// answered by the host).
+    fn nat_backend_supported(&mut self, backend: NatBackend) -> bool;
+
+    /// Upstream portmap's default when `backend` is unset (`ensureBackend`):
+    /// iptables, unless it is unusable and nftables works.
+    fn nat_default_backend(&mut self) -> NatBackend {
+        if !self.nat_backend_supported(NatBackend::Iptables)
+            && self.nat_backend_supported(NatBackend::Nftables)
+        {
+            NatBackend::Nftables
+        } else {
+            NatBackend::Iptables
+        }
+    }
 }
 
 mod real {
@@ -152,6 +167,10 @@ mod real {
         fn enable_route_localnet(&mut self, ip: IpAddr) -> CniResultOf<()> {
             w::enable_route_localnet(&ip.to_string()).map_err(err)
         }
+
+        fn nat_backend_supported(&mut self, b: NatBackend) -> bool {
+            w::backend_supported(backend(b))
+        }
     }
 }
 
@@ -165,6 +184,8 @@ pub struct FakeNat {
     pub applied: Option<NatSpec>,
     /// Returned (once) by the next call when set.
     pub fail_next: Option<CniError>,
+    /// Backends the fake node cannot use (`nat_backend_supported` false).
+    pub unsupported: Vec<NatBackend>,
 }
 
 #[cfg(feature = "testing")]
@@ -214,5 +235,9 @@ impl NatCaps for crate::testing::FakeHost {
 
     fn enable_route_localnet(&mut self, ip: IpAddr) -> CniResultOf<()> {
         self.nat.call(format!("route_localnet {ip}"))
+    }
+
+    fn nat_backend_supported(&mut self, backend: NatBackend) -> bool {
+        !self.nat.unsupported.contains(&backend)
     }
 }

@@ -317,16 +317,17 @@ fn nftables_backend_end_to_end() {
     let pod = &node.pods[0];
     let c = conf(pod, json!({"backend": "nftables"}), mappings());
     ours(&node, &i, "ADD", "pod-a", pod, &c).ok();
+    // upstream's layout: one rule per mapping, commented with the container id
     let rules = node.exec("nft list table ip cni_hostport");
     assert!(
-        rules.contains("tcp . 8080 comment \"pmnet:pod-a\" : 10.250.1.2 . 80"),
+        rules.contains("tcp dport 8080 dnat to 10.250.1.2:80 comment \"pod-a\""),
         "{rules}"
     );
     traffic(&node, "nftables");
     ours(&node, &i, "CHECK", "pod-a", pod, &c).ok();
-    // Re-ADD (e.g. a runtime retry) replaces, it does not fail.
+    // Re-ADD (e.g. a runtime retry) does not fail.
     ours(&node, &i, "ADD", "pod-a", pod, &c).ok();
-    node.exec("nft delete element ip cni_hostport wasm_hostports '{ tcp . 8080 }'");
+    node.exec("nft flush chain ip cni_hostport hostports");
     ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
 
     let bare =
@@ -475,10 +476,20 @@ fn gc_removes_attachments_not_valid() {
             .to_string();
         run_in(&node, &i, &i.bin_dir().join("portmap"), "GC", "", "", &gc).ok();
         let st = iptables_state(&node) + &node.exec("nft list ruleset");
-        assert!(
-            st.contains("keep") && !st.contains("stale"),
-            "{backend}: {st}"
-        );
+        if backend == "iptables" {
+            assert!(
+                st.contains("keep") && !st.contains("stale"),
+                "{backend}: {st}"
+            );
+        } else {
+            // upstream's nftables rules carry only the container id, not the
+            // network: GC of one network cannot tell them from another's, so
+            // it leaves them (README, compatibility).
+            assert!(
+                st.contains("keep") && st.contains("stale"),
+                "{backend}: {st}"
+            );
+        }
         ours(&node, &i, "CHECK", "keep", pod, &c).ok();
     }
 }

@@ -712,12 +712,15 @@ impl Host for StoreData {
         // by another version or configuration.
         let (chain, _) = masq_ids(&call);
         // The two backends are independent: remove from both at once.
-        let iptables = || {
-            call.runtime
-                .kernels
-                .masq
-                .teardown(&chain)
-                .map_err(|e| kernel_error("removing masquerade", e))
+        // No iptables on the node (an nftables-only node): nothing can be
+        // there, as upstream ignores the teardown error when iptables is
+        // unsupported.
+        let iptables = || match call.runtime.kernels.masq.teardown(&chain) {
+            Err(e) if crate::kernel::masq_scan::cannot_run(&e) => {
+                tracing::debug!(error = %e, "no iptables: no masquerade chain to remove");
+                Ok(())
+            }
+            r => r.map_err(|e| kernel_error("removing masquerade", e)),
         };
         let (ipt, nft) = std::thread::scope(|s| {
             // No thread to be had (resource limits): one after the other.
@@ -789,6 +792,17 @@ impl Host for StoreData {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
         Ok(masquerade_status(&call, backend))
+    }
+
+    fn backend_supported(&mut self, backend: MasqBackend) -> wasmtime::Result<bool> {
+        let Some(call) = self.call.clone() else {
+            return Ok(false);
+        };
+        Ok(call
+            .runtime
+            .kernels
+            .hostfw
+            .backend_supported(matches!(backend, MasqBackend::Nftables)))
     }
 }
 

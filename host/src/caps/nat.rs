@@ -408,6 +408,14 @@ impl Host for StoreData {
         Ok(r)
     }
 
+    fn backend_supported(&mut self, b: Backend) -> wasmtime::Result<bool> {
+        let Ok(c) = call(self) else { return Ok(false) };
+        Ok(c.runtime
+            .kernels
+            .hostfw
+            .backend_supported(matches!(b, Backend::Nftables)))
+    }
+
     fn enable_route_localnet(
         &mut self,
         container_ip: String,

@@ -164,6 +164,10 @@ pub trait HostFirewall: Send + Sync {
     /// STATUS: whether masquerade rules can be written in the backend
     /// (`nftables`, else iptables); the error names the tool that failed.
     fn masq_usable(&self, nftables: bool) -> KResult<()>;
+    /// Upstream's probe for a default backend (`masq_scan::supports`):
+    /// whether the backend (`nftables`, else iptables) can be used at all.
+    /// Shared by masquerade and portmap.
+    fn backend_supported(&self, nftables: bool) -> bool;
 }
 
 /// The rules of `network` in `masq_checks` that belong to none of `keep`:
@@ -519,6 +523,10 @@ impl HostFirewall for System {
     fn masq_usable(&self, nftables: bool) -> KResult<()> {
         super::masq_scan::backend_usable(nftables)
     }
+
+    fn backend_supported(&self, nftables: bool) -> bool {
+        super::masq_scan::supports(nftables)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -662,6 +670,15 @@ impl HostFirewall for Fake {
             .calls
             .push(format!("masq-usable nftables={nftables}"));
         Ok(())
+    }
+
+    /// The fake node has iptables (and nftables).
+    fn backend_supported(&self, nftables: bool) -> bool {
+        if let Ok(mut s) = self.lock() {
+            s.calls
+                .push(format!("backend-supported nftables={nftables}"));
+        }
+        true
     }
 }
 

@@ -120,6 +120,49 @@ pub fn backend_usable(nftables: bool) -> KResult<()> {
     run("iptables-restore", &["--version"], "").map(drop)
 }
 
+/// Upstream's rule for choosing a firewall backend when none is configured
+/// (containernetworking/plugins `pkg/utils/netfilter.go`, main 2026-04:
+/// `SupportsIPTables` / `SupportsNFTables`, used by portmap's
+/// `ensureBackend` and by `SetupIPMasqForNetworks`): nftables is taken only
+/// when iptables is unusable and nftables works. This answers the two
+/// probes; the modules decide.
+///
+/// * iptables: the `iptables` (IPv4) binary is found (PATH, then the sbin and
+///   bin dirs) and `iptables -t filter -S INPUT 1` answers (exit 0, or 1 for
+///   a missing chain), as go-iptables' `ChainExists`. For iptables-nft the
+///   answer is whether nf_tables answers a netlink request (what that listing
+///   needs), which saves an exec on every ADD.
+/// * nftables: `nft` is found and `nft --check` accepts adding a table with a
+///   comment (or without, on kernels lacking object comments), as
+///   knftables' `New`.
+pub fn supports(nftables: bool) -> bool {
+    let found = |prog: &str| super::exec::locate(prog).is_file();
+    if nftables {
+        if !found("nft") {
+            return false;
+        }
+        return [
+            "add table ip supports_nftables_test { comment \"test\" ; }\n",
+            "add table ip supports_nftables_test\n",
+        ]
+        .iter()
+        .any(|script| run("nft", &["--check", "-f", "-"], script).is_ok());
+    }
+    if !found("iptables") {
+        return false;
+    }
+    if super::xtnft::iptables_is_nft(false) {
+        return super::nfnl::Nfnl::open()
+            .and_then(|mut n| n.generation())
+            .is_ok();
+    }
+    match run("iptables", &["-w", "-t", "filter", "-S", "INPUT", "1"], "") {
+        Ok(_) => true,
+        Err(KernelError::Failed(m)) => m.contains("(exit status: 1)"),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

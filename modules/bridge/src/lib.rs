@@ -103,7 +103,8 @@ struct Conf {
     vlans: Vec<u16>,
     mac: Option<String>,
     ipam: String,
-    masq_backend: MasqBackend,
+    /// `ipMasqBackend`; None: chosen on the node as upstream does.
+    masq_backend: Option<MasqBackend>,
 }
 
 fn trunk_vlans(trunk: &Option<Vec<VlanTrunk>>) -> CniResultOf<Vec<u16>> {
@@ -152,6 +153,10 @@ fn trunk_vlans(trunk: &Option<Vec<VlanTrunk>>) -> CniResultOf<Vec<u16>> {
     }
     Ok(out.into_iter().collect())
 }
+
+/// The CNI_ARGS keys bridge reads; others need `IgnoreUnknown` (ADD and
+/// CHECK, as upstream; DEL tears down whatever the args say).
+const CNI_ARGS: &[&str] = &["MAC"];
 
 /// MAC from CNI_ARGS `MAC`, then `args.cni.mac`, then `runtimeConfig.mac` (later wins).
 fn requested_mac(inv: &Invocation) -> Option<String> {
@@ -208,7 +213,7 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
                 .with_details("remove ipam or disableContainerInterface"),
         );
     }
-    let masq_backend = MasqBackend::from_config(n.ip_masq_backend.as_deref())?;
+    let masq_backend = MasqBackend::configured(n.ip_masq_backend.as_deref())?;
     if n.vlan > 0 && n.is_gw {
         return Err(CniError::config("isGateway with vlan is not supported by this wasm-cni build")
             .with_details("the reference puts the gateway on a <bridge>.<vlan> veth pair in that vlan; this build does not implement it (it could not be tested: the test kernels lack bridge vlan filtering); drop isGateway or vlan"));
@@ -339,6 +344,8 @@ struct HostLinkMac(String);
 impl InterfacePlugin for Bridge {
     fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let c = load(inv)?;
+        // upstream (types.LoadArgs into MacEnvArgs): MAC, unless IgnoreUnknown
+        inv.check_args(CNI_ARGS)?;
         let n = &c.n;
         let scope = host.host_net()?;
         let vlan_filtering = n.vlan != 0 || n.vlan_trunk.is_some();
@@ -542,7 +549,8 @@ impl InterfacePlugin for Bridge {
             }
             if n.ip_masq {
                 let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-                host.masquerade_add_in(c.masq_backend, &addrs)?;
+                let backend = host.masquerade_backend(c.masq_backend);
+                host.masquerade_add_in(backend, &addrs)?;
             }
         } else if !n.disable_container_interface {
             ns.set_link_up(&inv.ifname, true)
@@ -589,6 +597,7 @@ impl InterfacePlugin for Bridge {
 
     fn check<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
+        inv.check_args(CNI_ARGS)?;
         if !c.ipam.is_empty() {
             host.ipam(IpamCommand::Check)?;
         }
@@ -661,7 +670,8 @@ impl InterfacePlugin for Bridge {
         }
         if c.n.ip_masq && !c.ipam.is_empty() {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
-            if !host.masquerade_check_in(c.masq_backend, &addrs)? {
+            let backend = host.masquerade_backend(c.masq_backend);
+            if !host.masquerade_check_in(backend, &addrs)? {
                 return Err(CniError::internal("masquerade rules are missing")
                     .with_details("run ADD again"));
             }
@@ -691,7 +701,8 @@ impl InterfacePlugin for Bridge {
             return Ok(());
         }
         if c.n.ip_masq {
-            host.masquerade_status(c.masq_backend)?;
+            let backend = host.masquerade_backend(c.masq_backend);
+            host.masquerade_status(backend)?;
         }
         host.ipam(IpamCommand::Status).map(drop)
     }

@@ -413,6 +413,37 @@ fn ip_masq_backend_nftables_and_del_of_both_backends() {
     assert!(host.host_net.masqueraded_nft().is_empty());
 }
 
+/// ipMasqBackend unset on a node without usable iptables but with
+/// nftables: the masquerade goes to nftables, as upstream's
+/// SetupIPMasqForNetworks chooses; CHECK looks there too.
+#[test]
+fn unset_ip_masq_backend_takes_nftables_when_only_nftables_works() {
+    let (mut host, mut inv) = setup(json!({"ipMasq": true}));
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Iptables, "cannot run iptables-save");
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    let r = Bridge::add(&mut host, &inv).unwrap();
+    assert_eq!(
+        host.host_net.masqueraded_nft(),
+        ["10.1.0.5/24".parse().unwrap()]
+    );
+    assert!(host.host_net.masqueraded().is_empty(), "not in iptables");
+    inv.prev_result = Some(r);
+    Bridge::check(&mut host, &inv).unwrap();
+    Bridge::del(&mut host, &inv).unwrap();
+    assert!(host.host_net.masqueraded_nft().is_empty());
+    // With iptables usable the unset backend stays iptables.
+    let (mut host, inv) = setup(json!({"ipMasq": true}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.6/24"]))));
+    Bridge::add(&mut host, &inv).unwrap();
+    assert_eq!(
+        host.host_net.masqueraded(),
+        ["10.1.0.6/24".parse().unwrap()]
+    );
+}
+
 #[test]
 fn enabledad_keeps_dad_and_waits_for_it_bounded() {
     for (dad, accept_dad) in [(true, "1"), (false, "0")] {
@@ -491,13 +522,26 @@ fn gc_removes_masquerade_of_unlisted_attachments_then_passes_gc_to_ipam() {
 fn status_checks_the_masquerade_backend_in_use_then_the_ipam() {
     let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
     Bridge::status(&mut host, &inv).unwrap();
-    assert_eq!(host.host_net.calls(), ["masquerade-status Iptables"]);
+    assert_eq!(
+        host.host_net.calls(),
+        ["backend-supported Iptables", "masquerade-status Iptables"]
+    );
     assert_eq!(host.ipam_calls, [IpamCommand::Status]);
 
+    // Backend unset, iptables unusable, nftables works: nftables is the
+    // backend ADD would use (upstream's default), so STATUS is ready.
     host.host_net.set_masquerade_unusable(
         MasqBackend::Iptables,
         "the iptables masquerade backend is unusable on this node: cannot run iptables-save",
     );
+    Bridge::status(&mut host, &inv).unwrap();
+    assert!(host
+        .host_net
+        .calls()
+        .ends_with(&["masquerade-status Nftables".to_string()]));
+    // Neither works: iptables, and its error.
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Nftables, "cannot run nft");
     let e = Bridge::status(&mut host, &inv).unwrap_err();
     assert_eq!(e.code, code::NOT_AVAILABLE);
     assert!(e.msg.contains("iptables-save"), "{}", e.msg);
@@ -521,4 +565,25 @@ fn status_checks_the_masquerade_backend_in_use_then_the_ipam() {
     assert_eq!(Bridge::status(&mut host, &inv).unwrap_err().code, 50);
     let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "vlan": 5000}));
     assert_eq!(Bridge::status(&mut host, &inv).unwrap_err().code, 7);
+}
+
+/// CNI_ARGS: unknown keys fail ADD and CHECK without IgnoreUnknown, as
+/// upstream's types.LoadArgs ("ARGS: unknown args"); MAC is known; DEL goes on.
+#[test]
+fn unknown_cni_args_need_ignore_unknown() {
+    let (mut host, mut inv) = setup(json!({}));
+    inv.args = vec![("K8S_POD_NAME".into(), "p".into())];
+    let e = Bridge::add(&mut host, &inv).unwrap_err();
+    assert!(e.msg.contains("ARGS: unknown args"), "{}", e.msg);
+    assert!(
+        host.host_net.calls().is_empty(),
+        "refused before any change"
+    );
+    assert!(Bridge::check(&mut host, &inv).is_err());
+    Bridge::del(&mut host, &inv).unwrap();
+    inv.args.push(("IgnoreUnknown".into(), "1".into()));
+    inv.args.push(("MAC".into(), "0a:58:0a:01:00:05".into()));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
+    Bridge::add(&mut host, &inv).unwrap();
 }

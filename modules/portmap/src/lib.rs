@@ -22,6 +22,12 @@ pub struct Conf {
     pub mappings: Vec<PortMapping>,
     pub conditions_v4: Vec<String>,
     pub conditions_v6: Vec<String>,
+    /// `backend` unset and no nftables-syntax conditions: the backend is
+    /// chosen on the node ([`settle_backend`]); `options.backend` holds
+    /// iptables until then.
+    pub auto_backend: bool,
+    /// externalSetMarkChain or iptables-syntax conditions are set.
+    pub iptables_only: bool,
 }
 
 fn cfg_err(msg: impl Into<String>, fix: impl Into<String>) -> CniError {
@@ -185,16 +191,19 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
     let nft_only = [&conditions_v4, &conditions_v6]
         .iter()
         .any(|c| !c.is_empty() && !is_iptables_syntax(c));
-    let ipt_only = mark.is_some()
-        || external.is_some()
+    // markMasqBit is not iptables-only: upstream accepts and ignores it
+    // with the nftables backend.
+    let ipt_only = external.is_some()
         || [&conditions_v4, &conditions_v6]
             .iter()
             .any(|c| is_iptables_syntax(c));
+    let mut auto_backend = false;
     let backend = match get_ci(config, "backend").and_then(Value::as_str) {
         None | Some("") => {
             if nft_only {
                 NatBackend::Nftables
             } else {
+                auto_backend = true;
                 NatBackend::Iptables
             }
         }
@@ -208,13 +217,18 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
         }
     };
     match backend {
-        NatBackend::Iptables if nft_only => return Err(cfg_err("conditionsV4/conditionsV6 are in nftables syntax but the backend is iptables", "write them as iptables matches or set \"backend\": \"nftables\"")),
-        NatBackend::Nftables if ipt_only => {
-            return Err(cfg_err("markMasqBit, externalSetMarkChain and iptables-syntax conditions need the iptables backend", "drop them or set \"backend\": \"iptables\""))
+        NatBackend::Iptables if nft_only => {
+            return Err(cfg_err(
+                "conditionsV4/conditionsV6 are in nftables syntax but the backend is iptables",
+                "write them as iptables matches or set \"backend\": \"nftables\"",
+            ))
         }
+        NatBackend::Nftables if ipt_only => return Err(nft_conflict()),
         _ => {}
     }
     Ok(Conf {
+        auto_backend,
+        iptables_only: ipt_only,
         options: NatOptions {
             backend,
             snat,
@@ -226,6 +240,28 @@ pub fn parse(config: &Value) -> CniResultOf<Conf> {
         conditions_v4,
         conditions_v6,
     })
+}
+
+fn nft_conflict() -> CniError {
+    cfg_err(
+        "externalSetMarkChain and iptables-syntax conditions need the iptables backend",
+        "drop them or set \"backend\": \"iptables\"",
+    )
+}
+
+/// Picks the backend of a configuration that leaves it unset, as upstream's
+/// `ensureBackend`: iptables, unless it is unusable on this node and
+/// nftables works (the host answers the probes; the choice is made here).
+/// iptables-only options then refuse nftables, as upstream.
+pub fn settle_backend<H: NatCaps>(host: &mut H, conf: &mut Conf) -> CniResultOf<()> {
+    if conf.auto_backend {
+        conf.options.backend = host.nat_default_backend();
+        conf.auto_backend = false;
+        if conf.options.backend == NatBackend::Nftables && conf.iptables_only {
+            return Err(nft_conflict());
+        }
+    }
+    Ok(())
 }
 
 /// The first IPv4 and IPv6 address of this attachment, as the reference
@@ -290,7 +326,7 @@ fn flush_udp<H: PortmapHost>(host: &mut H, conf: &Conf, spec: &NatSpec) {
 
 impl PortmapPlugin for Portmap {
     fn add<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
-        let conf = parse(&inv.config)?;
+        let mut conf = parse(&inv.config)?;
         let prev = inv.prev_result.clone().ok_or_else(|| {
             cfg_err(
                 "must be called as chained plugin",
@@ -308,6 +344,11 @@ impl PortmapPlugin for Portmap {
             );
             return Ok(prev);
         }
+        settle_backend(host, &mut conf)?;
+        let spec = NatSpec {
+            options: conf.options.clone(),
+            ..spec
+        };
         host.nat_apply(&spec)?;
         flush_udp(host, &conf, &spec);
         if conf.options.snat {
@@ -331,7 +372,7 @@ impl PortmapPlugin for Portmap {
     /// or protocol) does not stop DEL: the rules are found by attachment,
     /// in both backends when the configured one cannot be told.
     fn del<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
-        let conf = match parse(&inv.config) {
+        let mut conf = match parse(&inv.config) {
             Ok(conf) => conf,
             Err(e) => {
                 host.log(
@@ -352,6 +393,7 @@ impl PortmapPlugin for Portmap {
                 };
             }
         };
+        settle_backend(host, &mut conf)?;
         host.nat_remove(conf.options.backend)?;
         if let Some(prev) = &inv.prev_result {
             let spec = spec(&conf, prev, &inv.ifname);
@@ -361,7 +403,7 @@ impl PortmapPlugin for Portmap {
     }
 
     fn check<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
-        let conf = parse(&inv.config)?;
+        let mut conf = parse(&inv.config)?;
         let prev = inv.prev_result.as_ref().ok_or_else(|| {
             cfg_err(
                 "Required prevResult missing",
@@ -371,6 +413,7 @@ impl PortmapPlugin for Portmap {
         if conf.mappings.is_empty() {
             return Ok(());
         }
+        settle_backend(host, &mut conf)?;
         let spec = spec(&conf, prev, &inv.ifname);
         if spec.families.is_empty() {
             return Ok(());
@@ -379,7 +422,8 @@ impl PortmapPlugin for Portmap {
     }
 
     fn gc<H: PortmapHost>(host: &mut H, inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
-        let conf = parse(&inv.config)?;
+        let mut conf = parse(&inv.config)?;
+        settle_backend(host, &mut conf)?;
         let ids: Vec<String> = valid.iter().map(|a| a.container_id.clone()).collect();
         host.nat_gc(conf.options.backend, &ids)
     }
@@ -541,7 +585,7 @@ mod tests {
             json!({"markMasqBit": 14, "externalSetMarkChain": "X"}),
             json!({"markMasqBit": 32}),
             json!({"backend": "pf"}),
-            json!({"backend": "nftables", "markMasqBit": 3}),
+            json!({"backend": "nftables", "externalSetMarkChain": "X"}),
             json!({"backend": "iptables", "conditionsV6": ["ip6", "saddr", "fd00::1"]}),
             json!({"snat": "yes"}),
             json!({"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}}),
@@ -554,6 +598,59 @@ mod tests {
             assert_eq!(e.code, code::INVALID_NETWORK_CONFIG, "{b}: {e}");
             assert!(!e.details.is_empty(), "{b}: says what to fix");
         }
+    }
+
+    /// Upstream accepts markMasqBit with the nftables backend and ignores it.
+    #[test]
+    fn mark_masq_bit_is_ignored_by_nftables() {
+        let c = parse(&json!({"backend": "nftables", "markMasqBit": 3})).expect("parse");
+        assert_eq!(c.options.backend, NatBackend::Nftables);
+    }
+
+    /// Backend unset: iptables while it is usable; nftables when only
+    /// nftables works (upstream's ensureBackend); iptables-only options then
+    /// refuse it.
+    #[test]
+    fn unset_backend_is_chosen_on_the_node() {
+        let maps =
+            json!({"runtimeConfig": {"portMappings": [{"hostPort": 80, "containerPort": 80}]}});
+        let applied = |unsupported: Vec<NatBackend>, extra: Value| {
+            let mut h = FakeHost::new();
+            h.nat.unsupported = unsupported;
+            let mut c = maps.clone();
+            if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            Portmap::add(&mut h, &inv(c))
+                .map(|_| h.nat.applied.clone().expect("applied").options.backend)
+        };
+        assert_eq!(applied(vec![], json!({})), Ok(NatBackend::Iptables));
+        assert_eq!(
+            applied(vec![NatBackend::Iptables], json!({})),
+            Ok(NatBackend::Nftables)
+        );
+        assert_eq!(
+            applied(vec![NatBackend::Iptables, NatBackend::Nftables], json!({})),
+            Ok(NatBackend::Iptables),
+            "neither: iptables, whose error ADD then reports"
+        );
+        assert_eq!(
+            applied(vec![NatBackend::Iptables], json!({"backend": "iptables"})),
+            Ok(NatBackend::Iptables),
+            "a configured backend is never second-guessed"
+        );
+        let e = applied(
+            vec![NatBackend::Iptables],
+            json!({"externalSetMarkChain": "KUBE-MARK-MASQ"}),
+        )
+        .expect_err("iptables-only option on an nftables-only node");
+        assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+        // DEL and GC go to the chosen backend too.
+        let mut h = FakeHost::new();
+        h.nat.unsupported = vec![NatBackend::Iptables];
+        Portmap::del(&mut h, &inv(maps.clone())).expect("del");
+        Portmap::gc(&mut h, &inv(json!({})), &[]).expect("gc");
+        assert_eq!(h.nat.calls, ["remove Nftables", "gc Nftables "]);
     }
 
     #[test]

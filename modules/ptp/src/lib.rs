@@ -29,7 +29,8 @@ const KEYS: &[&str] = &["ipMasq", "ipMasqBackend", "mtu"];
 struct Conf {
     n: NetConf,
     mtu: Option<u32>,
-    masq_backend: MasqBackend,
+    /// `ipMasqBackend`; None: chosen on the node as upstream does.
+    masq_backend: Option<MasqBackend>,
 }
 
 fn load(inv: &Invocation) -> CniResultOf<Conf> {
@@ -39,7 +40,7 @@ fn load(inv: &Invocation) -> CniResultOf<Conf> {
     }
     normalize_keys(&mut v, KEYS);
     let n: NetConf = decode("ptp", &v)?;
-    let masq_backend = MasqBackend::from_config(n.ip_masq_backend.as_deref())?;
+    let masq_backend = MasqBackend::configured(n.ip_masq_backend.as_deref())?;
     if ipam_type(&inv.config).is_empty() {
         return Err(CniError::config("ptp requires an IPAM plugin")
             .with_details("set ipam.type, e.g. host-local"));
@@ -203,7 +204,8 @@ impl InterfacePlugin for Ptp {
 
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-            host.masquerade_add_in(c.masq_backend, &addrs)?;
+            let backend = host.masquerade_backend(c.masq_backend);
+            host.masquerade_add_in(backend, &addrs)?;
         }
         let cl = ns
             .link(ifn)?
@@ -270,7 +272,8 @@ impl InterfacePlugin for Ptp {
         check_container(&ns, &inv.ifname, prev, index)?;
         if c.n.ip_masq {
             let addrs: Vec<IpNet> = prev.ips.iter().map(|i| i.address).collect();
-            if !host.masquerade_check_in(c.masq_backend, &addrs)? {
+            let backend = host.masquerade_backend(c.masq_backend);
+            if !host.masquerade_check_in(backend, &addrs)? {
                 return Err(CniError::internal("masquerade rules are missing")
                     .with_details("run ADD again"));
             }
@@ -293,7 +296,8 @@ impl InterfacePlugin for Ptp {
     fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         if c.n.ip_masq {
-            host.masquerade_status(c.masq_backend)?;
+            let backend = host.masquerade_backend(c.masq_backend);
+            host.masquerade_status(backend)?;
         }
         host.ipam(IpamCommand::Status).map(drop)
     }

@@ -165,10 +165,17 @@ fn gc_removes_masquerade_of_unlisted_attachments_then_passes_gc_to_ipam() {
 fn status_checks_the_masquerade_backend_then_the_ipam() {
     let (mut host, inv) = setup(json!({"cniVersion": "1.1.0", "ipMasq": true}));
     Ptp::status(&mut host, &inv).unwrap();
-    assert_eq!(host.host_net.calls(), ["masquerade-status Iptables"]);
+    assert_eq!(
+        host.host_net.calls(),
+        ["backend-supported Iptables", "masquerade-status Iptables"]
+    );
     assert_eq!(host.ipam_calls, [IpamCommand::Status]);
     host.host_net
         .set_masquerade_unusable(MasqBackend::Iptables, "cannot run iptables-save");
+    // nftables works: the unset backend is nftables, ready.
+    Ptp::status(&mut host, &inv).unwrap();
+    host.host_net
+        .set_masquerade_unusable(MasqBackend::Nftables, "cannot run nft");
     let e = Ptp::status(&mut host, &inv).unwrap_err();
     assert_eq!((e.code, e.msg.as_str()), (50, "cannot run iptables-save"));
     // without ipMasq the firewall is not needed

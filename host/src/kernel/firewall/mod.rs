@@ -192,7 +192,7 @@ impl Firewall for Fake {
                 })
                 .collect::<Vec<_>>()
                 .join(""),
-            Backend::Nftables => nft::render_add(owner, spec, true, &[]),
+            Backend::Nftables => nft::render_add(owner, spec),
         };
         self.record(format!(
             "apply {}/{}\n{batch}",

@@ -1,29 +1,41 @@
-//! The nftables backend, in the upstream reference's tables `ip cni_hostport`
-//! and `ip6 cni_hostport` (comment "CNI portmap plugin"). Instead of one rule
-//! per mapping, mappings are elements of maps keyed by protocol and port, so a
-//! packet's lookup cost does not grow with the number of pods:
+//! The nftables backend, in the upstream plugin's layout (read from
+//! containernetworking/plugins `plugins/meta/portmap/portmap_nftables.go` at
+//! main, commit 3d27709f, 2026-04), so a node can switch between upstream's
+//! portmap and this one while pods run. Per family, table `ip cni_hostport` /
+//! `ip6 cni_hostport` (comment "CNI portmap plugin"):
 //!
 //! ```text
-//! map wasm_hostports        { type inet_proto . inet_service : <addr> . inet_service }
-//! map wasm_hostip_hostports { type <addr> . inet_proto . inet_service : <addr> . inet_service }
-//! set wasm_masq             { type <addr> . <addr> }   # saddr . daddr to masquerade (hairpin, 127.0.0.1)
-//! set wasm_masq_all         { type <addr> }            # daddr to masquerade from anywhere (masqAll)
-//! chain wasm_prerouting / wasm_output (nat, dstnat): [conditions] fib daddr type local jump wasm_hostports
-//! chain wasm_hostports: dnat to daddr . l4proto . dport map @wasm_hostip_hostports; dnat to l4proto . dport map @wasm_hostports
-//! chain wasm_postrouting (nat, srcnat): ct status dnat saddr . daddr @wasm_masq masquerade; ct status dnat daddr @wasm_masq_all masquerade
+//! chain hostports                 # one rule per mapping, comment = container id:
+//!                                 #   [ip daddr <hostIP>] tcp dport 8080 dnat to 10.0.0.2:80
+//! chain hostip_hostports          # empty, kept by upstream for upgrades
+//! chain hostports_all             # jump hostip_hostports; jump hostports
+//! chain prerouting (nat, prerouting, dstnat): [conditions] fib daddr type local jump hostports_all
+//! chain output     (nat, output, dstnat):     [conditions] fib daddr type local jump hostports_all
+//! chain masquerading (nat, postrouting, srcnat), with snat, comment = container id:
+//!                                 #   ip saddr 10.0.0.2 ip daddr 10.0.0.2 masquerade
+//!                                 #   ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade   (IPv4)
+//!                                 #   masqAll: ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade
 //! ```
 //!
-//! Every element carries the comment `<network>:<container id>`: that is how
-//! DEL, CHECK and GC find an attachment's elements. The upstream plugin's own
-//! per-mapping rules (comment = container id) are removed by DEL as well, so
-//! pods it created can be torn down by this binary.
+//! ADD is upstream's one transaction per family: it creates the skeleton
+//! (flushing and rewriting the shared jump chains, so the last ADD's
+//! conditions guard them) and appends the attachment's rules, without reading
+//! the table first. A re-ADD appends again, as upstream does (DEL and CHECK go
+//! by comment, so duplicates are harmless). When two attachments claim a
+//! port the first rule in `hostports` wins, as upstream.
 //!
-//! ADD is one `nft -f` transaction for both families that only *creates*
-//! elements (so it fails, changing nothing, when the skeleton is missing or a
-//! key is taken); then it reads the tables and runs one transaction that
-//! creates the skeleton and replaces conflicting elements.
+//! DEL removes the rules commented with the container id from `hostports`,
+//! `hostip_hostports` and `masquerading`, as upstream, and also what earlier
+//! releases of this binary wrote (maps `wasm_hostports`,
+//! `wasm_hostip_hostports`, sets `wasm_masq`, `wasm_masq_all` with elements
+//! commented `<network>:<container id>`, chains `wasm_*`): its elements, and
+//! that whole old skeleton once no element is left in it.
+//!
+//! GC: upstream's rules carry only the container id, not the network, so a
+//! GC of one network cannot tell them from another network's; GC removes the
+//! old layout's elements of the network's stale attachments and leaves
+//! upstream-layout rules alone (upstream has no GC).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -33,175 +45,142 @@ use crate::kernel::exec::run;
 use crate::kernel::{both_families, KResult, KernelError};
 
 pub const TABLE: &str = "cni_hostport";
-const MAP_PORTS: &str = "wasm_hostports";
-const MAP_HOSTIP: &str = "wasm_hostip_hostports";
-const SET_MASQ: &str = "wasm_masq";
-const SET_MASQ_ALL: &str = "wasm_masq_all";
-/// The upstream plugin's chains holding per-container rules.
-const UPSTREAM_CHAINS: [&str; 3] = ["hostports", "hostip_hostports", "masquerading"];
+pub const TABLE_COMMENT: &str = "CNI portmap plugin";
+const HOSTPORTS: &str = "hostports";
+const HOSTIP_HOSTPORTS: &str = "hostip_hostports";
+const HOSTPORTS_ALL: &str = "hostports_all";
+const MASQUERADING: &str = "masquerading";
+/// The chains upstream's DEL looks for the container's rules in.
+const RULE_CHAINS: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 
-fn fam(v6: bool) -> (&'static str, &'static str) {
+/// The layout of earlier releases of this binary (removed by DEL and GC).
+const OLD_SETS: [&str; 4] = [
+    "wasm_hostports",
+    "wasm_hostip_hostports",
+    "wasm_masq",
+    "wasm_masq_all",
+];
+/// Base chains first: they jump to `wasm_hostports`.
+const OLD_CHAINS: [&str; 4] = [
+    "wasm_prerouting",
+    "wasm_output",
+    "wasm_postrouting",
+    "wasm_hostports",
+];
+
+fn fam(v6: bool) -> &'static str {
     if v6 {
-        ("ip6", "ipv6_addr")
+        "ip6"
     } else {
-        ("ip", "ipv4_addr")
+        "ip"
     }
 }
 
-/// Our element comment. nft comments cannot hold `"`; CNI names never do.
-pub fn element_comment(owner: &Owner) -> String {
+/// The old layout's element comment.
+pub fn old_element_comment(owner: &Owner) -> String {
     format!("{}:{}", owner.network, owner.container_id)
 }
 
-/// The shared skeleton of one family; idempotent (the chains are flushed and
-/// rewritten, maps and sets are only added). `conditions` (validated nft
-/// match tokens) guard the shared prerouting/output jump, as the upstream
-/// plugin's do: they apply to every attachment of the node, and the last ADD
-/// that writes the skeleton sets them.
-pub fn skeleton(v6: bool, conditions: &[String]) -> String {
+/// The shared skeleton of one family, as upstream's transaction writes it.
+/// `conditions` (validated nft match tokens) guard the prerouting/output
+/// jumps: they apply node-wide and the last ADD sets them.
+pub fn skeleton(v6: bool, conditions: &[String], snat: bool) -> String {
     let guard: String = conditions.iter().map(|c| format!("{c} ")).collect();
-    let (f, a) = fam(v6);
-    let t = format!("{f} {TABLE}");
-    let mut s = String::new();
+    let t = format!("{} {TABLE}", fam(v6));
+    let mut s = format!("add table {t} {{ comment \"{TABLE_COMMENT}\" ; }}\n");
+    s.push_str(&format!("add chain {t} {HOSTPORTS}\n"));
+    s.push_str(&format!("add chain {t} {HOSTIP_HOSTPORTS}\n"));
+    s.push_str(&format!("add chain {t} {HOSTPORTS_ALL}\n"));
+    s.push_str(&format!("flush chain {t} {HOSTPORTS_ALL}\n"));
     s.push_str(&format!(
-        "add table {t} {{ comment \"CNI portmap plugin\" ; }}\n"
+        "add rule {t} {HOSTPORTS_ALL} jump {HOSTIP_HOSTPORTS}\n"
     ));
-    s.push_str(&format!(
-        "add map {t} {MAP_PORTS} {{ type inet_proto . inet_service : {a} . inet_service ; }}\n"
-    ));
-    s.push_str(&format!("add map {t} {MAP_HOSTIP} {{ type {a} . inet_proto . inet_service : {a} . inet_service ; }}\n"));
-    s.push_str(&format!("add set {t} {SET_MASQ} {{ type {a} . {a} ; }}\n"));
-    s.push_str(&format!("add set {t} {SET_MASQ_ALL} {{ type {a} ; }}\n"));
-    s.push_str(&format!("add chain {t} wasm_hostports\n"));
-    s.push_str(&format!(
-        "add chain {t} wasm_prerouting {{ type nat hook prerouting priority dstnat ; }}\n"
-    ));
-    s.push_str(&format!(
-        "add chain {t} wasm_output {{ type nat hook output priority -100 ; }}\n"
-    ));
-    s.push_str(&format!(
-        "add chain {t} wasm_postrouting {{ type nat hook postrouting priority srcnat ; }}\n"
-    ));
-    for c in [
-        "wasm_hostports",
-        "wasm_prerouting",
-        "wasm_output",
-        "wasm_postrouting",
-    ] {
-        s.push_str(&format!("flush chain {t} {c}\n"));
-    }
-    for c in ["wasm_prerouting", "wasm_output"] {
+    s.push_str(&format!("add rule {t} {HOSTPORTS_ALL} jump {HOSTPORTS}\n"));
+    for (chain, hook) in [("prerouting", "prerouting"), ("output", "output")] {
         s.push_str(&format!(
-            "add rule {t} {c} {guard}fib daddr type local jump wasm_hostports\n"
+            "add chain {t} {chain} {{ type nat hook {hook} priority -100 ; }}\n"
+        ));
+        s.push_str(&format!("flush chain {t} {chain}\n"));
+        s.push_str(&format!(
+            "add rule {t} {chain} {guard}fib daddr type local jump {HOSTPORTS_ALL}\n"
         ));
     }
-    s.push_str(&format!("add rule {t} wasm_hostports dnat {f} to {f} daddr . meta l4proto . th dport map @{MAP_HOSTIP}\n"));
-    s.push_str(&format!(
-        "add rule {t} wasm_hostports dnat {f} to meta l4proto . th dport map @{MAP_PORTS}\n"
-    ));
-    s.push_str(&format!("add rule {t} wasm_postrouting ct status dnat {f} saddr . {f} daddr @{SET_MASQ} masquerade\n"));
-    s.push_str(&format!(
-        "add rule {t} wasm_postrouting ct status dnat {f} daddr @{SET_MASQ_ALL} masquerade\n"
-    ));
+    if snat {
+        s.push_str(&format!(
+            "add chain {t} {MASQUERADING} {{ type nat hook postrouting priority 100 ; }}\n"
+        ));
+    }
     s
 }
 
-/// One element: (v6, set, key, value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Elem {
-    pub v6: bool,
-    pub set: &'static str,
-    pub key: String,
-    pub value: Option<String>,
+/// `ip:port`, `[ip6]:port` (Go's net.JoinHostPort).
+fn join_host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
 }
 
-fn port_pair(ip: IpAddr, port: u16) -> String {
-    format!("{ip} . {port}")
-}
-
-/// The elements an attachment needs, one per key (the last mapping of a
-/// duplicated key wins, as in the reference's rule order).
-pub fn elements(spec: &PortmapSpec) -> Vec<Elem> {
-    let mut out: BTreeMap<(bool, &'static str, String), Option<String>> = BTreeMap::new();
-    for f in &spec.families {
-        let v6 = f.container.ip.is_ipv6();
+/// The attachment's rules of one family as (chain, rule text), in upstream's
+/// order: one DNAT rule per mapping of this family, then the masquerade rules.
+pub fn rules(spec: &PortmapSpec, v6: bool) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let ip = fam(v6);
+    for f in spec
+        .families
+        .iter()
+        .filter(|f| f.container.ip.is_ipv6() == v6)
+    {
         let cip = f.container.ip;
         for m in f.mappings.iter().filter(|m| !m.other_family) {
-            let value = Some(port_pair(cip, m.container_port));
-            match m.host_ip {
-                Some(h) => out.insert(
-                    (
-                        v6,
-                        MAP_HOSTIP,
-                        format!("{h} . {} . {}", m.proto.as_str(), m.host_port),
-                    ),
-                    value,
+            let daddr = m
+                .host_ip
+                .map(|h| format!("{ip} daddr {h} "))
+                .unwrap_or_default();
+            out.push((
+                HOSTPORTS,
+                format!(
+                    "{daddr}{} dport {} dnat to {}",
+                    m.proto.as_str(),
+                    m.host_port,
+                    join_host_port(cip, m.container_port)
                 ),
-                None => out.insert(
-                    (
-                        v6,
-                        MAP_PORTS,
-                        format!("{} . {}", m.proto.as_str(), m.host_port),
-                    ),
-                    value,
-                ),
-            };
+            ));
         }
-        if spec.options.snat && f.mappings.iter().any(|m| !m.other_family) {
-            if spec.options.masq_all {
-                out.insert((v6, SET_MASQ_ALL, cip.to_string()), None);
-            } else {
-                out.insert((v6, SET_MASQ, format!("{cip} . {cip}")), None);
-                if !v6 {
-                    out.insert((v6, SET_MASQ, format!("127.0.0.1 . {cip}")), None);
-                }
+        if spec.options.snat {
+            let src = match (spec.options.masq_all, v6) {
+                (true, false) => "0.0.0.0/0".to_string(),
+                (true, true) => "::/0".to_string(),
+                (false, _) => cip.to_string(),
+            };
+            out.push((
+                MASQUERADING,
+                format!("{ip} saddr {src} {ip} daddr {cip} masquerade"),
+            ));
+            if !v6 && !spec.options.masq_all {
+                out.push((
+                    MASQUERADING,
+                    format!("{ip} saddr 127.0.0.1 {ip} daddr {cip} masquerade"),
+                ));
             }
         }
     }
-    out.into_iter()
-        .map(|((v6, set, key), value)| Elem {
-            v6,
-            set,
-            key,
-            value,
-        })
-        .collect()
+    out
 }
 
-fn elem_line(verb: &str, e: &Elem, comment: &str) -> String {
-    let (f, _) = fam(e.v6);
-    match &e.value {
-        Some(v) => format!(
-            "{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" : {v} }}\n",
-            e.set, e.key
-        ),
-        None => format!(
-            "{verb} element {f} {TABLE} {} {{ {} comment \"{comment}\" }}\n",
-            e.set, e.key
-        ),
-    }
-}
-
-/// The ADD transaction. `full`: with the skeleton of every family involved
-/// and `add` (after `deletes`); otherwise `create` only, which fails on any
-/// missing set or taken key.
-pub fn render_add(owner: &Owner, spec: &PortmapSpec, full: bool, deletes: &[String]) -> String {
-    let comment = element_comment(owner);
+/// The ADD transaction (both families, each as upstream writes it).
+pub fn render_add(owner: &Owner, spec: &PortmapSpec) -> String {
     let mut s = String::new();
-    if full {
-        for f in &spec.families {
-            s.push_str(&skeleton(f.container.ip.is_ipv6(), &f.conditions));
+    for f in &spec.families {
+        let v6 = f.container.ip.is_ipv6();
+        s.push_str(&skeleton(v6, &f.conditions, spec.options.snat));
+        for (chain, rule) in rules(spec, v6) {
+            s.push_str(&format!(
+                "add rule {} {TABLE} {chain} {rule} comment \"{}\"\n",
+                fam(v6),
+                owner.container_id
+            ));
         }
-        for d in deletes {
-            s.push_str(d);
-        }
-    }
-    for e in elements(spec) {
-        s.push_str(&elem_line(
-            if full { "add" } else { "create" },
-            &e,
-            &comment,
-        ));
     }
     s
 }
@@ -210,9 +189,10 @@ pub fn render_add(owner: &Owner, spec: &PortmapSpec, full: bool, deletes: &[Stri
 #[derive(Debug, Default)]
 pub struct TableState {
     pub v6: bool,
+    pub chains: Vec<String>,
     pub sets: Vec<String>,
-    /// (set, key, value, comment)
-    pub elems: Vec<(String, String, Option<String>, Option<String>)>,
+    /// (set, key, comment) of the old layout's elements
+    pub elems: Vec<(String, String, Option<String>)>,
     /// (chain, handle, comment) of rules
     pub rules: Vec<(String, u64, Option<String>)>,
 }
@@ -265,6 +245,13 @@ impl TableState {
             .into_iter()
             .flatten()
         {
+            if let Some(name) = item
+                .get("chain")
+                .and_then(|c| c.get("name"))
+                .and_then(Value::as_str)
+            {
+                st.chains.push(name.to_string());
+            }
             for kind in ["set", "map"] {
                 let Some(set) = item.get(kind) else { continue };
                 let Some(name) = set.get("name").and_then(Value::as_str) else {
@@ -277,12 +264,12 @@ impl TableState {
                     .into_iter()
                     .flatten()
                 {
-                    let (k, val) = match (kind, e.as_array()) {
-                        ("map", Some(pair)) if pair.len() == 2 => (&pair[0], render_part(&pair[1])),
-                        _ => (e, None),
+                    let k = match (kind, e.as_array()) {
+                        ("map", Some(pair)) if pair.len() == 2 => &pair[0],
+                        _ => e,
                     };
                     if let Some((key, comment)) = render_elem(k) {
-                        st.elems.push((name.to_string(), key, val, comment));
+                        st.elems.push((name.to_string(), key, comment));
                     }
                 }
             }
@@ -302,39 +289,78 @@ impl TableState {
         Ok(st)
     }
 
-    fn delete_elem(&self, set: &str, key: &str) -> String {
-        format!(
-            "delete element {} {TABLE} {set} {{ {key} }}\n",
-            fam(self.v6).0
-        )
+    fn rules_of<'a>(&'a self, chain: &'a str, cid: &'a str) -> impl Iterator<Item = u64> + 'a {
+        self.rules
+            .iter()
+            .filter(move |(c, _, comment)| c == chain && comment.as_deref() == Some(cid))
+            .map(|(_, h, _)| *h)
     }
 
-    /// Deletes of everything `comment` owns here, plus the upstream plugin's
-    /// rules of `container_id`.
-    fn deletes_owned(&self, comment: &str, container_id: Option<&str>) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .elems
-            .iter()
-            .filter(|e| e.3.as_deref() == Some(comment))
-            .map(|e| self.delete_elem(&e.0, &e.1))
-            .collect();
-        if let Some(cid) = container_id {
-            for (chain, handle, c) in &self.rules {
-                if UPSTREAM_CHAINS.contains(&chain.as_str()) && c.as_deref() == Some(cid) {
-                    out.push(format!(
-                        "delete rule {} {TABLE} {chain} handle {handle}\n",
-                        fam(self.v6).0
-                    ));
-                }
+    /// Deletes of the old layout's elements for which `stale(comment)`
+    /// holds, and of the whole old skeleton when no element would be left.
+    fn old_layout_deletes(&self, stale: impl Fn(&str) -> bool) -> Vec<String> {
+        let f = fam(self.v6);
+        let mut out = Vec::new();
+        let mut left = 0;
+        for (set, key, c) in &self.elems {
+            if !OLD_SETS.contains(&set.as_str()) {
+                continue;
+            }
+            if c.as_deref().is_some_and(&stale) {
+                out.push(format!("delete element {f} {TABLE} {set} {{ {key} }}\n"));
+            } else {
+                left += 1;
             }
         }
+        let has_old = self.sets.iter().any(|s| OLD_SETS.contains(&s.as_str()))
+            || self.chains.iter().any(|c| OLD_CHAINS.contains(&c.as_str()));
+        if left == 0 && has_old {
+            for c in OLD_CHAINS
+                .iter()
+                .filter(|c| self.chains.iter().any(|h| h == *c))
+            {
+                out.push(format!("flush chain {f} {TABLE} {c}\n"));
+            }
+            for c in OLD_CHAINS
+                .iter()
+                .filter(|c| self.chains.iter().any(|h| h == *c))
+            {
+                out.push(format!("delete chain {f} {TABLE} {c}\n"));
+            }
+            for s in OLD_SETS
+                .iter()
+                .filter(|s| self.sets.iter().any(|h| h == *s))
+            {
+                let kind = if s.starts_with("wasm_masq") {
+                    "set"
+                } else {
+                    "map"
+                };
+                out.push(format!("delete {kind} {f} {TABLE} {s}\n"));
+            }
+        }
+        out
+    }
+
+    /// Deletes of everything `owner` has here, in both layouts.
+    fn deletes_owned(&self, owner: &Owner) -> Vec<String> {
+        let f = fam(self.v6);
+        let mut out: Vec<String> = RULE_CHAINS
+            .iter()
+            .flat_map(|chain| {
+                self.rules_of(chain, &owner.container_id)
+                    .map(move |h| format!("delete rule {f} {TABLE} {chain} handle {h}\n"))
+            })
+            .collect();
+        let comment = old_element_comment(owner);
+        out.extend(self.old_layout_deletes(|c| c == comment));
         out
     }
 }
 
 /// The family's table, None when it does not exist.
 fn list(v6: bool) -> KResult<Option<TableState>> {
-    match run("nft", &["-j", "list", "table", fam(v6).0, TABLE], "") {
+    match run("nft", &["-j", "list", "table", fam(v6), TABLE], "") {
         Ok(out) => TableState::parse(v6, &out).map(Some),
         Err(KernelError::Failed(m)) if m.contains("No such file or directory") => Ok(None),
         Err(e) => Err(e),
@@ -350,67 +376,40 @@ pub(crate) fn transact(script: &str) -> KResult<()> {
 }
 
 pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
-    // Conditions live in the skeleton: an ADD with them rewrites it.
-    let conditions = spec.families.iter().any(|f| !f.conditions.is_empty());
-    if !conditions && transact(&render_add(owner, spec, false, &[])).is_ok() {
-        return Ok(());
-    }
-    // Slow path: make the skeleton, drop this attachment's old elements and
-    // any element holding one of our keys (the newest attachment wins a port).
-    let comment = element_comment(owner);
-    let want = elements(spec);
-    let mut deletes = Vec::new();
-    for (v6, st) in [false, true].into_iter().zip(both_families(list)) {
-        let Some(st) = st? else { continue };
-        let mut d = st.deletes_owned(&comment, None);
-        for (set, key, _, c) in &st.elems {
-            if c.as_deref() != Some(comment.as_str())
-                && want
-                    .iter()
-                    .any(|w| w.v6 == v6 && w.set == set && w.key == *key)
-            {
-                d.push(st.delete_elem(set, key));
-            }
-        }
-        deletes.extend(d);
-    }
-    transact(&render_add(owner, spec, true, &deletes))
+    transact(&render_add(owner, spec))
 }
 
 pub fn remove(owner: &Owner) -> KResult<()> {
-    let comment = element_comment(owner);
     let mut script = String::new();
     for st in both_families(list) {
         if let Some(st) = st? {
-            script.extend(st.deletes_owned(&comment, Some(&owner.container_id)));
+            script.extend(st.deletes_owned(owner));
         }
     }
     transact(&script)
 }
 
+/// As upstream's CHECK: the chains hold at least as many rules commented
+/// with the container id as the attachment has mappings (and masquerade
+/// rules) in each family.
 pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
-    let comment = element_comment(owner);
     for v6 in [false, true] {
-        let want: Vec<Elem> = elements(spec).into_iter().filter(|e| e.v6 == v6).collect();
+        let want = rules(spec, v6);
         if want.is_empty() {
             continue;
         }
         let st = list(v6)?.ok_or_else(|| {
-            KernelError::Failed(format!("table {} {TABLE} does not exist", fam(v6).0))
+            KernelError::Failed(format!("table {} {TABLE} does not exist", fam(v6)))
         })?;
-        for w in want {
-            let ok = st.elems.iter().any(|(set, key, val, c)| {
-                set == w.set
-                    && *key == w.key
-                    && *val == w.value
-                    && c.as_deref() == Some(comment.as_str())
-            });
-            if !ok {
+        for chain in [HOSTPORTS, MASQUERADING] {
+            let n = want.iter().filter(|(c, _)| *c == chain).count();
+            let have = st.rules_of(chain, &owner.container_id).count();
+            if have < n {
                 return Err(KernelError::Failed(format!(
-                    "element {{ {} }} of this attachment is missing from {} {TABLE} {}",
-                    w.key,
-                    fam(v6).0,
-                    w.set
+                    "missing hostport rules in {:?} chain of {} {TABLE}: {have} of {n} commented {:?}",
+                    chain,
+                    fam(v6),
+                    owner.container_id
                 )));
             }
         }
@@ -422,14 +421,10 @@ pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
     let mut script = String::new();
     for v6 in [false, true] {
         let Some(st) = list(v6)? else { continue };
-        for (set, key, _, c) in &st.elems {
-            let Some((net, cid)) = c.as_deref().and_then(|c| c.split_once(':')) else {
-                continue;
-            };
-            if net == network && !valid.iter().any(|v| v == cid) {
-                script.push_str(&st.delete_elem(set, key));
-            }
-        }
+        script.extend(st.old_layout_deletes(|c| {
+            c.split_once(':')
+                .is_some_and(|(net, cid)| net == network && !valid.iter().any(|v| v == cid))
+        }));
     }
     transact(&script)
 }
@@ -485,61 +480,107 @@ mod tests {
                         host_ip: None,
                         other_family: false,
                     }],
-                    conditions: vec![],
+                    conditions: vec!["ip6".into(), "saddr".into(), "fd00::/8".into()],
                 },
             ],
         }
     }
 
-    #[test]
-    fn fast_path_only_creates_elements() {
-        let o = Owner {
+    fn owner() -> Owner {
+        Owner {
             network: "n".into(),
             container_id: "c".into(),
-        };
-        let s = render_add(&o, &spec(), false, &[]);
+        }
+    }
+
+    /// upstream's forwardPorts transaction, transcribed from
+    /// portmap_nftables.go (3d27709f) for the same mappings.
+    #[test]
+    fn add_is_upstreams_transaction() {
+        let s = render_add(&owner(), &spec());
         assert_eq!(
             s,
-            "create element ip cni_hostport wasm_hostip_hostports { 192.168.1.1 . udp . 53 comment \"n:c\" : 10.0.0.2 . 53 }
-create element ip cni_hostport wasm_hostports { tcp . 8080 comment \"n:c\" : 10.0.0.2 . 80 }
-create element ip cni_hostport wasm_masq { 10.0.0.2 . 10.0.0.2 comment \"n:c\" }
-create element ip cni_hostport wasm_masq { 127.0.0.1 . 10.0.0.2 comment \"n:c\" }
-create element ip6 cni_hostport wasm_hostports { tcp . 8080 comment \"n:c\" : fd00::2 . 80 }
-create element ip6 cni_hostport wasm_masq { fd00::2 . fd00::2 comment \"n:c\" }
-"
+            r#"add table ip cni_hostport { comment "CNI portmap plugin" ; }
+add chain ip cni_hostport hostports
+add chain ip cni_hostport hostip_hostports
+add chain ip cni_hostport hostports_all
+flush chain ip cni_hostport hostports_all
+add rule ip cni_hostport hostports_all jump hostip_hostports
+add rule ip cni_hostport hostports_all jump hostports
+add chain ip cni_hostport prerouting { type nat hook prerouting priority -100 ; }
+flush chain ip cni_hostport prerouting
+add rule ip cni_hostport prerouting fib daddr type local jump hostports_all
+add chain ip cni_hostport output { type nat hook output priority -100 ; }
+flush chain ip cni_hostport output
+add rule ip cni_hostport output fib daddr type local jump hostports_all
+add chain ip cni_hostport masquerading { type nat hook postrouting priority 100 ; }
+add rule ip cni_hostport hostports tcp dport 8080 dnat to 10.0.0.2:80 comment "c"
+add rule ip cni_hostport hostports ip daddr 192.168.1.1 udp dport 53 dnat to 10.0.0.2:53 comment "c"
+add rule ip cni_hostport masquerading ip saddr 10.0.0.2 ip daddr 10.0.0.2 masquerade comment "c"
+add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade comment "c"
+add table ip6 cni_hostport { comment "CNI portmap plugin" ; }
+add chain ip6 cni_hostport hostports
+add chain ip6 cni_hostport hostip_hostports
+add chain ip6 cni_hostport hostports_all
+flush chain ip6 cni_hostport hostports_all
+add rule ip6 cni_hostport hostports_all jump hostip_hostports
+add rule ip6 cni_hostport hostports_all jump hostports
+add chain ip6 cni_hostport prerouting { type nat hook prerouting priority -100 ; }
+flush chain ip6 cni_hostport prerouting
+add rule ip6 cni_hostport prerouting ip6 saddr fd00::/8 fib daddr type local jump hostports_all
+add chain ip6 cni_hostport output { type nat hook output priority -100 ; }
+flush chain ip6 cni_hostport output
+add rule ip6 cni_hostport output ip6 saddr fd00::/8 fib daddr type local jump hostports_all
+add chain ip6 cni_hostport masquerading { type nat hook postrouting priority 100 ; }
+add rule ip6 cni_hostport hostports tcp dport 8080 dnat to [fd00::2]:80 comment "c"
+add rule ip6 cni_hostport masquerading ip6 saddr fd00::2 ip6 daddr fd00::2 masquerade comment "c"
+"#
         );
-        let full = render_add(&o, &spec(), true, &[]);
-        assert!(full.starts_with("add table ip cni_hostport"), "{full}");
-        assert!(full.contains("add table ip6 cni_hostport"), "{full}");
+        let mut all = spec();
+        all.options.masq_all = true;
+        assert_eq!(
+            rules(&all, false)[2..],
+            [(
+                MASQUERADING,
+                "ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade".to_string()
+            )]
+        );
+        all.options.snat = false;
+        assert!(!render_add(&owner(), &all).contains("masquerading"));
     }
 
     #[test]
-    fn parses_listing() {
-        let json = r#"{"nftables": [{"metainfo": {}}, {"map": {"family": "ip", "name": "wasm_hostports", "table": "cni_hostport", "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "n:c"}}, {"concat": ["10.0.0.2", 80]}]]}},
-            {"set": {"name": "wasm_masq", "elem": [{"elem": {"val": {"concat": ["127.0.0.1", "10.0.0.2"]}, "comment": "n:c"}}, {"concat": ["10.0.0.3", "10.0.0.3"]}]}},
-            {"rule": {"family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 7, "comment": "c", "expr": []}}]}"#;
+    fn del_removes_both_layouts() {
+        let json = r#"{"nftables": [{"metainfo": {}},
+            {"chain": {"family": "ip", "table": "cni_hostport", "name": "hostports", "handle": 1}},
+            {"chain": {"family": "ip", "table": "cni_hostport", "name": "wasm_prerouting", "handle": 2}},
+            {"chain": {"family": "ip", "table": "cni_hostport", "name": "wasm_hostports", "handle": 3}},
+            {"map": {"family": "ip", "name": "wasm_hostports", "table": "cni_hostport", "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "n:c"}}, {"concat": ["10.0.0.2", 80]}]]}},
+            {"set": {"name": "wasm_masq", "elem": [{"elem": {"val": {"concat": ["127.0.0.1", "10.0.0.2"]}, "comment": "n:c"}}]}},
+            {"rule": {"family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 7, "comment": "c", "expr": []}},
+            {"rule": {"family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 8, "comment": "other", "expr": []}},
+            {"rule": {"family": "ip", "table": "cni_hostport", "chain": "masquerading", "handle": 9, "comment": "c", "expr": []}}]}"#;
         let st = TableState::parse(false, json).expect("parse");
+        let d = st.deletes_owned(&owner());
         assert_eq!(
-            st.elems[0],
-            (
-                "wasm_hostports".into(),
-                "tcp . 8080".into(),
-                Some("10.0.0.2 . 80".into()),
-                Some("n:c".into())
-            )
+            d.concat(),
+            "delete rule ip cni_hostport hostports handle 7
+delete rule ip cni_hostport masquerading handle 9
+delete element ip cni_hostport wasm_hostports { tcp . 8080 }
+delete element ip cni_hostport wasm_masq { 127.0.0.1 . 10.0.0.2 }
+flush chain ip cni_hostport wasm_prerouting
+flush chain ip cni_hostport wasm_hostports
+delete chain ip cni_hostport wasm_prerouting
+delete chain ip cni_hostport wasm_hostports
+delete map ip cni_hostport wasm_hostports
+delete set ip cni_hostport wasm_masq
+"
         );
-        assert_eq!(
-            st.elems[2],
-            ("wasm_masq".into(), "10.0.0.3 . 10.0.0.3".into(), None, None)
-        );
-        let d = st.deletes_owned("n:c", Some("c"));
-        assert_eq!(
-            d,
-            vec![
-                "delete element ip cni_hostport wasm_hostports { tcp . 8080 }\n".to_string(),
-                "delete element ip cni_hostport wasm_masq { 127.0.0.1 . 10.0.0.2 }\n".to_string(),
-                "delete rule ip cni_hostport hostports handle 7\n".to_string(),
-            ]
-        );
+        // Another attachment's old element keeps the old skeleton.
+        let other = Owner {
+            network: "n".into(),
+            container_id: "x".into(),
+        };
+        assert!(st.deletes_owned(&other).is_empty());
     }
 }
