@@ -225,8 +225,34 @@ fn check_tbf(
     Ok(())
 }
 
+/// The versions upstream's bandwidth supports (`VersionsStartingFrom("0.3.0")`):
+/// it is a chained plugin, and chaining (prevResult) came with 0.3.0.
+const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// ADD and CHECK of a 0.1.0/0.2.0 configuration fail as upstream's skel
+/// fails them (code 1, its text). DEL goes on: it removes by name only.
+fn supported_version(inv: &Invocation) -> CniResultOf<()> {
+    if matches!(inv.cni_version.as_str(), "0.1.0" | "0.2.0") {
+        let list: Vec<String> = SUPPORTED_VERSIONS
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect();
+        return Err(
+            CniError::new(code::INCOMPATIBLE_VERSION, "incompatible CNI versions").with_details(
+                format!(
+                    "config is {:?}, plugin supports [{}]",
+                    inv.cni_version,
+                    list.join(" ")
+                ),
+            ),
+        );
+    }
+    Ok(())
+}
+
 impl BandwidthPlugin for Bandwidth {
     fn add<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+        supported_version(inv)?;
         let l = limits(&inv.config)?;
         if l.is_zero() {
             return Ok(inv.prev_result.clone().unwrap_or_default());
@@ -275,6 +301,7 @@ impl BandwidthPlugin for Bandwidth {
     }
 
     fn check<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+        supported_version(inv)?;
         let l = limits(&inv.config)?;
         let prev = prev(inv)?;
         let a = open(host, inv, prev)?;

@@ -274,3 +274,28 @@ fn gc_deletes_only_stale_ifbs() {
     Bandwidth::gc(&mut host, &inv, &valid).expect("gc");
     assert_eq!(host.tc.ifb_names(), vec![live]);
 }
+
+/// cniVersion 0.1.0/0.2.0: ADD and CHECK fail with code 1 and upstream's
+/// text (its VersionsStartingFrom("0.3.0")); DEL goes on.
+#[test]
+fn versions_before_0_3_0_are_refused_as_upstream() {
+    for v in ["0.1.0", "0.2.0"] {
+        let (mut host, inv) = setup(conf(
+            json!({"cniVersion": v, "ingressRate": 8000, "ingressBurst": 800}),
+        ));
+        let e = Bandwidth::add(&mut host, &inv).unwrap_err();
+        assert_eq!(e.code, code::INCOMPATIBLE_VERSION, "{v}");
+        assert_eq!(e.msg, "incompatible CNI versions");
+        assert_eq!(
+            e.details,
+            format!("config is \"{v}\", plugin supports [\"0.3.0\" \"0.3.1\" \"0.4.0\" \"1.0.0\" \"1.1.0\"]")
+        );
+        assert_eq!(
+            Bandwidth::check(&mut host, &inv).unwrap_err().code,
+            code::INCOMPATIBLE_VERSION
+        );
+        Bandwidth::del(&mut host, &inv).unwrap();
+    }
+    let (mut host, inv) = setup(conf(json!({"cniVersion": "0.3.0"})));
+    Bandwidth::add(&mut host, &inv).unwrap();
+}
