@@ -283,7 +283,7 @@ fn versions_before_0_3_0_are_refused_as_upstream() {
         let (mut host, inv) = setup(conf(
             json!({"cniVersion": v, "ingressRate": 8000, "ingressBurst": 800}),
         ));
-        let e = Bandwidth::add(&mut host, &inv).unwrap_err();
+        let e = Bandwidth::add(&mut host, &inv).expect_err("refused");
         assert_eq!(e.code, code::INCOMPATIBLE_VERSION, "{v}");
         assert_eq!(e.msg, "incompatible CNI versions");
         assert_eq!(
@@ -291,11 +291,11 @@ fn versions_before_0_3_0_are_refused_as_upstream() {
             format!("config is \"{v}\", plugin supports [\"0.3.0\" \"0.3.1\" \"0.4.0\" \"1.0.0\" \"1.1.0\"]")
         );
         assert_eq!(
-            Bandwidth::check(&mut host, &inv).unwrap_err().code,
+            Bandwidth::check(&mut host, &inv).expect_err("refused").code,
             code::INCOMPATIBLE_VERSION
         );
-        Bandwidth::del(&mut host, &inv).unwrap();
+        Bandwidth::del(&mut host, &inv).expect("del goes on");
     }
     let (mut host, inv) = setup(conf(json!({"cniVersion": "0.3.0"})));
-    Bandwidth::add(&mut host, &inv).unwrap();
+    Bandwidth::add(&mut host, &inv).expect("0.3.0");
 }
