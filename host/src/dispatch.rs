@@ -241,6 +241,7 @@ pub fn run_module(
     } else {
         None
     };
+    let is_add = matches!(what, Call::Add);
     let out = sandbox::invoke(
         &rt.engine,
         &loaded,
@@ -261,6 +262,19 @@ pub fn run_module(
     // module's own error, if any, is the one reported.
     let deferred = call.finish_deferred();
     let out = out?;
+    if let (true, Some(r)) = (is_add, &out) {
+        let prev = call.invocation.prev_result.clone().map(convert::from_wit);
+        if let Err(e) = crate::caps::claims::check(
+            loaded.meta.kind,
+            &call.invocation.netns,
+            prev.as_ref(),
+            &call.done(),
+            &convert::from_wit(r.clone()),
+        ) {
+            call.rollback();
+            return Err(e);
+        }
+    }
     deferred.map_err(|e| CniError {
         code: e.code,
         msg: e.msg,
@@ -429,6 +443,7 @@ fn execute(
         undo: Default::default(),
         deferred: Default::default(),
         deadline_at: Instant::now() + rt.limits.deadline,
+        issued: Default::default(),
     };
     let call = Arc::new(call);
     let out = run_module(rt, plugin_type, call.clone(), what)?;

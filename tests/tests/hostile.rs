@@ -343,3 +343,56 @@ fn a_sleeping_module_is_bounded_by_its_deadline() {
         "lo must be back down: {flags}"
     );
 }
+
+/// A module called for one attachment (net1) cannot change the pod's other
+/// interface (eth0): the container side of a call is CNI_IFNAME and lo.
+#[test]
+fn a_module_cannot_touch_another_attachments_interface() {
+    let i = with_hostile("other-iface");
+    let ns = Netns::new("otheriface");
+    ns.exec("ip link add eth0 type veth peer name peer0");
+    ns.exec("ip link set eth0 up");
+    let path = ns.path();
+    let mut env = add_env(&path);
+    env.retain(|(k, _)| *k != "CNI_IFNAME");
+    env.push(("CNI_IFNAME", "net1"));
+    let e = i
+        .plugin("hostile", &env, &hostile_conf("other-iface", json!({})))
+        .err(7);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not this attachment's"),
+        "{e}"
+    );
+    let flags = ns.exec("ip -o link show eth0");
+    assert!(flags.contains("UP"), "eth0 must stay up: {flags}");
+}
+
+/// A result reaches the runtime (and the next plugin, which acts on it)
+/// only if it claims what the call did: no other netns, no address this
+/// call's IPAM did not issue, no control characters.
+#[test]
+fn a_module_cannot_claim_what_its_call_did_not_do() {
+    let i = with_hostile("claims");
+    let ns = Netns::new("claims");
+    for (mode, says) in [
+        ("claim-netns", "sandbox"),
+        ("claim-ip", "10.99.0.7"),
+        ("claim-dns", "control character"),
+    ] {
+        let r = i.plugin(
+            "hostile",
+            &add_env(&ns.path()),
+            &hostile_conf(mode, json!({})),
+        );
+        let e = r.err(999);
+        assert!(
+            e["msg"].as_str().unwrap_or("").contains(says),
+            "{mode}: {e}"
+        );
+        // an error, and only that: no result reached the runtime
+        assert!(e.get("interfaces").is_none() && e.get("dns").is_none(), "{e}");
+    }
+}

@@ -63,6 +63,7 @@ pub fn delegate_until(
             undo: Default::default(),
             deferred: Default::default(),
             deadline_at: until,
+            issued: Default::default(),
         };
         return crate::dispatch::run_module(rt, &t, std::sync::Arc::new(nested), what)
             .map_err(to_wit);
@@ -112,6 +113,13 @@ impl Host for StoreData {
             c.journal(super::undo::Undo::IpamDel);
         }
         let r = self.delegate(Command::Add);
+        if let (Some(c), Ok(Some(res))) = (&self.call, &r) {
+            c.issue(
+                res.ips
+                    .iter()
+                    .filter_map(|ip| ip.address.split('/').next()?.parse().ok()),
+            );
+        }
         Ok(r.and_then(|r| {
             r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))
         }))

@@ -3,6 +3,7 @@
 //! stays inside what this invocation scopes.
 
 pub mod bindings;
+pub mod claims;
 pub mod convert;
 pub mod host_net;
 pub mod ipam;
@@ -38,6 +39,9 @@ pub struct CallContext {
     /// delegated IPAM) share it, except the undo of a failed ADD, which
     /// gets a budget of its own (`undo::UNDO_BUDGET`).
     pub deadline_at: std::time::Instant,
+    /// Addresses this call's IPAM issued or its module configured in the
+    /// container: what an interface module's result may claim.
+    pub issued: std::sync::Mutex<Vec<std::net::IpAddr>>,
 }
 
 /// A deferred teardown step: on its thread, or already run in place when no
@@ -99,6 +103,33 @@ impl CallContext {
             }
         }
         first
+    }
+}
+
+impl CallContext {
+    /// Records addresses this call may claim in its result.
+    pub fn issue(&self, addrs: impl IntoIterator<Item = std::net::IpAddr>) {
+        match self.issued.lock() {
+            Ok(mut v) => v.extend(addrs),
+            Err(p) => p.into_inner().extend(addrs),
+        }
+    }
+
+    /// What this call did that its result may mention.
+    pub fn done(&self) -> claims::Done {
+        let issued = match self.issued.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let created = match self.undo.lock() {
+            Ok(j) => j.iter().filter_map(undo::Undo::created_link).collect(),
+            Err(p) => p
+                .into_inner()
+                .iter()
+                .filter_map(undo::Undo::created_link)
+                .collect(),
+        };
+        claims::Done { issued, created }
     }
 }
 

@@ -143,6 +143,24 @@ impl Host for StoreData {
 }
 
 impl StoreData {
+    /// A link this call may change inside the container: its own
+    /// interface (CNI_IFNAME) or `lo`. Another attachment's interface of
+    /// the same pod (eth0 while this call is for net1) is not this call's.
+    fn container_link(&self, name: &str) -> Result<(), CniError> {
+        check_link_name(name)?;
+        match &self.call {
+            Some(c) if name != c.invocation.ifname && name != "lo" => Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("link {name} in the container is not this attachment's"),
+                format!(
+                    "a module changes only its own interface (CNI_IFNAME {}) and lo in the container",
+                    c.invocation.ifname
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn journal(&self, undo: Undo) {
         if let Some(c) = &self.call {
             c.journal(undo);
@@ -189,7 +207,7 @@ impl HostNamespace for StoreData {
         name: String,
         up: bool,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        if let Err(e) = check_link_name(&name) {
+        if let Err(e) = self.container_link(&name) {
             return Ok(Err(e));
         }
         let ns = self.ns(&r)?;
@@ -235,7 +253,7 @@ impl HostNamespace for StoreData {
         name: String,
         cidr: String,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let addr = match check_link_name(&name).and_then(|_| parse_cidr(&cidr)) {
+        let addr = match self.container_link(&name).and_then(|_| parse_cidr(&cidr)) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
@@ -246,6 +264,9 @@ impl HostNamespace for StoreData {
             .add_address(&name, addr)
             .map_err(|e| kernel_error("adding address", e));
         if res.is_ok() {
+            if let Some(c) = &self.call {
+                c.issue([addr.ip]);
+            }
             self.journal(Undo::DelAddress {
                 netns: path,
                 link: name,
@@ -261,7 +282,7 @@ impl HostNamespace for StoreData {
         name: String,
         cidr: String,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let addr = match check_link_name(&name).and_then(|_| parse_cidr(&cidr)) {
+        let addr = match self.container_link(&name).and_then(|_| parse_cidr(&cidr)) {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
@@ -303,7 +324,10 @@ impl HostNamespace for StoreData {
         name: String,
         route: Route,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let route = match check_link_name(&name).and_then(|_| route_from_wit(&route)) {
+        let route = match self
+            .container_link(&name)
+            .and_then(|_| route_from_wit(&route))
+        {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };

@@ -50,6 +50,17 @@ pub enum Undo {
     SpoofcheckDel,
 }
 
+impl Undo {
+    /// The name of the host link this step removes, if it removes one
+    /// the call created.
+    pub fn created_link(&self) -> Option<String> {
+        match self {
+            Undo::DelIfb { name } | Undo::DelHostLink { name } => Some(name.clone()),
+            _ => None,
+        }
+    }
+}
+
 impl CallContext {
     /// Records an inverse, only while running ADD.
     pub fn journal(&self, undo: Undo) {
