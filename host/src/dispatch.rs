@@ -423,7 +423,7 @@ fn execute(
         Command::Check => Call::Check,
         Command::Status => Call::Status,
         Command::Gc => Call::Gc(
-            config::valid_attachments(&conf.raw)?
+            crate::inflight::gc_valid(&conf.raw, &conf.name)?
                 .into_iter()
                 .map(|(container_id, ifname)| wit::Attachment {
                     container_id,
@@ -445,6 +445,10 @@ fn execute(
         deadline_at: Instant::now() + rt.limits.deadline,
         issued: Default::default(),
     };
+    // Seen by a concurrent GC until the result is written (see inflight).
+    let _in_flight = (env.command == Command::Add)
+        .then(|| crate::inflight::mark(&conf.name, &env.container_id, &env.ifname))
+        .flatten();
     let call = Arc::new(call);
     let out = run_module(rt, plugin_type, call.clone(), what)?;
     let rendered = match (env.command, out) {

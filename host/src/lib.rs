@@ -6,6 +6,7 @@ pub mod caps;
 pub mod cli;
 pub mod delegate_exec;
 pub mod dispatch;
+pub mod inflight;
 pub mod kernel;
 pub mod logging;
 pub mod process;

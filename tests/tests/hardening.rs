@@ -686,3 +686,117 @@ fn a_full_disk_is_named_in_the_error() {
     );
     assert!(left.iter().all(|n| n == "lock"), "{left:?}");
 }
+
+/// GC racing an ADD (#21): a GC whose valid list was taken before an ADD
+/// began must not release that ADD's address while the ADD still runs. The
+/// IPAM here is a wrapper that allocates through host-local, then holds the
+/// ADD for 3 s; a GC listing only the other pod runs meanwhile.
+#[test]
+fn gc_never_frees_an_add_in_flight() {
+    let node = Node::new("h-gcrace");
+    let slow = node.install.bin_dir().join("slow-ipam");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\ncfg=$(cat)\nout=$(printf %s \"$cfg\" | \"$(dirname \"$0\")/host-local\")\nrc=$?\n\
+         if [ \"$CNI_COMMAND\" = ADD ]; then sleep 3; fi\nprintf %s \"$out\"\nexit $rc\n",
+    )
+    .expect("write wrapper");
+    sh(&format!("chmod 0755 {}", slow.display()));
+    let net = "gcrace";
+    let conf = |extra: Value| {
+        let mut c = json!({
+            "cniVersion": "1.1.0", "name": net, "type": "bridge", "bridge": "gcbr0",
+            "isGateway": true,
+            "ipam": {"type": "slow-ipam", "subnet": "10.89.0.0/24", "dataDir": node.data_dir()}
+        });
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        c.to_string()
+    };
+    let pod_a = Netns::new("h-gcrace-a");
+    let pod_b = Netns::new("h-gcrace-b");
+    node.run(
+        "bridge",
+        "ADD",
+        "podA",
+        &pod_a.path(),
+        &conf(json!({})),
+        &[],
+    )
+    .ok();
+    // B's ADD, in flight while the GC runs
+    let b = {
+        let bin = node.install.bin_dir().join("bridge");
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &node.ns.name]).arg(bin);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CNI_PATH", node.install.bin_dir())
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", "podB")
+            .env("CNI_NETNS", pod_b.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("WASM_CNI_CACHE_DIR", node.install.cache_dir())
+            .env("WASM_CNI_LOG_FILE", node.install.log_file())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn ADD of B");
+        if let Some(mut si) = child.stdin.take() {
+            use std::io::Write;
+            let _ = si.write_all(conf(json!({})).as_bytes());
+        }
+        child
+    };
+    // wait until B's address is allocated (its IPAM now sleeps)
+    let t = Instant::now();
+    while !node
+        .allocations(net)
+        .iter()
+        .any(|(_, c)| c.starts_with("podB"))
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "B never allocated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = json!({"cni.dev/valid-attachments": [{"containerID": "podA", "ifname": "eth0"}]});
+    let gc = node.run("bridge", "GC", "", "", &conf(listed), &[]);
+    gc.ok();
+    assert!(
+        node.allocations(net)
+            .iter()
+            .any(|(_, c)| c.starts_with("podB")),
+        "GC freed the address of an ADD in flight: {:?}",
+        node.allocations(net)
+    );
+    let out = b.wait_with_output().expect("wait ADD of B");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let log = std::fs::read_to_string(node.install.log_file()).unwrap_or_default();
+    assert!(
+        log.contains("ADD is in flight"),
+        "the GC did not say why it kept B"
+    );
+    // once B's ADD is over, a GC with the same list does release it
+    let gc = node.run("bridge", "GC", "", "", &conf(listed_a()), &[]);
+    gc.ok();
+    assert!(
+        !node
+            .allocations(net)
+            .iter()
+            .any(|(_, c)| c.starts_with("podB")),
+        "{:?}",
+        node.allocations(net)
+    );
+    for (cid, pod) in [("podA", &pod_a), ("podB", &pod_b)] {
+        node.run("bridge", "DEL", cid, &pod.path(), &conf(json!({})), &[])
+            .ok();
+    }
+}
+
+fn listed_a() -> Value {
+    json!({"cni.dev/valid-attachments": [{"containerID": "podA", "ifname": "eth0"}]})
+}

@@ -828,7 +828,7 @@ pub fn masquerade_gc(call: &CallContext) -> Result<Vec<String>, CniError> {
             e.to_string(),
         )
     })?;
-    let valid = crate::protocol::config::valid_attachments(&config)
+    let valid = crate::inflight::gc_valid(&config, &call.invocation.network_name)
         .map_err(|e| cap_error(e.code, e.msg, e.details))?;
     let network = &call.invocation.network_name;
     let fw = &call.runtime.kernels.hostfw;

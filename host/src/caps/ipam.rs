@@ -186,7 +186,7 @@ fn module_call(call: &CallContext, command: Command) -> Result<Call, CniError> {
                         e.to_string(),
                     )
                 })?;
-            let valid = crate::protocol::config::valid_attachments(&config)
+            let valid = crate::inflight::gc_valid(&config, &call.invocation.network_name)
                 .map_err(|e| cap_error(e.code, e.msg, e.details))?;
             Call::Gc(
                 valid

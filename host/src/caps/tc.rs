@@ -543,7 +543,7 @@ fn gc_ifb(call: &CallContext, name: &str) -> Result<(), CniError> {
             e.to_string(),
         )
     })?;
-    let valid = crate::protocol::config::valid_attachments(&raw)
+    let valid = crate::inflight::gc_valid(&raw, &call.invocation.network_name)
         .map_err(|e| cap_error(e.code, e.msg, e.details))?;
     if let Some((cid, _)) = valid
         .iter()
