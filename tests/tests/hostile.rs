@@ -393,6 +393,9 @@ fn a_module_cannot_claim_what_its_call_did_not_do() {
             "{mode}: {e}"
         );
         // an error, and only that: no result reached the runtime
-        assert!(e.get("interfaces").is_none() && e.get("dns").is_none(), "{e}");
+        assert!(
+            e.get("interfaces").is_none() && e.get("dns").is_none(),
+            "{e}"
+        );
     }
 }
