@@ -310,17 +310,15 @@ fn capacity_200_parallel_pods_on_150_addresses() {
     let ours = campaign(true);
     // The reference takes minutes here (iptables lock contention: ~40 s of
     // ADDs, ~2 min of DELs on 2 cores): opt-in.
-    let reference = if std::env::var("WASM_CNI_CAMPAIGN_REFERENCE").as_deref() == Ok("1") {
-        campaign(false)
-    } else {
-        eprintln!("[capacity] reference: skipped (WASM_CNI_CAMPAIGN_REFERENCE=1 runs it)");
-        Figures::default()
-    };
+    let reference = (std::env::var("WASM_CNI_CAMPAIGN_REFERENCE").as_deref() == Ok("1"))
+        .then(|| campaign(false));
     eprintln!(
         "[capacity] total {:.0} s\n[capacity] ours:      {}\n[capacity] reference: {}",
         start.elapsed().as_secs_f64(),
         ours.line(),
-        reference.line()
+        reference
+            .map(|r| r.line())
+            .unwrap_or_else(|| "skipped (WASM_CNI_CAMPAIGN_REFERENCE=1 runs it)".into())
     );
     let mut problems = Vec::new();
     if ours.ok != USABLE {

@@ -689,6 +689,64 @@ fn mutate_targeted(r: &mut Rng, v: &mut Value, ty: &str, desc: &mut Vec<String>)
     tolerable
 }
 
+/// One or two changes a DEL of a valid config must tolerate (CNI spec: DEL
+/// completes even if resources are missing; issue #15 item 7: an unusable
+/// module cache or log file, invalid portMappings; item 1: non-UTF-8 env).
+fn tolerable_del(r: &mut Rng, case: &mut Case, conf: &mut Value, ty: &str, c: &Ctx) {
+    for _ in 0..1 + r.below(2) {
+        match r.below(8) {
+            0 => {
+                case.desc.push("X=<0xff>".into());
+                case.set("X", os(b"\xff"));
+            }
+            1 => {
+                case.desc.push("<0xff>NAME=1".into());
+                case.env.push((os(b"\xffNAME"), "1".into()));
+            }
+            2 => {
+                let v = format!("{}/regular-file", c.tmp);
+                case.desc.push(format!("WASM_CNI_CACHE_DIR={v}"));
+                case.set("WASM_CNI_CACHE_DIR", v.into());
+            }
+            3 => {
+                let v = format!("{}/missing/cache", c.tmp);
+                case.desc.push(format!("WASM_CNI_CACHE_DIR={v}"));
+                case.set("WASM_CNI_CACHE_DIR", v.into());
+            }
+            4 => {
+                case.desc.push("WASM_CNI_CACHE_DIR=/proc/x".into());
+                case.set("WASM_CNI_CACHE_DIR", "/proc/x".into());
+            }
+            5 => {
+                let v = format!("{}/missing/dir/log", c.tmp);
+                case.desc.push(format!("WASM_CNI_LOG_FILE={v}"));
+                case.set("WASM_CNI_LOG_FILE", v.into());
+            }
+            6 => {
+                case.desc.push("CNI_NETNS=/nonexistent/ns".into());
+                case.set("CNI_NETNS", "/nonexistent/ns".into());
+            }
+            _ if ty == "portmap" => {
+                let pm = r
+                    .pick(&[
+                        json!({"hostPort": 65536, "containerPort": 80, "protocol": "tcp"}),
+                        json!({"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "not-an-ip"}),
+                        json!({"hostPort": 8082, "containerPort": 80, "protocol": "bogus"}),
+                        json!({"hostPort": -1, "containerPort": 80, "protocol": "tcp"}),
+                    ])
+                    .clone();
+                case.desc.push(format!("portMappings [{pm}]"));
+                put(conf, &["runtimeConfig", "portMappings"], json!([pm]));
+            }
+            _ => {
+                case.desc
+                    .push("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=x".into());
+                case.set("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=x".into());
+            }
+        }
+    }
+}
+
 const CNI_VARS: &[&str] = &[
     "CNI_COMMAND",
     "CNI_CONTAINERID",
@@ -935,13 +993,12 @@ fn gen(seed: u64, ty: &str, idx: usize, c: &Ctx) -> Case {
     let bases = bases(ty, c);
     let (mut conf, base_env) = r.pick(&bases).clone();
     let command = match r.below(20) {
-        0..=13 => "ADD",
-        14 => "DEL",
-        15 => "CHECK",
-        16 => "VERSION",
-        17 => "GC",
-        18 => "STATUS",
-        _ => "ADD",
+        0..=12 => "ADD",
+        13..=15 => "DEL",
+        16 => "CHECK",
+        17 => "VERSION",
+        18 => "GC",
+        _ => "STATUS",
     };
     let mut env: Vec<(OsString, OsString)> = vec![
         ("PATH".into(), path_env()),
@@ -973,6 +1030,15 @@ fn gen(seed: u64, ty: &str, idx: usize, c: &Ctx) -> Case {
     let n = if r.one_in(6) { 0 } else { 1 + r.below(3) };
     let mut byte_mut = false;
     let mut tolerable = true;
+    if command == "DEL" && r.one_in(2) {
+        // half the DELs get only what a teardown must tolerate
+        tolerable_del(&mut r, &mut case, &mut conf, ty, c);
+        case.stdin = serde_json::to_vec(&conf).expect("serialise");
+        case.command = b"DEL".to_vec();
+        case.del_must_succeed = true;
+        case.desc.push("(a DEL that must succeed)".into());
+        return case;
+    }
     for _ in 0..n {
         match r.below(10) {
             0..=2 => tolerable &= mutate_env(&mut r, &mut case, c),
