@@ -444,6 +444,7 @@ fn execute(
         deferred: Default::default(),
         deadline_at: Instant::now() + rt.limits.deadline,
         issued: Default::default(),
+        objects: Default::default(),
     };
     // Seen by a concurrent GC until the result is written (see inflight).
     let _in_flight = (env.command == Command::Add)

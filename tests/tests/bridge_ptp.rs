@@ -918,3 +918,45 @@ fn macspoofchk_interop_with_the_reference_bridge() {
         assert!(h.allocations(&net).is_empty());
     }
 }
+
+/// Host-side writes on the module's own bridge are undone when its ADD
+/// fails (#22 item 2): routes stealing the node's egress and an address.
+/// And one call cannot create more kernel objects than its quota (#22
+/// item 5): refused, and what it made is undone.
+#[test]
+fn host_side_writes_are_undone_and_bounded() {
+    let h = Host::with_fixture("hijack");
+    let a = Netns::new("hij");
+    let routes_before = h.ns.exec("ip route show");
+    let conf = json!({"cniVersion": "1.0.0", "name": "hijack", "type": "hostnet-abuse",
+        "abuse": "route-hijack", "bridge": "hjbr0"})
+    .to_string();
+    let e = h
+        .ours("hostnet-abuse", "ADD", "hj", &a.path(), &conf)
+        .err(999);
+    assert!(e["msg"].as_str().unwrap_or("").contains("hijack"), "{e}");
+    let routes = h.ns.exec("ip route show");
+    assert!(
+        !routes.contains("0.0.0.0/1") && !routes.contains("128.0.0.0/1"),
+        "hijack routes stayed: {routes}"
+    );
+    assert_eq!(routes, routes_before);
+    assert!(!h.ns.exec("ip -o addr show").contains("192.0.2.1"));
+
+    let conf = json!({"cniVersion": "1.0.0", "name": "flood", "type": "hostnet-abuse",
+        "abuse": "flood", "bridge": "flbr0"})
+    .to_string();
+    let e = h
+        .ours("hostnet-abuse", "ADD", "fl", &a.path(), &conf)
+        .err(7);
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("kernel objects"),
+        "{e}"
+    );
+    let left = h.ns.exec("ip -o addr show dev flbr0");
+    assert!(
+        !left.contains("10.100."),
+        "flood addresses stayed: {} lines",
+        left.lines().count()
+    );
+}

@@ -300,6 +300,7 @@ impl ScopeHandle {
             ));
         }
         let mac = config.container_mac.as_deref().map(parse_mac).transpose()?;
+        self.call.charge(2, "creating a veth pair")?;
         // Opened first so a gone netns is reported as such (code 3).
         self.container()?;
         let spec = VethSpec {
@@ -756,6 +757,9 @@ impl Host for StoreData {
         let Some(call) = self.call.clone() else {
             return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
         };
+        if let Err(e) = call.charge(addresses.len(), "masquerading addresses") {
+            return Ok(Err(e));
+        }
         Ok(masquerade_add(&call, backend, &addresses))
     }
 
@@ -1083,6 +1087,7 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "adding a vlan")?;
             let v = parse_vlan(&vlan)?;
+            s.call.charge(1, "adding a vlan")?;
             s.host
                 .add_port_vlan(&name, v)
                 .map_err(|e| kernel_error("adding a vlan", e))
@@ -1133,9 +1138,16 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "adding an address")?;
             let a = parse_cidr(&cidr)?;
+            s.call.charge(1, "adding an address")?;
             s.host
                 .add_address(&name, a)
-                .map_err(|e| kernel_error("adding an address", e))
+                .map_err(|e| kernel_error("adding an address", e))?;
+            s.call.journal(Undo::DelAddress {
+                netns: HOST_NETNS.to_string(),
+                link: name.clone(),
+                addr: a,
+            });
+            Ok(())
         })
     }
 
@@ -1180,9 +1192,16 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "adding a route")?;
             let rt = route_from_wit(&route)?;
+            s.call.charge(1, "adding a route")?;
             s.host
                 .add_route(&name, &rt)
-                .map_err(|e| kernel_error("adding a route", e))
+                .map_err(|e| kernel_error("adding a route", e))?;
+            s.call.journal(Undo::DelRoute {
+                netns: HOST_NETNS.to_string(),
+                link: name.clone(),
+                route: rt,
+            });
+            Ok(())
         })
     }
 

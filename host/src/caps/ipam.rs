@@ -64,6 +64,7 @@ pub fn delegate_until(
             deferred: Default::default(),
             deadline_at: until,
             issued: Default::default(),
+            objects: Default::default(),
         };
         return crate::dispatch::run_module(rt, &t, std::sync::Arc::new(nested), what)
             .map_err(to_wit);

@@ -42,7 +42,16 @@ pub struct CallContext {
     /// Addresses this call's IPAM issued or its module configured in the
     /// container: what an interface module's result may claim.
     pub issued: std::sync::Mutex<Vec<std::net::IpAddr>>,
+    /// Kernel objects this call has created so far (see `charge`).
+    pub objects: std::sync::atomic::AtomicUsize,
 }
+
+/// The most kernel objects (links, addresses, routes, vlans, masquerade
+/// entries, port mappings, qdiscs) one call may create: far above any real
+/// attachment (a dual-stack pod with a few dozen hostPorts is under 100),
+/// far below what floods a node (a module once added 13,113 addresses and
+/// 65,535 port mappings in one call).
+pub const MAX_OBJECTS_PER_CALL: usize = 4096;
 
 /// A deferred teardown step: on its thread, or already run in place when no
 /// thread could be had.
@@ -113,6 +122,22 @@ impl CallContext {
             Ok(mut v) => v.extend(addrs),
             Err(p) => p.into_inner().extend(addrs),
         }
+    }
+
+    /// Counts `n` objects about to be created toward the call's quota;
+    /// refuses (creating nothing) past `MAX_OBJECTS_PER_CALL`.
+    pub fn charge(&self, n: usize, what: &str) -> Result<(), wit::CniError> {
+        use std::sync::atomic::Ordering;
+        let before = self.objects.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > MAX_OBJECTS_PER_CALL {
+            self.objects.fetch_sub(n, Ordering::Relaxed);
+            return Err(cap_error(
+                crate::protocol::error::code::INVALID_NETWORK_CONFIG,
+                format!("{what}: this call would create more than {MAX_OBJECTS_PER_CALL} kernel objects"),
+                format!("{before} created so far, {n} more asked; one attachment needs far fewer"),
+            ));
+        }
+        Ok(())
     }
 
     /// What this call did that its result may mention.

@@ -331,6 +331,8 @@ impl Host for StoreData {
             let c = call(self)?;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
+            let rules: usize = spec.families.iter().map(|f| f.mappings.len()).sum();
+            c.charge(rules, "installing port mappings")?;
             c.runtime
                 .kernels
                 .firewall

@@ -257,6 +257,9 @@ impl HostNamespace for StoreData {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
+        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding an address")) {
+            return Ok(Err(e));
+        }
         let ns = self.ns(&r)?;
         let path = ns.path.clone();
         let res = ns
@@ -331,6 +334,9 @@ impl HostNamespace for StoreData {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
+        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding a route")) {
+            return Ok(Err(e));
+        }
         Ok(self
             .ns(&r)?
             .ops

@@ -30,6 +30,12 @@ pub enum Undo {
         link: String,
         addr: Addr,
     },
+    /// A route this call added (host side; the container's go with its link).
+    DelRoute {
+        netns: String,
+        link: String,
+        route: crate::kernel::RouteInfo,
+    },
     /// The delegated IPAM allocated: release it.
     IpamDel,
     /// Port mappings were installed for this attachment: remove them.
@@ -100,6 +106,13 @@ impl CallContext {
                     .netns
                     .open_netns(netns)
                     .and_then(|mut ns| ns.add_address(link, *addr))
+                    .map_err(|e| e.to_string()),
+                Undo::DelRoute { netns, link, route } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.del_route(link, route))
                     .map_err(|e| e.to_string()),
                 Undo::IpamDel => super::ipam::delegate_until(
                     self,
