@@ -253,6 +253,9 @@ pub fn run_module(
     // What the module may have planted for the next caller (or for the
     // reference plugin sharing the directory) to follow goes now.
     if let Some(dir) = &state {
+        if out.is_err() {
+            dir.discard_if_unused();
+        }
         let planted = statedir::scrub(&dir.path);
         if planted > 0 {
             tracing::warn!(module = plugin_type, removed = planted, "the module left symlinks, special files or directories in its state directory; removed");

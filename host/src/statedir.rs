@@ -17,8 +17,28 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 /// An open, locked network state directory. The lock is released on drop.
 pub struct StateDir {
     pub path: PathBuf,
+    /// Whether this call created the directory (see `discard_if_unused`).
+    created: bool,
     /// None only for a DEL on a read-only directory, where nobody can write.
     _lock: Option<Flock<File>>,
+}
+
+impl StateDir {
+    /// After a failed call: a directory this call created and that holds
+    /// only its lock goes again, so a refused configuration leaves nothing
+    /// on disk (the reference writes nothing before its config is valid).
+    pub fn discard_if_unused(&self) {
+        if !self.created {
+            return;
+        }
+        let only_lock = fs::read_dir(&self.path)
+            .map(|d| d.flatten().all(|e| e.file_name() == "lock"))
+            .unwrap_or(false);
+        if only_lock {
+            let _ = fs::remove_file(self.path.join("lock"));
+            let _ = fs::remove_dir(&self.path);
+        }
+    }
 }
 
 /// Removes from `dir` every entry that is not a regular file: symlinks
@@ -91,7 +111,8 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
         ));
     }
     let path = Path::new(base).join(network);
-    if del && !path.is_dir() {
+    let created = !path.is_dir();
+    if del && created {
         return Ok(None);
     }
     fs::DirBuilder::new()
@@ -129,7 +150,11 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
                 Ok(f) => f,
                 Err(_) => {
                     tracing::warn!(dir = %path.display(), error = %e, "state directory is read-only; DEL goes on without its lock");
-                    return Ok(Some(StateDir { path, _lock: None }));
+                    return Ok(Some(StateDir {
+                        path,
+                        created,
+                        _lock: None,
+                    }));
                 }
             }
         }
@@ -150,6 +175,7 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
     })?;
     Ok(Some(StateDir {
         path,
+        created,
         _lock: Some(lock),
     }))
 }
@@ -184,6 +210,27 @@ mod tests {
         assert!(fs::symlink_metadata(dir.join("lock")).unwrap().is_file());
         assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
         drop(opened);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_failed_first_call_leaves_no_directory() {
+        let root = std::env::temp_dir().join(format!("wcni-discard-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let config = serde_json::json!({"ipam": {"dataDir": root}});
+        let d = open(&config, "net", false).unwrap().unwrap();
+        d.discard_if_unused();
+        assert!(!root.join("net").exists());
+        // an existing one stays, and one holding an allocation stays
+        let d = open(&config, "net", false).unwrap().unwrap();
+        fs::write(root.join("net").join("10.0.0.2"), "x\r\neth0").unwrap();
+        d.discard_if_unused();
+        assert!(root.join("net").join("10.0.0.2").exists());
+        drop(d);
+        let d = open(&config, "net", false).unwrap().unwrap();
+        fs::remove_file(root.join("net").join("10.0.0.2")).unwrap();
+        d.discard_if_unused();
+        assert!(root.join("net").join("lock").exists());
         let _ = fs::remove_dir_all(&root);
     }
 

@@ -800,3 +800,25 @@ fn gc_never_frees_an_add_in_flight() {
 fn listed_a() -> Value {
     json!({"cni.dev/valid-attachments": [{"containerID": "podA", "ifname": "eth0"}]})
 }
+
+/// A configuration host-local refuses leaves nothing on disk, as with the
+/// reference (the state directory was created before the module ran).
+#[test]
+fn a_refused_ipam_config_writes_nothing() {
+    let node = Node::new("h-refused");
+    for ipam in [
+        json!({"type": "host-local", "dataDir": node.data_dir()}),
+        json!({"type": "host-local", "dataDir": node.data_dir(), "ranges": "x"}),
+    ] {
+        let conf =
+            json!({"cniVersion": "1.0.0", "name": "refnet", "type": "host-local", "ipam": ipam})
+                .to_string();
+        let r = node.run("host-local", "ADD", "rf1", NO_NETNS, &conf, &[]);
+        assert_ne!(r.code, 0, "{}", r.stdout);
+        assert!(
+            !node.data_dir().join("refnet").exists(),
+            "a refused config left {}",
+            node.data_dir().join("refnet").display()
+        );
+    }
+}
