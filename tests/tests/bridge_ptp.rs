@@ -953,6 +953,27 @@ fn host_side_writes_are_undone_and_bounded() {
         e["msg"].as_str().unwrap_or("").contains("kernel objects"),
         "{e}"
     );
+    // the node's forwarding: never turned off, and back as it was after
+    // a failed ADD that turned it on
+    h.ns.exec("sysctl -qw net.ipv4.ip_forward=0");
+    let conf = json!({"cniVersion": "1.0.0", "name": "fwd", "type": "hostnet-abuse",
+        "abuse": "forward-then-fail"})
+    .to_string();
+    h.ours("hostnet-abuse", "ADD", "fw", &a.path(), &conf)
+        .err(999);
+    assert_eq!(h.ns.exec("sysctl -n net.ipv4.ip_forward").trim(), "0");
+    h.ns.exec("sysctl -qw net.ipv4.ip_forward=1");
+    let conf = json!({"cniVersion": "1.0.0", "name": "fwd", "type": "hostnet-abuse",
+        "abuse": "sysctl-value", "target": "net/ipv4/ip_forward"})
+    .to_string();
+    let e = h
+        .ours("hostnet-abuse", "ADD", "fw", &a.path(), &conf)
+        .err(7);
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("only be set to 1"),
+        "{e}"
+    );
+    assert_eq!(h.ns.exec("sysctl -n net.ipv4.ip_forward").trim(), "1");
     let left = h.ns.exec("ip -o addr show dev flbr0");
     assert!(
         !left.contains("10.100."),

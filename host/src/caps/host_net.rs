@@ -372,6 +372,21 @@ impl ScopeHandle {
                 ));
             }
         }
+        if let (Side::Host, None, Some(v)) = (side, link, value) {
+            // Other pods route through these: a call may turn forwarding
+            // on, never off.
+            if v.trim() != "1" {
+                return Err(cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("sysctl {key} may only be set to 1"),
+                    "a plugin may turn the node's forwarding on, never off",
+                ));
+            }
+        }
+        let netns = match side {
+            Side::Host => HOST_NETNS.to_string(),
+            Side::Container => self.call.invocation.netns.clone(),
+        };
         let ops = match side {
             Side::Host => {
                 if let Some(l) = link {
@@ -399,8 +414,19 @@ impl ScopeHandle {
                 self.container()?
             }
         };
-        ops.sysctl(key, value)
-            .map_err(|e| kernel_error(&format!("sysctl {key}"), e))
+        let before = ops
+            .sysctl(key, value)
+            .map_err(|e| kernel_error(&format!("sysctl {key}"), e))?;
+        if let Some(v) = value {
+            if before.trim() != v.trim() {
+                self.call.journal(Undo::Sysctl {
+                    netns,
+                    key: key.to_string(),
+                    value: before.trim().to_string(),
+                });
+            }
+        }
+        Ok(before)
     }
 }
 

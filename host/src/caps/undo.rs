@@ -36,6 +36,12 @@ pub enum Undo {
         link: String,
         route: crate::kernel::RouteInfo,
     },
+    /// A sysctl this call changed: its value before.
+    Sysctl {
+        netns: String,
+        key: String,
+        value: String,
+    },
     /// The delegated IPAM allocated: release it.
     IpamDel,
     /// Port mappings were installed for this attachment: remove them.
@@ -113,6 +119,14 @@ impl CallContext {
                     .netns
                     .open_netns(netns)
                     .and_then(|mut ns| ns.del_route(link, route))
+                    .map_err(|e| e.to_string()),
+                Undo::Sysctl { netns, key, value } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.sysctl(key, Some(value)))
+                    .map(drop)
                     .map_err(|e| e.to_string()),
                 Undo::IpamDel => super::ipam::delegate_until(
                     self,
