@@ -974,6 +974,24 @@ fn host_side_writes_are_undone_and_bounded() {
         "{e}"
     );
     assert_eq!(h.ns.exec("sysctl -n net.ipv4.ip_forward").trim(), "1");
+    // the node's bridge: gateway address, MAC and state restored
+    h.ns.exec("ip link add tpbr0 type bridge");
+    h.ns.exec("ip link set tpbr0 address 02:11:22:33:44:55 up");
+    h.ns.exec("ip addr add 10.123.0.1/24 dev tpbr0");
+    let conf = json!({"cniVersion": "1.0.0", "name": "tamper", "type": "hostnet-abuse",
+        "abuse": "bridge-tamper-then-fail", "bridge": "tpbr0"})
+    .to_string();
+    h.ours("hostnet-abuse", "ADD", "tp", &a.path(), &conf)
+        .err(999);
+    let br = h.ns.exec("ip -o link show tpbr0");
+    assert!(
+        br.contains("02:11:22:33:44:55") && br.contains("UP"),
+        "{br}"
+    );
+    assert!(h
+        .ns
+        .exec("ip -o addr show dev tpbr0")
+        .contains("10.123.0.1/24"));
     let left = h.ns.exec("ip -o addr show dev flbr0");
     assert!(
         !left.contains("10.100."),

@@ -1000,9 +1000,18 @@ impl HostScope for StoreData {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting link state")?;
+            let before = s.host.link(&name).ok().flatten().map(|l| l.up);
             s.host
                 .set_link_up(&name, up)
-                .map_err(|e| kernel_error("setting link state", e))
+                .map_err(|e| kernel_error("setting link state", e))?;
+            if before == Some(!up) {
+                s.call.journal(Undo::SetLinkUp {
+                    netns: HOST_NETNS.to_string(),
+                    link: name.clone(),
+                    up: !up,
+                });
+            }
+            Ok(())
         })
     }
 
@@ -1074,9 +1083,18 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "setting a MAC address")?;
             let m = parse_mac(&mac)?;
+            let before = s.host.link(&name).ok().flatten().map(|l| l.mac);
             s.host
                 .set_mac(&name, m)
-                .map_err(|e| kernel_error("setting a MAC address", e))
+                .map_err(|e| kernel_error("setting a MAC address", e))?;
+            if let Some(old) = before.and_then(|b| parse_mac(&b).ok()).filter(|b| *b != m) {
+                s.call.journal(Undo::SetMac {
+                    netns: HOST_NETNS.to_string(),
+                    link: name.clone(),
+                    mac: old,
+                });
+            }
+            Ok(())
         })
     }
 
@@ -1189,7 +1207,13 @@ impl HostScope for StoreData {
             let a = parse_cidr(&cidr)?;
             s.host
                 .del_address(&name, a)
-                .map_err(|e| kernel_error("deleting an address", e))
+                .map_err(|e| kernel_error("deleting an address", e))?;
+            s.call.journal(Undo::AddAddress {
+                netns: HOST_NETNS.to_string(),
+                link: name.clone(),
+                addr: a,
+            });
+            Ok(())
         })
     }
 

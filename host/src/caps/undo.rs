@@ -36,6 +36,12 @@ pub enum Undo {
         link: String,
         route: crate::kernel::RouteInfo,
     },
+    /// A MAC address this call changed: the one before.
+    SetMac {
+        netns: String,
+        link: String,
+        mac: [u8; 6],
+    },
     /// A sysctl this call changed: its value before.
     Sysctl {
         netns: String,
@@ -119,6 +125,13 @@ impl CallContext {
                     .netns
                     .open_netns(netns)
                     .and_then(|mut ns| ns.del_route(link, route))
+                    .map_err(|e| e.to_string()),
+                Undo::SetMac { netns, link, mac } => self
+                    .runtime
+                    .kernels
+                    .netns
+                    .open_netns(netns)
+                    .and_then(|mut ns| ns.set_mac(link, *mac))
                     .map_err(|e| e.to_string()),
                 Undo::Sysctl { netns, key, value } => self
                     .runtime
