@@ -242,6 +242,7 @@ pub fn run_module(
         None
     };
     let is_add = matches!(what, Call::Add);
+    let inventory = state.as_ref().map(|d| statedir::inventory(&d.path));
     let out = sandbox::invoke(
         &rt.engine,
         &loaded,
@@ -252,6 +253,19 @@ pub fn run_module(
     );
     // What the module may have planted for the next caller (or for the
     // reference plugin sharing the directory) to follow goes now.
+    // What a call (failed or not) added past its quota goes; a call that
+    // succeeded fails then.
+    let quota = match (&state, &inventory) {
+        (Some(dir), Some(before)) => dir.enforce_quota(before),
+        _ => Ok(()),
+    };
+    let out = match (out, quota) {
+        (Ok(_), Err(e)) => {
+            call.rollback();
+            Err(e)
+        }
+        (out, _) => out,
+    };
     if let Some(dir) = &state {
         if out.is_err() {
             dir.discard_if_unused();

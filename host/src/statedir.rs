@@ -41,6 +41,63 @@ impl StateDir {
     }
 }
 
+/// The most files, and bytes in them, one call may add to its state
+/// directory: host-local adds one allocation and one round-robin file per
+/// range set; a module once wrote 21,089 files (894 MiB, and a 1 TiB
+/// sparse file) in one call, after which every later call of that network
+/// read them all.
+pub const MAX_NEW_FILES: usize = 64;
+pub const MAX_NEW_BYTES: u64 = 1 << 20;
+
+/// The names in `dir`, to tell afterwards what a call added.
+pub fn inventory(dir: &Path) -> std::collections::HashSet<std::ffi::OsString> {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+impl StateDir {
+    /// Enforces the per-call quota on what a call added (names not in
+    /// `before`): past it, everything the call added is removed and the
+    /// call fails. Bytes are counted as allocated (a sparse file counts its
+    /// apparent size too).
+    pub fn enforce_quota(
+        &self,
+        before: &std::collections::HashSet<std::ffi::OsString>,
+    ) -> Result<(), CniError> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return Ok(());
+        };
+        let added: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| !before.contains(&e.file_name()))
+            .map(|e| e.path())
+            .collect();
+        let bytes: u64 = added
+            .iter()
+            .filter_map(|p| fs::symlink_metadata(p).ok())
+            .map(|m| m.size().max(m.blocks() * 512))
+            .sum();
+        if added.len() <= MAX_NEW_FILES && bytes <= MAX_NEW_BYTES {
+            return Ok(());
+        }
+        for p in &added {
+            let _ = fs::remove_file(p).or_else(|_| fs::remove_dir_all(p));
+        }
+        Err(CniError::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!(
+                "the plugin module wrote {} files ({bytes} bytes) to its state directory in one call",
+                added.len()
+            ),
+        )
+        .with_details(format!(
+            "at most {MAX_NEW_FILES} new files and {MAX_NEW_BYTES} bytes per call; what it added was removed"
+        )))
+    }
+}
+
 /// Removes from `dir` every entry that is not a regular file: symlinks
 /// (a module may plant `lock -> ../../x`; the reference host-local sharing
 /// the directory follows links when it reads and writes), FIFOs, sockets,
@@ -231,6 +288,31 @@ mod tests {
         fs::remove_file(root.join("net").join("10.0.0.2")).unwrap();
         d.discard_if_unused();
         assert!(root.join("net").join("lock").exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn what_a_call_adds_past_its_quota_is_removed() {
+        let root = std::env::temp_dir().join(format!("wcni-quota-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let config = serde_json::json!({"ipam": {"dataDir": root}});
+        let d = open(&config, "net", false).unwrap().unwrap();
+        fs::write(d.path.join("10.0.0.2"), "old\r\neth0").unwrap();
+        let before = inventory(&d.path);
+        fs::write(d.path.join("10.0.0.3"), "new\r\neth0").unwrap();
+        d.enforce_quota(&before).unwrap();
+        let before = inventory(&d.path);
+        for i in 0..=MAX_NEW_FILES {
+            fs::write(d.path.join(format!("junk{i}")), "x").unwrap();
+        }
+        let e = d.enforce_quota(&before).unwrap_err();
+        assert!(e.msg.contains("files"), "{e:?}");
+        assert_eq!(inventory(&d.path), before);
+        let sparse = fs::File::create(d.path.join("sparse")).unwrap();
+        sparse.set_len(1 << 40).unwrap();
+        drop(sparse);
+        assert!(d.enforce_quota(&before).is_err());
+        assert_eq!(inventory(&d.path), before);
         let _ = fs::remove_dir_all(&root);
     }
 

@@ -125,9 +125,19 @@ impl CallContext {
     }
 
     /// Counts `n` objects about to be created toward the call's quota;
-    /// refuses (creating nothing) past `MAX_OBJECTS_PER_CALL`.
+    /// refuses (creating nothing) past `MAX_OBJECTS_PER_CALL`, or once the
+    /// call's deadline has passed.
     pub fn charge(&self, n: usize, what: &str) -> Result<(), wit::CniError> {
         use std::sync::atomic::Ordering;
+        // Host calls run outside the guest's epoch checks: one started
+        // after the deadline would only add to a call that is already over.
+        if std::time::Instant::now() >= self.deadline_at {
+            return Err(cap_error(
+                crate::protocol::error::code::TRY_AGAIN_LATER,
+                format!("{what}: this call's deadline has passed"),
+                "nothing more is created once the deadline has passed",
+            ));
+        }
         let before = self.objects.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) > MAX_OBJECTS_PER_CALL {
             self.objects.fetch_sub(n, Ordering::Relaxed);
