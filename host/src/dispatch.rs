@@ -251,8 +251,6 @@ pub fn run_module(
         state.as_ref().map(|s| s.path.as_path()),
         what,
     );
-    // What the module may have planted for the next caller (or for the
-    // reference plugin sharing the directory) to follow goes now.
     // What a call (failed or not) added past its quota goes; a call that
     // succeeded fails then.
     let quota = match (&state, &inventory) {
@@ -270,6 +268,8 @@ pub fn run_module(
         if out.is_err() {
             dir.discard_if_unused();
         }
+        // What the module may have planted for the next caller (or for the
+        // reference plugin sharing the directory) to follow goes now.
         let planted = statedir::scrub(&dir.path);
         if planted > 0 {
             tracing::warn!(module = plugin_type, removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
