@@ -478,14 +478,23 @@ impl HostFirewall for System {
         if let Ok(None | Some(false)) = exists {
             return Ok(());
         }
-        let Some(l) = masq_listing()? else {
-            return Ok(());
+        // Rules are deleted by the handles just listed; one removed by a
+        // concurrent writer meanwhile (a GC, another DEL of the same
+        // attachment) fails the batch: list again, once.
+        let attempt = || -> KResult<()> {
+            let Some(l) = masq_listing()? else {
+                return Ok(());
+            };
+            let t = format!("inet {MASQ_TABLE}");
+            let script: String = masq_rules(&l, &hash)
+                .map(|r| format!("delete rule {t} {MASQ_CHAIN} handle {}\n", r.handle))
+                .collect();
+            transact(&script)
         };
-        let t = format!("inet {MASQ_TABLE}");
-        let script: String = masq_rules(&l, &hash)
-            .map(|r| format!("delete rule {t} {MASQ_CHAIN} handle {}\n", r.handle))
-            .collect();
-        transact(&script)
+        attempt().or_else(|e| {
+            tracing::debug!(error = %e, "nftables masquerade teardown raced another writer; listing again");
+            attempt()
+        })
     }
 
     fn masq_check(&self, a: &Attachment, ips: &[IpAddr]) -> KResult<bool> {

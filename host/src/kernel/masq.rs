@@ -285,6 +285,16 @@ fn teardown_family(f: &Family, chain: &str) -> KResult<()> {
 }
 
 fn exec_teardown_family(f: &Family, chain: &str) -> KResult<()> {
+    exec_teardown_attempt(f, chain).or_else(|e| {
+        // A jump listed a moment ago was gone by the restore (a concurrent
+        // writer in this namespace): list again, once, and delete what is
+        // there now.
+        tracing::debug!(error = %e, "masquerade teardown raced another writer; listing again");
+        exec_teardown_attempt(f, chain)
+    })
+}
+
+fn exec_teardown_attempt(f: &Family, chain: &str) -> KResult<()> {
     let listed = run(f.list, &["-w", "-t", "nat", "-S", "POSTROUTING"], "")?;
     let mut unhook = String::new();
     for r in listed.lines() {
@@ -381,15 +391,22 @@ fn netlink_teardown(f: &Family, chain: &str) -> KResult<bool> {
     }
     let family = if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 };
     let mut nl = Nfnl::open()?;
-    let generation = nl.generation()?;
-    let ops = xt::nat_remove_ops(&mut nl, family, "POSTROUTING", chain)?;
-    match nl.commit_at(Some(generation), family, "nat", &ops)? {
-        Ok(()) => Ok(true),
-        Err(e) => {
-            tracing::debug!(error = %e, "netlink masquerade teardown not applied; using iptables");
-            Ok(false)
+    // A commit refused because the ruleset changed under it (another
+    // family's teardown of this DEL, the nftables backend's, another pod's
+    // ADD: the generation is the namespace's) is recomputed and retried:
+    // the iptables fallback, listing then deleting, races the same
+    // writers and then fails with "Bad rule".
+    for attempt in 1..=5 {
+        let generation = nl.generation()?;
+        let ops = xt::nat_remove_ops(&mut nl, family, "POSTROUTING", chain)?;
+        match nl.commit_at(Some(generation), family, "nat", &ops)? {
+            Ok(()) => return Ok(true),
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "netlink masquerade teardown not applied");
+            }
         }
     }
+    Ok(false)
 }
 
 /// Whether the nat table has `chain`.
