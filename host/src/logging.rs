@@ -153,10 +153,10 @@ impl<W: Write> Write for LineWriter<W> {
 pub fn init(path: Option<&Path>) {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
-        let level = match std::env::var("WASM_CNI_LOG_LEVEL").as_deref() {
-            Ok("debug") => tracing::Level::DEBUG,
-            Ok("warn") => tracing::Level::WARN,
-            Ok("error") => tracing::Level::ERROR,
+        let level = match std::env::var_os("WASM_CNI_LOG_LEVEL").as_deref() {
+            Some(l) if l == "debug" => tracing::Level::DEBUG,
+            Some(l) if l == "warn" => tracing::Level::WARN,
+            Some(l) if l == "error" => tracing::Level::ERROR,
             _ => tracing::Level::INFO,
         };
         let file = path.and_then(|p| match open_log(p) {

@@ -69,9 +69,14 @@ impl Rng {
 
 /// The campaign seed: `WASM_CNI_CAMPAIGN_SEED`, else from the clock. Printed
 /// so a failure can be replayed.
+/// A `WASM_CNI_CAMPAIGN_*` knob (read with var_os: a stray non-UTF-8
+/// value is taken lossily, never an error).
+pub fn knob(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
 pub fn seed(tier: &str) -> u64 {
-    let s = std::env::var("WASM_CNI_CAMPAIGN_SEED")
-        .ok()
+    let s = knob("WASM_CNI_CAMPAIGN_SEED")
         .and_then(|s| {
             let s = s.trim();
             s.strip_prefix("0x")
@@ -90,8 +95,7 @@ pub fn seed(tier: &str) -> u64 {
 
 /// `WASM_CNI_CAMPAIGN_CASES`, else `default`.
 pub fn cases(default: usize) -> usize {
-    std::env::var("WASM_CNI_CAMPAIGN_CASES")
-        .ok()
+    knob("WASM_CNI_CAMPAIGN_CASES")
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(default)
 }

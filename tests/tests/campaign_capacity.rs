@@ -310,8 +310,8 @@ fn capacity_200_parallel_pods_on_150_addresses() {
     let ours = campaign(true);
     // The reference takes minutes here (iptables lock contention: ~40 s of
     // ADDs, ~2 min of DELs on 2 cores): opt-in.
-    let reference = (std::env::var("WASM_CNI_CAMPAIGN_REFERENCE").as_deref() == Ok("1"))
-        .then(|| campaign(false));
+    let reference =
+        (knob("WASM_CNI_CAMPAIGN_REFERENCE").as_deref() == Some("1")).then(|| campaign(false));
     eprintln!(
         "[capacity] total {:.0} s\n[capacity] ours:      {}\n[capacity] reference: {}",
         start.elapsed().as_secs_f64(),

@@ -1180,11 +1180,11 @@ fn attribute(leaked: &[String], cases: &[(usize, Case)], default_name: &str) -> 
 fn campaign(ty: &str) {
     require_root();
     let seed = seed(&format!("fuzz {ty}"));
-    let only: Option<usize> = std::env::var("WASM_CNI_CAMPAIGN_ONLY").ok().and_then(|s| {
+    let only: Option<usize> = knob("WASM_CNI_CAMPAIGN_ONLY").and_then(|s| {
         let (t, i) = s.split_once(':')?;
         (t == ty).then(|| i.parse().ok())?
     });
-    if std::env::var("WASM_CNI_CAMPAIGN_ONLY").is_ok() && only.is_none() {
+    if knob("WASM_CNI_CAMPAIGN_ONLY").is_some() && only.is_none() {
         return;
     }
     let n = if only.is_some() {

@@ -14,12 +14,12 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runtimes may exec plugins with a thin PATH: the sbin dirs are searched too.
 pub(crate) fn locate(prog: &str) -> PathBuf {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| PathBuf::from(d).join(prog))
+    // var_os: a PATH that is not UTF-8 is still searched, not dropped.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(prog))
         .find(|p| p.is_file());
     found.unwrap_or_else(|| PathBuf::from(prog))
 }

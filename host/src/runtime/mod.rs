@@ -150,13 +150,10 @@ pub fn check_interfaces(component: &Component, engine: &Engine) -> Result<(), St
 /// that imports neither (static IPAM) gets none, so the host creates and
 /// locks nothing on its behalf.
 pub fn uses_state_dir(component: &Component, engine: &Engine) -> bool {
-    component
-        .component_type()
-        .imports(engine)
-        .any(|(name, _)| {
-            name.starts_with("wasi:filesystem/preopens")
-                || cni_interface(name).is_some_and(|(iface, _)| iface == "state")
-        })
+    component.component_type().imports(engine).any(|(name, _)| {
+        name.starts_with("wasi:filesystem/preopens")
+            || cni_interface(name).is_some_and(|(iface, _)| iface == "state")
+    })
 }
 
 /// Imports beyond what `kind` is granted, if any.
