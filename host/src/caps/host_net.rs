@@ -851,15 +851,7 @@ pub fn masquerade_gc(call: &CallContext) -> Result<Vec<String>, CniError> {
             ),
         ));
     }
-    let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
-        cap_error(
-            code::DECODING_FAILURE,
-            "network configuration is not valid JSON",
-            e.to_string(),
-        )
-    })?;
-    let valid = crate::inflight::gc_valid(&config, &call.invocation.network_name)
-        .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+    let valid = call.gc_valid()?;
     let network = &call.invocation.network_name;
     let fw = &call.runtime.kernels.hostfw;
     let mut removed = Vec::new();

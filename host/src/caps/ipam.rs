@@ -179,16 +179,7 @@ fn module_call(call: &CallContext, command: Command) -> Result<Call, CniError> {
         Command::Del => Call::Del,
         Command::Check => Call::Check,
         Command::Gc => {
-            let config: serde_json::Value =
-                serde_json::from_slice(&call.config_bytes).map_err(|e| {
-                    cap_error(
-                        code::DECODING_FAILURE,
-                        "network configuration is not valid JSON",
-                        e.to_string(),
-                    )
-                })?;
-            let valid = crate::inflight::gc_valid(&config, &call.invocation.network_name)
-                .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+            let valid = call.gc_valid()?;
             Call::Gc(
                 valid
                     .into_iter()

@@ -150,6 +150,22 @@ impl CallContext {
         Ok(())
     }
 
+    /// The attachments a GC must keep: the runtime's valid list from this
+    /// call's configuration plus every attachment whose ADD is in flight.
+    /// Read by the host, never taken from the module.
+    pub fn gc_valid(&self) -> Result<Vec<(String, String)>, wit::CniError> {
+        let config: serde_json::Value =
+            serde_json::from_slice(&self.config_bytes).map_err(|e| {
+                cap_error(
+                    crate::protocol::error::code::DECODING_FAILURE,
+                    "network configuration is not valid JSON",
+                    e.to_string(),
+                )
+            })?;
+        crate::inflight::gc_valid(&config, &self.invocation.network_name)
+            .map_err(|e| cap_error(e.code, e.msg, e.details))
+    }
+
     /// What this call did that its result may mention.
     pub fn done(&self) -> claims::Done {
         let issued = match self.issued.lock() {

@@ -536,15 +536,7 @@ fn gc_ifb(call: &CallContext, name: &str) -> Result<(), CniError> {
         ));
     }
     // The host checks the valid list itself: a module cannot GC a live attachment.
-    let raw: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
-        cap_error(
-            code::DECODING_FAILURE,
-            "network configuration is not valid JSON",
-            e.to_string(),
-        )
-    })?;
-    let valid = crate::inflight::gc_valid(&raw, &call.invocation.network_name)
-        .map_err(|e| cap_error(e.code, e.msg, e.details))?;
+    let valid = call.gc_valid()?;
     if let Some((cid, _)) = valid
         .iter()
         .find(|(cid, _)| ifb_name(&call.invocation.network_name, cid) == name)

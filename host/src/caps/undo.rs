@@ -89,6 +89,20 @@ impl CallContext {
         }
     }
 
+    /// Runs one undo step on the namespace at `netns`.
+    fn in_netns(
+        &self,
+        netns: &str,
+        step: impl FnOnce(&mut dyn crate::kernel::NetnsOps) -> crate::kernel::KResult<()>,
+    ) -> Result<(), String> {
+        self.runtime
+            .kernels
+            .netns
+            .open_netns(netns)
+            .and_then(|mut ns| step(ns.as_mut()))
+            .map_err(|e| e.to_string())
+    }
+
     /// Applies the journal in reverse. Best effort: every step is tried and
     /// failures are logged, since the ADD error is what the runtime needs.
     pub fn rollback(&self) {
@@ -98,49 +112,24 @@ impl CallContext {
         };
         for step in steps {
             let r = match &step {
-                Undo::SetLinkUp { netns, link, up } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.set_link_up(link, *up))
-                    .map_err(|e| e.to_string()),
-                Undo::DelAddress { netns, link, addr } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.del_address(link, *addr))
-                    .map_err(|e| e.to_string()),
-                Undo::AddAddress { netns, link, addr } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.add_address(link, *addr))
-                    .map_err(|e| e.to_string()),
-                Undo::DelRoute { netns, link, route } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.del_route(link, route))
-                    .map_err(|e| e.to_string()),
-                Undo::SetMac { netns, link, mac } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.set_mac(link, *mac))
-                    .map_err(|e| e.to_string()),
-                Undo::Sysctl { netns, key, value } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(netns)
-                    .and_then(|mut ns| ns.sysctl(key, Some(value)))
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
+                Undo::SetLinkUp { netns, link, up } => {
+                    self.in_netns(netns, |ns| ns.set_link_up(link, *up))
+                }
+                Undo::DelAddress { netns, link, addr } => {
+                    self.in_netns(netns, |ns| ns.del_address(link, *addr))
+                }
+                Undo::AddAddress { netns, link, addr } => {
+                    self.in_netns(netns, |ns| ns.add_address(link, *addr))
+                }
+                Undo::DelRoute { netns, link, route } => {
+                    self.in_netns(netns, |ns| ns.del_route(link, route))
+                }
+                Undo::SetMac { netns, link, mac } => {
+                    self.in_netns(netns, |ns| ns.set_mac(link, *mac))
+                }
+                Undo::Sysctl { netns, key, value } => {
+                    self.in_netns(netns, |ns| ns.sysctl(key, Some(value)).map(drop))
+                }
                 Undo::IpamDel => super::ipam::delegate_until(
                     self,
                     Command::Del,
@@ -161,16 +150,12 @@ impl CallContext {
                 Undo::DelQdisc { index, parent } => {
                     super::tc::undo_del_qdisc(self, *index, *parent)
                 }
-                Undo::DelHostLink { name } => self
-                    .runtime
-                    .kernels
-                    .netns
-                    .open_netns(super::host_net::HOST_NETNS)
-                    .and_then(|mut ns| match ns.del_link(name) {
+                Undo::DelHostLink { name } => {
+                    self.in_netns(super::host_net::HOST_NETNS, |ns| match ns.del_link(name) {
                         Err(crate::kernel::KernelError::NoSuchLink(_)) => Ok(()),
                         r => r,
                     })
-                    .map_err(|e| e.to_string()),
+                }
                 Undo::Unmasquerade { chain } => self
                     .runtime
                     .kernels
