@@ -242,7 +242,6 @@ pub fn run_module(
         None
     };
     let is_add = matches!(what, Call::Add);
-    let inventory = state.as_ref().map(|d| statedir::inventory(&d.path));
     let out = sandbox::invoke(
         &rt.engine,
         &loaded,
@@ -251,11 +250,11 @@ pub fn run_module(
         state.as_ref().map(|s| s.path.as_path()),
         what,
     );
-    // What a call (failed or not) added past its quota goes; a call that
-    // succeeded fails then.
-    let quota = match (&state, &inventory) {
-        (Some(dir), Some(before)) => dir.enforce_quota(before),
-        _ => Ok(()),
+    // The module's leftovers and what it wrote past its quota go (see
+    // `StateDir::after_call`); a call that succeeded fails then.
+    let quota = match &state {
+        Some(dir) => dir.after_call(out.is_err()),
+        None => Ok(()),
     };
     let out = match (out, quota) {
         (Ok(_), Err(e)) => {
@@ -264,17 +263,6 @@ pub fn run_module(
         }
         (out, _) => out,
     };
-    if let Some(dir) = &state {
-        if out.is_err() {
-            dir.discard_if_unused();
-        }
-        // What the module may have planted for the next caller (or for the
-        // reference plugin sharing the directory) to follow goes now.
-        let planted = statedir::scrub(&dir.path);
-        if planted > 0 {
-            tracing::warn!(module = plugin_type, removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
-        }
-    }
     // Background teardown steps end before the result is written; the
     // module's own error, if any, is the one reported.
     let deferred = call.finish_deferred();

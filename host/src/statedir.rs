@@ -3,6 +3,8 @@
 //! takes the same lock on the same file, so both binaries can allocate from
 //! one directory at once.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -17,28 +19,13 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 /// An open, locked network state directory. The lock is released on drop.
 pub struct StateDir {
     pub path: PathBuf,
-    /// Whether this call created the directory (see `discard_if_unused`).
+    /// Whether this call created the directory (see `after_call`).
     created: bool,
+    /// The regular files in it when the call began (the lock included):
+    /// what the call adds is measured against them.
+    before: HashSet<OsString>,
     /// None only for a DEL on a read-only directory, where nobody can write.
     _lock: Option<Flock<File>>,
-}
-
-impl StateDir {
-    /// After a failed call: a directory this call created and that holds
-    /// only its lock goes again, so a refused configuration leaves nothing
-    /// on disk (the reference writes nothing before its config is valid).
-    pub fn discard_if_unused(&self) {
-        if !self.created {
-            return;
-        }
-        let only_lock = fs::read_dir(&self.path)
-            .map(|d| d.flatten().all(|e| e.file_name() == "lock"))
-            .unwrap_or(false);
-        if only_lock {
-            let _ = fs::remove_file(self.path.join("lock"));
-            let _ = fs::remove_dir(&self.path);
-        }
-    }
 }
 
 /// The most files, and bytes in them, one call may add to its state
@@ -49,82 +36,88 @@ impl StateDir {
 pub const MAX_NEW_FILES: usize = 64;
 pub const MAX_NEW_BYTES: u64 = 1 << 20;
 
-/// The names in `dir`, to tell afterwards what a call added.
-pub fn inventory(dir: &Path) -> std::collections::HashSet<std::ffi::OsString> {
-    fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default()
-}
-
-impl StateDir {
-    /// Enforces the per-call quota on what a call added (names not in
-    /// `before`): past it, everything the call added is removed and the
-    /// call fails. Bytes are counted as allocated (a sparse file counts its
-    /// apparent size too).
-    pub fn enforce_quota(
-        &self,
-        before: &std::collections::HashSet<std::ffi::OsString>,
-    ) -> Result<(), CniError> {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(entries) = fs::read_dir(&self.path) else {
-            return Ok(());
-        };
-        let added: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| !before.contains(&e.file_name()))
-            .map(|e| e.path())
-            .collect();
-        let bytes: u64 = added
-            .iter()
-            .filter_map(|p| fs::symlink_metadata(p).ok())
-            .map(|m| m.size().max(m.blocks() * 512))
-            .sum();
-        if added.len() <= MAX_NEW_FILES && bytes <= MAX_NEW_BYTES {
-            return Ok(());
-        }
-        for p in &added {
-            let _ = fs::remove_file(p).or_else(|_| fs::remove_dir_all(p));
-        }
-        Err(CniError::new(
-            code::INVALID_NETWORK_CONFIG,
-            format!(
-                "the plugin module wrote {} files ({bytes} bytes) to its state directory in one call",
-                added.len()
-            ),
-        )
-        .with_details(format!(
-            "at most {MAX_NEW_FILES} new files and {MAX_NEW_BYTES} bytes per call; what it added was removed"
-        )))
+/// Removes an entry that is not a regular file, without following it.
+fn remove_entry(p: &Path, t: fs::FileType) -> std::io::Result<()> {
+    if t.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
     }
 }
 
 /// Removes from `dir` every entry that is not a regular file: symlinks
 /// (a module may plant `lock -> ../../x`; the reference host-local sharing
 /// the directory follows links when it reads and writes), FIFOs, sockets,
-/// devices and directories (neither plugin makes any). Nothing is followed.
-/// Returns how many were removed; errors (a read-only directory) leave the
-/// entry, which the host still never follows.
-pub fn scrub(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
+/// devices and directories (neither plugin makes any). Nothing is followed;
+/// an entry that cannot be removed (a read-only directory) stays, and the
+/// host still never follows it. Returns the regular files' names and how
+/// many entries were removed.
+fn scrub(dir: &Path) -> (HashSet<OsString>, usize) {
+    let mut files = HashSet::new();
     let mut removed = 0;
-    for e in entries.flatten() {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let Ok(t) = e.file_type() else { continue };
         if t.is_file() {
-            continue;
-        }
-        let p = e.path();
-        let r = if t.is_dir() {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-        if r.is_ok() {
+            files.insert(e.file_name());
+        } else if remove_entry(&e.path(), t).is_ok() {
             removed += 1;
         }
     }
-    removed
+    (files, removed)
+}
+
+impl StateDir {
+    /// Ends a call in one walk of the directory: what the module planted
+    /// (see `scrub`) goes; what it added past the per-call quota goes and
+    /// fails the call (bytes counted as apparent or allocated size,
+    /// whichever is larger: a sparse file counts too); and after a failed
+    /// call, a directory this call created that holds only its lock goes
+    /// too, so a refused configuration leaves nothing on disk (the
+    /// reference writes nothing before its config is valid).
+    pub fn after_call(&self, failed: bool) -> Result<(), CniError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut planted = 0;
+        let mut added = Vec::new();
+        let mut bytes = 0u64;
+        let mut kept_beside_lock = false;
+        for e in fs::read_dir(&self.path).into_iter().flatten().flatten() {
+            let Ok(t) = e.file_type() else { continue };
+            if !t.is_file() {
+                planted += usize::from(remove_entry(&e.path(), t).is_ok());
+            } else if !self.before.contains(&e.file_name()) {
+                bytes += e.metadata().map_or(0, |m| m.size().max(m.blocks() * 512));
+                added.push(e.path());
+            } else if e.file_name() != "lock" {
+                kept_beside_lock = true;
+            }
+        }
+        if planted > 0 {
+            tracing::warn!(dir = %self.path.display(), removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
+        }
+        let quota = if added.len() <= MAX_NEW_FILES && bytes <= MAX_NEW_BYTES {
+            Ok(())
+        } else {
+            for p in &added {
+                let _ = fs::remove_file(p);
+            }
+            Err(CniError::new(
+                code::INVALID_NETWORK_CONFIG,
+                format!(
+                    "the plugin module wrote {} files ({bytes} bytes) to its state directory in one call",
+                    added.len()
+                ),
+            )
+            .with_details(format!(
+                "at most {MAX_NEW_FILES} new files and {MAX_NEW_BYTES} bytes per call; what it added was removed"
+            )))
+        };
+        let nothing_added = added.is_empty() || quota.is_err();
+        if (failed || quota.is_err()) && self.created && !kept_beside_lock && nothing_added {
+            let _ = fs::remove_file(self.path.join("lock"));
+            let _ = fs::remove_dir(&self.path);
+        }
+        quota
+    }
 }
 
 /// Whether an error means the directory cannot be written at all.
@@ -183,7 +176,8 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
             )
             .with_details(e.to_string())
         })?;
-    let planted = scrub(&path);
+    let (mut before, planted) = scrub(&path);
+    before.insert(OsString::from("lock"));
     if planted > 0 {
         tracing::warn!(dir = %path.display(), removed = planted, "removed symlinks, special files or directories from the state directory");
     }
@@ -210,6 +204,7 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
                     return Ok(Some(StateDir {
                         path,
                         created,
+                        before,
                         _lock: None,
                     }));
                 }
@@ -233,6 +228,7 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
     Ok(Some(StateDir {
         path,
         created,
+        before,
         _lock: Some(lock),
     }))
 }
@@ -241,6 +237,13 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The names in `dir`.
+    fn inventory(dir: &Path) -> HashSet<OsString> {
+        fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    }
 
     #[test]
     fn planted_links_and_special_files_are_removed_not_followed() {
@@ -276,17 +279,17 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         let config = serde_json::json!({"ipam": {"dataDir": root}});
         let d = open(&config, "net", false).unwrap().unwrap();
-        d.discard_if_unused();
+        d.after_call(true).unwrap();
         assert!(!root.join("net").exists());
         // an existing one stays, and one holding an allocation stays
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::write(root.join("net").join("10.0.0.2"), "x\r\neth0").unwrap();
-        d.discard_if_unused();
+        d.after_call(true).unwrap();
         assert!(root.join("net").join("10.0.0.2").exists());
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::remove_file(root.join("net").join("10.0.0.2")).unwrap();
-        d.discard_if_unused();
+        d.after_call(true).unwrap();
         assert!(root.join("net").join("lock").exists());
         let _ = fs::remove_dir_all(&root);
     }
@@ -298,20 +301,24 @@ mod tests {
         let config = serde_json::json!({"ipam": {"dataDir": root}});
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::write(d.path.join("10.0.0.2"), "old\r\neth0").unwrap();
-        let before = inventory(&d.path);
+        // a new call sees what is there now
+        drop(d);
+        let d = open(&config, "net", false).unwrap().unwrap();
         fs::write(d.path.join("10.0.0.3"), "new\r\neth0").unwrap();
-        d.enforce_quota(&before).unwrap();
-        let before = inventory(&d.path);
+        d.after_call(false).unwrap();
+        drop(d);
+        let d = open(&config, "net", false).unwrap().unwrap();
+        let before = d.before.clone();
         for i in 0..=MAX_NEW_FILES {
             fs::write(d.path.join(format!("junk{i}")), "x").unwrap();
         }
-        let e = d.enforce_quota(&before).unwrap_err();
+        let e = d.after_call(false).unwrap_err();
         assert!(e.msg.contains("files"), "{e:?}");
         assert_eq!(inventory(&d.path), before);
         let sparse = fs::File::create(d.path.join("sparse")).unwrap();
         sparse.set_len(1 << 40).unwrap();
         drop(sparse);
-        assert!(d.enforce_quota(&before).is_err());
+        assert!(d.after_call(false).is_err());
         assert_eq!(inventory(&d.path), before);
         let _ = fs::remove_dir_all(&root);
     }
