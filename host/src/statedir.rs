@@ -176,21 +176,8 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
             )
             .with_details(e.to_string())
         })?;
-    let (mut before, planted) = scrub(&path);
-    before.insert(OsString::from("lock"));
-    if planted > 0 {
-        tracing::warn!(dir = %path.display(), removed = planted, "removed symlinks, special files or directories from the state directory");
-    }
     let lock_path = path.join("lock");
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(&lock_path)
-    {
+    let file = match open_lock(&lock_path) {
         Ok(f) => f,
         Err(e) if del && read_only(&e) => {
             match fs::OpenOptions::new()
@@ -201,6 +188,7 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
                 Ok(f) => f,
                 Err(_) => {
                     tracing::warn!(dir = %path.display(), error = %e, "state directory is read-only; DEL goes on without its lock");
+                    let before = scrubbed(&path);
                     return Ok(Some(StateDir {
                         path,
                         created,
@@ -225,12 +213,51 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
         )
         .with_details(e.to_string())
     })?;
+    // Under the lock: what other calls wrote while this one waited is
+    // theirs, not this call's.
+    let before = scrubbed(&path);
     Ok(Some(StateDir {
         path,
         created,
         before,
         _lock: Some(lock),
     }))
+}
+
+/// Opens (creating) the lock file. A module may have planted something
+/// else under its name (a symlink, a directory, a FIFO): that is removed,
+/// never followed, and a regular file made in its place.
+fn open_lock(lock_path: &Path) -> std::io::Result<File> {
+    let open = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(lock_path)
+    };
+    match open() {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => return Ok(f),
+        Err(e) if !matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::EISDIR)) => {
+            return Err(e)
+        }
+        _ => {}
+    }
+    if let Ok(m) = fs::symlink_metadata(lock_path) {
+        remove_entry(lock_path, m.file_type())?;
+    }
+    open()
+}
+
+/// `scrub`, logged: the regular files' names.
+fn scrubbed(path: &Path) -> HashSet<OsString> {
+    let (before, planted) = scrub(path);
+    if planted > 0 {
+        tracing::warn!(dir = %path.display(), removed = planted, "removed symlinks, special files or directories from the state directory");
+    }
+    before
 }
 
 #[cfg(test)]
