@@ -11,6 +11,7 @@
 //! deadline: the guest then resumes and traps at its next epoch check, so a
 //! module sleeping past its deadline ends like one spinning past it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -34,6 +35,10 @@ fn now_ns() -> u64 {
     u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Waker threads sleeping at once in this process, and their bound.
+static WAKERS: AtomicUsize = AtomicUsize::new(0);
+const MAX_WAKERS: usize = 16;
+
 /// A wait until `until` (already capped at the deadline).
 struct Sleep {
     until: Instant,
@@ -52,15 +57,24 @@ impl Pollable for Sleep {
                 return Poll::Ready(());
             }
             if !*armed {
+                // A module polling many clocks at once gets at most
+                // MAX_WAKERS threads; past that, or with no thread to be
+                // had, it waits here (still bounded by the deadline).
                 let waker = cx.waker().clone();
-                let spawned = std::thread::Builder::new()
-                    .name("wasm-cni-sleep".into())
-                    .spawn(move || {
-                        std::thread::sleep(left);
-                        waker.wake();
-                    });
-                if spawned.is_err() {
-                    // No thread to be had: wait here, still bounded.
+                let spawned = (WAKERS.fetch_add(1, Ordering::Relaxed) < MAX_WAKERS)
+                    .then(|| {
+                        std::thread::Builder::new()
+                            .name("wasm-cni-sleep".into())
+                            .spawn(move || {
+                                std::thread::sleep(left);
+                                WAKERS.fetch_sub(1, Ordering::Relaxed);
+                                waker.wake();
+                            })
+                            .ok()
+                    })
+                    .flatten();
+                if spawned.is_none() {
+                    WAKERS.fetch_sub(1, Ordering::Relaxed);
                     std::thread::sleep(left);
                     return Poll::Ready(());
                 }

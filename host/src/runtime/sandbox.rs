@@ -21,6 +21,10 @@ use crate::protocol::error::{code, CniError};
 /// CNI result alone.
 const PIPE_CAPACITY: usize = 64 << 10;
 
+/// The most resources (capability handles, WASI streams and files, clock
+/// waits) one sandbox holds at once; a plugin needs a handful.
+const MAX_RESOURCES: usize = 4096;
+
 /// The data of one Store.
 pub struct StoreData {
     wasi: WasiCtx,
@@ -78,7 +82,14 @@ fn new_store(
     }
     let data = StoreData {
         wasi: b.build(),
-        table: ResourceTable::new(),
+        table: {
+            // Handles, streams, files and clock waits a module holds at
+            // once live in host memory, outside its memory cap: wasmtime's
+            // default allows a million.
+            let mut t = ResourceTable::new();
+            t.set_max_capacity(MAX_RESOURCES);
+            t
+        },
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
             .instances(16)
