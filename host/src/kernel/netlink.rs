@@ -73,12 +73,7 @@ pub const CURRENT_NETNS: &str = "/proc/thread-self/ns/net";
 /// Creates a NETLINK_ROUTE socket bound to the network namespace at `path`.
 /// The calling thread's namespace is restored before returning, on every path.
 fn socket_in_netns(path: &str) -> KResult<Socket> {
-    let target = File::open(path).map_err(|e| match e.raw_os_error() {
-        Some(code) if code == Errno::ENOENT as i32 || code == Errno::ENOTDIR as i32 => {
-            KernelError::NetnsGone(path.to_string())
-        }
-        _ => io_failed(&format!("open netns {path}"), &e),
-    })?;
+    let target = open_netns_file(path)?;
     let original = File::open(CURRENT_NETNS).map_err(|e| io_failed("open current netns", &e))?;
 
     setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| match e {
@@ -902,9 +897,17 @@ fn link_details(msg: &LinkMessage) -> LinkDetails {
     d
 }
 
+/// A path that cannot name a file (missing, through a non-directory, too
+/// long, a symlink loop) names no namespace: it is gone, which a DEL accepts.
 fn open_netns_file(path: &str) -> KResult<File> {
+    const NAMES_NOTHING: [Errno; 4] = [
+        Errno::ENOENT,
+        Errno::ENOTDIR,
+        Errno::ENAMETOOLONG,
+        Errno::ELOOP,
+    ];
     File::open(path).map_err(|e| match e.raw_os_error() {
-        Some(code) if code == Errno::ENOENT as i32 || code == Errno::ENOTDIR as i32 => {
+        Some(code) if NAMES_NOTHING.iter().any(|n| *n as i32 == code) => {
             KernelError::NetnsGone(path.to_string())
         }
         _ => io_failed(&format!("open netns {path}"), &e),
@@ -1274,7 +1277,12 @@ mod tests {
     #[test]
     fn missing_namespace_is_gone() {
         let before = current_netns();
-        for path in ["/run/netns/wcni-nl-does-not-exist", "/etc/hostname/x"] {
+        let too_long = "a".repeat(4096);
+        for path in [
+            "/run/netns/wcni-nl-does-not-exist",
+            "/etc/hostname/x",
+            too_long.as_str(),
+        ] {
             match Netlink.open_netns(path) {
                 Err(KernelError::NetnsGone(p)) => assert_eq!(p, path),
                 Err(e) => panic!("{path}: {e:?}"),
