@@ -33,37 +33,111 @@ pub struct Settings {
     pub limits: Limits,
 }
 
-/// A `WASM_CNI_*` limit from the environment: unset or empty is the
-/// default, anything else must be a number in `range`.
-fn env_limit(
-    get: &dyn Fn(&str) -> Option<String>,
-    name: &str,
+/// One settable limit: its environment variable, its `wasmCni` key, the
+/// values it takes and where it goes. The conflist key wins over the
+/// environment; both take the same range.
+struct Knob {
+    env: &'static str,
+    key: &'static str,
     range: std::ops::RangeInclusive<u64>,
-    unit: &str,
-) -> Result<Option<u64>, CniError> {
-    let Some(raw) = get(name).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .map(Some)
-        .ok_or_else(|| {
-            CniError::new(code::INVALID_ENVIRONMENT, format!("invalid {name}")).with_details(
-                format!(
-                    "{name} is {:?}; set it to {unit} between {} and {}, or unset it",
-                    error::bounded(&raw, 64),
-                    range.start(),
-                    range.end()
-                ),
-            )
-        })
+    unit: &'static str,
+    set: fn(&mut Limits, u64),
 }
 
-/// Bounds shared by the environment and the conflist keys.
-const TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1..=600_000;
-const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=4096;
+/// Every limit an operator may set (README, "Limits").
+const KNOBS: [Knob; 6] = [
+    Knob {
+        env: "WASM_CNI_TIMEOUT_MS",
+        key: "timeoutMs",
+        range: 1..=600_000,
+        unit: "milliseconds",
+        set: |l, v| l.deadline = Duration::from_millis(v),
+    },
+    Knob {
+        env: "WASM_CNI_MEMORY_MIB",
+        key: "memoryMiB",
+        range: 1..=4096,
+        unit: "MiB",
+        set: |l, v| l.memory_bytes = (v as usize) << 20,
+    },
+    Knob {
+        env: "WASM_CNI_MAX_OBJECTS",
+        key: "maxObjects",
+        range: 1..=65_536,
+        unit: "kernel objects",
+        set: |l, v| l.max_objects = v as usize,
+    },
+    Knob {
+        env: "WASM_CNI_STATE_FILES",
+        key: "stateFiles",
+        range: 1..=100_000,
+        unit: "files",
+        set: |l, v| l.state_files = v as usize,
+    },
+    Knob {
+        env: "WASM_CNI_STATE_KIB",
+        key: "stateKiB",
+        range: 1..=1 << 20,
+        unit: "KiB",
+        set: |l, v| l.state_bytes = v << 10,
+    },
+    Knob {
+        env: "WASM_CNI_LOG_KIB",
+        key: "logKiB",
+        range: 1..=1 << 20,
+        unit: "KiB",
+        set: |l, v| l.log_bytes = v << 10,
+    },
+];
+
+impl Knob {
+    /// The environment's value: unset or empty is the default, anything
+    /// else must be a number in range.
+    fn from_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<Option<u64>, CniError> {
+        let Some(raw) = get(self.env).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| self.range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                CniError::new(code::INVALID_ENVIRONMENT, format!("invalid {}", self.env))
+                    .with_details(format!(
+                        "{} is {:?}; set it to {} between {} and {}, or unset it",
+                        self.env,
+                        error::bounded(&raw, 64),
+                        self.unit,
+                        self.range.start(),
+                        self.range.end()
+                    ))
+            })
+    }
+
+    /// The conflist's value, when `wasmCni` has the key.
+    fn from_config(&self, w: &serde_json::Value) -> Result<Option<u64>, CniError> {
+        let Some(v) = w.get(self.key) else {
+            return Ok(None);
+        };
+        v.as_u64()
+            .filter(|n| self.range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("invalid wasmCni.{}", self.key),
+                )
+                .with_details(format!(
+                    "expected {} between {} and {}, got {}",
+                    self.unit,
+                    self.range.start(),
+                    self.range.end(),
+                    error::bounded(&v.to_string(), 64)
+                ))
+            })
+    }
+}
 
 impl Settings {
     /// Settings from the process environment; a bad value is an error
@@ -83,15 +157,12 @@ impl Settings {
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> (Settings, Option<CniError>) {
         let mut problem = None;
         let mut limits = Limits::default();
-        match env_limit(get, "WASM_CNI_TIMEOUT_MS", TIMEOUT_MS, "milliseconds") {
-            Ok(Some(ms)) => limits.deadline = Duration::from_millis(ms),
-            Ok(None) => {}
-            Err(e) => problem = problem.or(Some(e)),
-        }
-        match env_limit(get, "WASM_CNI_MEMORY_MIB", MEMORY_MIB, "MiB") {
-            Ok(Some(mib)) => limits.memory_bytes = (mib as usize) << 20,
-            Ok(None) => {}
-            Err(e) => problem = problem.or(Some(e)),
+        for knob in &KNOBS {
+            match knob.from_env(get) {
+                Ok(Some(v)) => (knob.set)(&mut limits, v),
+                Ok(None) => {}
+                Err(e) => problem = problem.or(Some(e)),
+            }
         }
         let path = |k: &str, default: &str| {
             PathBuf::from(
@@ -108,46 +179,34 @@ impl Settings {
         (settings, problem)
     }
 
-    /// Applies `wasmCni: {logFile, timeoutMs, memoryMiB}` from a plugin
-    /// config. Each valid key is applied even when another is refused.
+    /// Applies `wasmCni: {logFile, <KNOBS keys>}` from a plugin config.
+    /// Each valid key is applied even when another is refused.
     pub fn apply_config(&mut self, raw: &serde_json::Value) -> Result<(), CniError> {
         let Some(w) = raw.get("wasmCni") else {
             return Ok(());
         };
-        let bad = |k: &str, want: String| {
-            CniError::new(code::INVALID_NETWORK_CONFIG, format!("invalid wasmCni.{k}"))
-                .with_details(format!("expected {want}"))
-        };
         let mut problem = None;
         if let Some(v) = w.get("logFile") {
-            match v.as_str().map(logging::check_config_path) {
-                Some(Ok(p)) => self.log_file = Some(p),
-                Some(Err(why)) => {
-                    problem = problem.or(Some(bad(
-                        "logFile",
-                        format!("an absolute path to a *.log file: {why}"),
-                    )))
+            let why = match v.as_str().map(logging::check_config_path) {
+                Some(Ok(p)) => {
+                    self.log_file = Some(p);
+                    None
                 }
-                None => problem = problem.or(Some(bad("logFile", "a path string".into()))),
+                Some(Err(why)) => Some(format!("an absolute path to a *.log file: {why}")),
+                None => Some("a path string".to_string()),
+            };
+            if let Some(why) = why {
+                problem = Some(
+                    CniError::new(code::INVALID_NETWORK_CONFIG, "invalid wasmCni.logFile")
+                        .with_details(format!("expected {why}")),
+                );
             }
         }
-        if let Some(v) = w.get("timeoutMs") {
-            match v.as_u64().filter(|ms| TIMEOUT_MS.contains(ms)) {
-                Some(ms) => self.limits.deadline = Duration::from_millis(ms),
-                None => {
-                    problem = problem.or(Some(bad(
-                        "timeoutMs",
-                        "milliseconds between 1 and 600000".into(),
-                    )))
-                }
-            }
-        }
-        if let Some(v) = w.get("memoryMiB") {
-            match v.as_u64().filter(|m| MEMORY_MIB.contains(m)) {
-                Some(mib) => self.limits.memory_bytes = (mib as usize) << 20,
-                None => {
-                    problem = problem.or(Some(bad("memoryMiB", "MiB between 1 and 4096".into())))
-                }
+        for knob in &KNOBS {
+            match knob.from_config(w) {
+                Ok(Some(v)) => (knob.set)(&mut self.limits, v),
+                Ok(None) => {}
+                Err(e) => problem = problem.or(Some(e)),
             }
         }
         match problem {
@@ -253,7 +312,7 @@ pub fn run_module(
     // The module's leftovers and what it wrote past its quota go (see
     // `StateDir::after_call`); a call that succeeded fails then.
     let quota = match &state {
-        Some(dir) => dir.after_call(out.is_err()),
+        Some(dir) => dir.after_call(out.is_err(), &rt.limits),
         None => Ok(()),
     };
     let out = match (out, quota) {
@@ -330,7 +389,7 @@ pub fn cni_call(
         // A DEL goes on with the default for a bad setting: an operator's
         // typo must not keep pods from being torn down.
         let config_problem = settings.apply_config(&conf.raw).err();
-        logging::init(settings.log_file.as_deref());
+        logging::init(settings.log_file.as_deref(), settings.limits.log_bytes);
         for problem in [env_problem, config_problem].into_iter().flatten() {
             if env.command == Command::Del {
                 tracing::warn!(container_id = %env.container_id, error = %problem, "ignored for DEL; the default applies");
@@ -369,7 +428,7 @@ pub fn cni_call(
             }
         }
         Err(e) => {
-            logging::init(settings.log_file.as_deref());
+            logging::init(settings.log_file.as_deref(), settings.limits.log_bytes);
             tracing::error!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, code = e.code, "{}", e);
             // Failures are also told on stderr, for humans and for runtimes that show it.
             eprintln!(
@@ -438,6 +497,9 @@ fn execute(
         ),
         Command::Version => return Err(CniError::internal("VERSION reached module dispatch")),
     };
+    if rt.cache.is_ephemeral() {
+        warm_ephemeral_cache(rt, plugin_type, &conf.raw);
+    }
     let call = CallContext {
         runtime: rt.clone(),
         command: env.command,
@@ -449,6 +511,7 @@ fn execute(
         deferred: Default::default(),
         deadline_at: Instant::now() + rt.limits.deadline,
         issued: Default::default(),
+        ipam_ips: Default::default(),
         objects: Default::default(),
     };
     // Seen by a concurrent GC until the result is written (see inflight).
@@ -472,6 +535,24 @@ fn execute(
         call.rollback();
     }
     rendered
+}
+
+/// A DEL on a private cache (see `runtime_for`) compiles its modules, a
+/// second or more each on a loaded node: that is done before the call's
+/// deadline starts, which bounds the modules' run, not the host's compiler.
+/// The network's IPAM module, which the call may delegate to, is compiled
+/// too. Errors are left for the call to meet and report.
+fn warm_ephemeral_cache(rt: &Runtime, plugin_type: &str, config: &serde_json::Value) {
+    let ipam = config
+        .get("ipam")
+        .and_then(|i| i.get("type"))
+        .and_then(|t| t.as_str())
+        .filter(|t| rt.search.find_module(t).is_ok());
+    for t in std::iter::once(plugin_type).chain(ipam) {
+        if let Err(e) = rt.load(t) {
+            tracing::debug!(module = t, error = %e, "not precompiled for this DEL");
+        }
+    }
 }
 
 /// Refuses a `CNI_NETNS` that is this process's own network namespace or
@@ -542,4 +623,64 @@ pub fn cni_main(plugin_type: &str) -> i32 {
     let _ = so.write_all(out.stdout.as_bytes());
     let _ = so.flush();
     out.status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> (Settings, Option<CniError>) {
+        Settings::from_lookup(&|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn every_limit_is_settable_from_the_environment_and_the_conflist() {
+        let (mut s, problem) = settings(&[
+            ("WASM_CNI_TIMEOUT_MS", "1500"),
+            ("WASM_CNI_MEMORY_MIB", "32"),
+            ("WASM_CNI_MAX_OBJECTS", "100"),
+            ("WASM_CNI_STATE_FILES", "8"),
+            ("WASM_CNI_STATE_KIB", "16"),
+            ("WASM_CNI_LOG_KIB", "64"),
+        ]);
+        assert!(problem.is_none(), "{problem:?}");
+        let l = s.limits;
+        assert_eq!(l.deadline, Duration::from_millis(1500));
+        assert_eq!(l.memory_bytes, 32 << 20);
+        assert_eq!(
+            (l.max_objects, l.state_files, l.state_bytes, l.log_bytes),
+            (100, 8, 16 << 10, 64 << 10)
+        );
+        // the conflist wins, key by key
+        s.apply_config(&serde_json::json!({"wasmCni": {"maxObjects": 7, "stateKiB": 2}}))
+            .unwrap();
+        assert_eq!((s.limits.max_objects, s.limits.state_bytes), (7, 2 << 10));
+        assert_eq!(s.limits.state_files, 8);
+    }
+
+    #[test]
+    fn a_bad_limit_names_what_to_fix_and_the_rest_still_apply() {
+        let (s, problem) =
+            settings(&[("WASM_CNI_MAX_OBJECTS", "0"), ("WASM_CNI_STATE_FILES", "9")]);
+        let e = problem.unwrap();
+        assert_eq!(e.code, code::INVALID_ENVIRONMENT);
+        assert!(e.details.contains("between 1 and 65536"), "{e:?}");
+        assert_eq!(s.limits.max_objects, Limits::default().max_objects);
+        assert_eq!(s.limits.state_files, 9);
+        let mut s = s;
+        for bad in [
+            serde_json::json!({"wasmCni": {"logKiB": -1}}),
+            serde_json::json!({"wasmCni": {"logKiB": "64"}}),
+            serde_json::json!({"wasmCni": {"logKiB": 2_000_000}}),
+        ] {
+            let e = s.apply_config(&bad).unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETWORK_CONFIG);
+            assert_eq!(e.msg, "invalid wasmCni.logKiB");
+        }
+        assert_eq!(s.limits.log_bytes, Limits::default().log_bytes);
+    }
 }

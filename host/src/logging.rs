@@ -9,7 +9,8 @@
 //! without following a symlink, and only if it is a regular file with a
 //! single link. Every line is bounded (`MAX_LINE_BYTES`) and control
 //! characters in it are escaped, so neither a module's text nor an echoed
-//! value can forge a line; one call logs at most `MAX_CALL_LOG_BYTES`, and
+//! value can forge a line; one call logs at most its quota (`Limits::log_bytes`,
+//! 1 MiB by default), and
 //! the file is rotated once to `<file>.1` when it passes `MAX_LOG_BYTES`,
 //! so nothing floods the disk.
 
@@ -113,8 +114,8 @@ pub fn sanitize_line(bytes: &[u8]) -> Vec<u8> {
 
 /// The most one process (one CNI call) writes to the log: a module that
 /// logs in a loop must not fill the node's disk. Past it, one line says so
-/// and the rest is dropped.
-pub const MAX_CALL_LOG_BYTES: u64 = 1 << 20;
+/// and the rest is dropped. Set once by `init` (`Limits::log_bytes`).
+static CALL_LOG_QUOTA: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 20);
 
 /// Bytes this process has logged so far.
 static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -127,15 +128,16 @@ struct LineWriter<W: Write>(W);
 impl<W: Write> Write for LineWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use std::sync::atomic::Ordering;
+        let quota = CALL_LOG_QUOTA.load(Ordering::Relaxed);
         let line = sanitize_line(buf);
         let before = LOGGED.fetch_add(line.len() as u64, Ordering::Relaxed);
-        if before + line.len() as u64 <= MAX_CALL_LOG_BYTES {
+        if before + line.len() as u64 <= quota {
             self.0.write_all(&line)?;
-        } else if before <= MAX_CALL_LOG_BYTES {
+        } else if before <= quota {
             self.0.write_all(
                 format!(
                     "WARN wasm-cni: this call reached its log quota of {} KiB; further lines are dropped\n",
-                    MAX_CALL_LOG_BYTES >> 10
+                    quota >> 10
                 )
                 .as_bytes(),
             )?;
@@ -149,10 +151,11 @@ impl<W: Write> Write for LineWriter<W> {
 
 /// Installs the file logger once; later calls are no-ops. A log file that
 /// cannot be opened (or is refused) falls back to stderr, with the reason:
-/// logging must never fail a call.
-pub fn init(path: Option<&Path>) {
+/// logging must never fail a call. `quota` bounds what this call logs.
+pub fn init(path: Option<&Path>, quota: u64) {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
+        CALL_LOG_QUOTA.store(quota, std::sync::atomic::Ordering::Relaxed);
         let level = match std::env::var_os("WASM_CNI_LOG_LEVEL").as_deref() {
             Some(l) if l == "debug" => tracing::Level::DEBUG,
             Some(l) if l == "warn" => tracing::Level::WARN,
@@ -225,7 +228,7 @@ mod tests {
         }
         let out = String::from_utf8(w.0).unwrap();
         assert!(
-            out.len() as u64 <= MAX_CALL_LOG_BYTES + 200,
+            out.len() as u64 <= CALL_LOG_QUOTA.load(std::sync::atomic::Ordering::Relaxed) + 200,
             "{}",
             out.len()
         );

@@ -13,6 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
 use crate::protocol::error::{code, CniError};
+use crate::runtime::Limits;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
@@ -28,13 +29,12 @@ pub struct StateDir {
     _lock: Option<Flock<File>>,
 }
 
-/// The most files, and bytes in them, one call may add to its state
-/// directory: host-local adds one allocation and one round-robin file per
-/// range set; a module once wrote 21,089 files (894 MiB, and a 1 TiB
-/// sparse file) in one call, after which every later call of that network
-/// read them all.
-pub const MAX_NEW_FILES: usize = 64;
-pub const MAX_NEW_BYTES: u64 = 1 << 20;
+// The most files, and bytes in them, one call may add to its state
+// directory (`Limits::state_files`, `state_bytes`: 64 and 1 MiB by
+// default): host-local adds one allocation and one round-robin file per
+// range set; a module once wrote 21,089 files (894 MiB, and a 1 TiB sparse
+// file) in one call, after which every later call of that network read
+// them all.
 
 /// Removes an entry that is not a regular file, without following it.
 fn remove_entry(p: &Path, t: fs::FileType) -> std::io::Result<()> {
@@ -74,7 +74,7 @@ impl StateDir {
     /// call, a directory this call created that holds only its lock goes
     /// too, so a refused configuration leaves nothing on disk (the
     /// reference writes nothing before its config is valid).
-    pub fn after_call(&self, failed: bool) -> Result<(), CniError> {
+    pub fn after_call(&self, failed: bool, limits: &Limits) -> Result<(), CniError> {
         use std::os::unix::fs::MetadataExt;
         let mut planted = 0;
         let mut added = Vec::new();
@@ -94,7 +94,8 @@ impl StateDir {
         if planted > 0 {
             tracing::warn!(dir = %self.path.display(), removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
         }
-        let quota = if added.len() <= MAX_NEW_FILES && bytes <= MAX_NEW_BYTES {
+        let (max_files, max_bytes) = (limits.state_files, limits.state_bytes);
+        let quota = if added.len() <= max_files && bytes <= max_bytes {
             Ok(())
         } else {
             for p in &added {
@@ -108,7 +109,7 @@ impl StateDir {
                 ),
             )
             .with_details(format!(
-                "at most {MAX_NEW_FILES} new files and {MAX_NEW_BYTES} bytes per call; what it added was removed"
+                "at most {max_files} new files and {max_bytes} bytes per call (wasmCni.stateFiles, stateKiB); what it added was removed"
             )))
         };
         let nothing_added = added.is_empty() || quota.is_err();
@@ -306,17 +307,17 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         let config = serde_json::json!({"ipam": {"dataDir": root}});
         let d = open(&config, "net", false).unwrap().unwrap();
-        d.after_call(true).unwrap();
+        d.after_call(true, &Limits::default()).unwrap();
         assert!(!root.join("net").exists());
         // an existing one stays, and one holding an allocation stays
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::write(root.join("net").join("10.0.0.2"), "x\r\neth0").unwrap();
-        d.after_call(true).unwrap();
+        d.after_call(true, &Limits::default()).unwrap();
         assert!(root.join("net").join("10.0.0.2").exists());
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::remove_file(root.join("net").join("10.0.0.2")).unwrap();
-        d.after_call(true).unwrap();
+        d.after_call(true, &Limits::default()).unwrap();
         assert!(root.join("net").join("lock").exists());
         let _ = fs::remove_dir_all(&root);
     }
@@ -332,20 +333,20 @@ mod tests {
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
         fs::write(d.path.join("10.0.0.3"), "new\r\neth0").unwrap();
-        d.after_call(false).unwrap();
+        d.after_call(false, &Limits::default()).unwrap();
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
         let before = d.before.clone();
-        for i in 0..=MAX_NEW_FILES {
+        for i in 0..=Limits::default().state_files {
             fs::write(d.path.join(format!("junk{i}")), "x").unwrap();
         }
-        let e = d.after_call(false).unwrap_err();
+        let e = d.after_call(false, &Limits::default()).unwrap_err();
         assert!(e.msg.contains("files"), "{e:?}");
         assert_eq!(inventory(&d.path), before);
         let sparse = fs::File::create(d.path.join("sparse")).unwrap();
         sparse.set_len(1 << 40).unwrap();
         drop(sparse);
-        assert!(d.after_call(false).is_err());
+        assert!(d.after_call(false, &Limits::default()).is_err());
         assert_eq!(inventory(&d.path), before);
         let _ = fs::remove_dir_all(&root);
     }

@@ -14,8 +14,9 @@ use super::bindings::cni::plugin::host_net::{
     BridgeConfig, Host, HostLink, HostScope, MasqBackend, PortConfig, Side, VethConfig, Vlan,
 };
 use super::bindings::wit::{CniError, Route};
+use super::host_scope;
 use super::netns::{check_link_name, kernel_error, parse_cidr, route_from_wit, route_to_wit};
-use super::undo::Undo;
+use super::undo::{link_ref, LinkRef, Undo};
 use super::{cap_error, CallContext};
 use crate::kernel::hostfw::Attachment;
 use crate::kernel::masq::{self, MasqEntry};
@@ -319,7 +320,11 @@ impl ScopeHandle {
             e => kernel_error("creating the veth pair", e),
         })?;
         self.created.push(name.clone());
-        self.call.journal(Undo::DelHostLink { name: name.clone() });
+        let link = link_ref(self.host.as_mut(), HOST_NETNS, &name);
+        match link {
+            Some(link) => self.call.journal(Undo::DelHostLink { link }),
+            None => tracing::warn!(link = %name, "a veth created by this call vanished at once"),
+        }
         self.details(&name)
     }
 
@@ -623,6 +628,10 @@ fn masquerade_add(
     addresses: &[String],
 ) -> Result<(), CniError> {
     let entries = masq_entries(addresses)?;
+    let ipam = call.ipam_ips();
+    for e in &entries {
+        host_scope::masquerade(&ipam, e.subnet)?;
+    }
     match backend {
         MasqBackend::Iptables => {
             let (chain, comment) = masq_ids(call);
@@ -992,14 +1001,17 @@ impl HostScope for StoreData {
         let s = self.scope(&r)?;
         cap!({
             s.mutable(&name, "setting link state")?;
-            let before = s.host.link(&name).ok().flatten().map(|l| l.up);
+            let before = s.host.link(&name).ok().flatten();
             s.host
                 .set_link_up(&name, up)
                 .map_err(|e| kernel_error("setting link state", e))?;
-            if before == Some(!up) {
+            if let Some(l) = before.filter(|l| l.up != up) {
                 s.call.journal(Undo::SetLinkUp {
-                    netns: HOST_NETNS.to_string(),
-                    link: name.clone(),
+                    link: LinkRef {
+                        netns: HOST_NETNS.to_string(),
+                        name: name.clone(),
+                        index: l.index,
+                    },
                     up: !up,
                 });
             }
@@ -1075,16 +1087,21 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "setting a MAC address")?;
             let m = parse_mac(&mac)?;
-            let before = s.host.link(&name).ok().flatten().map(|l| l.mac);
+            let before = s.host.link(&name).ok().flatten();
             s.host
                 .set_mac(&name, m)
                 .map_err(|e| kernel_error("setting a MAC address", e))?;
-            if let Some(old) = before.and_then(|b| parse_mac(&b).ok()).filter(|b| *b != m) {
-                s.call.journal(Undo::SetMac {
-                    netns: HOST_NETNS.to_string(),
-                    link: name.clone(),
-                    mac: old,
-                });
+            if let Some(l) = before {
+                if let Some(old) = parse_mac(&l.mac).ok().filter(|b| *b != m) {
+                    s.call.journal(Undo::SetMac {
+                        link: LinkRef {
+                            netns: HOST_NETNS.to_string(),
+                            name: name.clone(),
+                            index: l.index,
+                        },
+                        mac: old,
+                    });
+                }
             }
             Ok(())
         })
@@ -1174,15 +1191,14 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "adding an address")?;
             let a = parse_cidr(&cidr)?;
+            host_scope::host_address(&s.call.ipam_ips(), a)?;
             s.call.charge(1, "adding an address")?;
             s.host
                 .add_address(&name, a)
                 .map_err(|e| kernel_error("adding an address", e))?;
-            s.call.journal(Undo::DelAddress {
-                netns: HOST_NETNS.to_string(),
-                link: name.clone(),
-                addr: a,
-            });
+            if let Some(link) = link_ref(s.host.as_mut(), HOST_NETNS, &name) {
+                s.call.journal(Undo::DelAddress { link, addr: a });
+            }
             Ok(())
         })
     }
@@ -1200,11 +1216,9 @@ impl HostScope for StoreData {
             s.host
                 .del_address(&name, a)
                 .map_err(|e| kernel_error("deleting an address", e))?;
-            s.call.journal(Undo::AddAddress {
-                netns: HOST_NETNS.to_string(),
-                link: name.clone(),
-                addr: a,
-            });
+            if let Some(link) = link_ref(s.host.as_mut(), HOST_NETNS, &name) {
+                s.call.journal(Undo::AddAddress { link, addr: a });
+            }
             Ok(())
         })
     }
@@ -1234,15 +1248,14 @@ impl HostScope for StoreData {
         cap!({
             s.mutable(&name, "adding a route")?;
             let rt = route_from_wit(&route)?;
+            host_scope::host_route(&s.call.ipam_ips(), &rt)?;
             s.call.charge(1, "adding a route")?;
             s.host
                 .add_route(&name, &rt)
                 .map_err(|e| kernel_error("adding a route", e))?;
-            s.call.journal(Undo::DelRoute {
-                netns: HOST_NETNS.to_string(),
-                link: name.clone(),
-                route: rt,
-            });
+            if let Some(link) = link_ref(s.host.as_mut(), HOST_NETNS, &name) {
+                s.call.journal(Undo::DelRoute { link, route: rt });
+            }
             Ok(())
         })
     }

@@ -64,6 +64,7 @@ pub fn delegate_until(
             deferred: Default::default(),
             deadline_at: until,
             issued: Default::default(),
+            ipam_ips: Default::default(),
             objects: Default::default(),
         };
         return crate::dispatch::run_module(rt, &t, std::sync::Arc::new(nested), what)
@@ -120,6 +121,12 @@ impl Host for StoreData {
                     .iter()
                     .filter_map(|ip| ip.address.split('/').next()?.parse().ok()),
             );
+            c.record_ipam(res.ips.iter().filter_map(|ip| {
+                Some(super::host_scope::IpamIp {
+                    addr: super::netns::parse_cidr(&ip.address).ok()?,
+                    gateway: ip.gateway.as_deref().and_then(|g| g.parse().ok()),
+                })
+            }));
         }
         Ok(r.and_then(|r| {
             r.ok_or_else(|| cap_error(code::INTERNAL, "IPAM ADD returned no result", ""))

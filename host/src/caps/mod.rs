@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod claims;
 pub mod convert;
 pub mod host_net;
+pub mod host_scope;
 pub mod ipam;
 pub mod log;
 pub mod nat;
@@ -42,16 +43,12 @@ pub struct CallContext {
     /// Addresses this call's IPAM issued or its module configured in the
     /// container: what an interface module's result may claim.
     pub issued: std::sync::Mutex<Vec<std::net::IpAddr>>,
+    /// This call's IPAM result: what the node's network may take from it
+    /// (see `host_scope`).
+    pub ipam_ips: std::sync::Mutex<Vec<host_scope::IpamIp>>,
     /// Kernel objects this call has created so far (see `charge`).
     pub objects: std::sync::atomic::AtomicUsize,
 }
-
-/// The most kernel objects (links, addresses, routes, vlans, masquerade
-/// entries, port mappings, qdiscs) one call may create: far above any real
-/// attachment (a dual-stack pod with a few dozen hostPorts is under 100),
-/// far below what floods a node (a module once added 13,113 addresses and
-/// 65,535 port mappings in one call).
-pub const MAX_OBJECTS_PER_CALL: usize = 4096;
 
 /// A deferred teardown step: on its thread, or already run in place when no
 /// thread could be had.
@@ -124,9 +121,28 @@ impl CallContext {
         }
     }
 
+    /// Records this call's IPAM result (see `host_scope`).
+    pub fn record_ipam(&self, ips: impl IntoIterator<Item = host_scope::IpamIp>) {
+        match self.ipam_ips.lock() {
+            Ok(mut v) => v.extend(ips),
+            Err(p) => p.into_inner().extend(ips),
+        }
+    }
+
+    /// This call's IPAM result so far.
+    pub fn ipam_ips(&self) -> Vec<host_scope::IpamIp> {
+        match self.ipam_ips.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Counts `n` objects about to be created toward the call's quota;
-    /// refuses (creating nothing) past `MAX_OBJECTS_PER_CALL`, or once the
-    /// call's deadline has passed.
+    /// refuses (creating nothing) past the call's quota (`Limits::max_objects`:
+    /// 4096 by default, far above any real attachment, where a dual-stack pod
+    /// with a few dozen hostPorts is under 100, and far below what floods a
+    /// node: a module once added 13,113 addresses and 65,535 port mappings in
+    /// one call), or once the call's deadline has passed.
     pub fn charge(&self, n: usize, what: &str) -> Result<(), wit::CniError> {
         use std::sync::atomic::Ordering;
         // Host calls run outside the guest's epoch checks: one started
@@ -138,13 +154,14 @@ impl CallContext {
                 "nothing more is created once the deadline has passed",
             ));
         }
+        let max = self.runtime.limits.max_objects;
         let before = self.objects.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > MAX_OBJECTS_PER_CALL {
+        if before.saturating_add(n) > max {
             self.objects.fetch_sub(n, Ordering::Relaxed);
             return Err(cap_error(
                 crate::protocol::error::code::INVALID_NETWORK_CONFIG,
-                format!("{what}: this call would create more than {MAX_OBJECTS_PER_CALL} kernel objects"),
-                format!("{before} created so far, {n} more asked; one attachment needs far fewer"),
+                format!("{what}: this call would create more than {max} kernel objects"),
+                format!("{before} created so far, {n} more asked; one attachment needs far fewer (the quota is wasmCni.maxObjects / WASM_CNI_MAX_OBJECTS)"),
             ));
         }
         Ok(())

@@ -79,19 +79,12 @@ fn attachment_ips(c: &CallContext) -> Vec<IpAddr> {
 }
 
 fn parse_cidr(s: &str) -> Result<Addr, CniError> {
-    let e = || {
+    super::netns::parse_cidr(s).map_err(|_| {
         bad(
             format!("invalid container address {s:?}"),
             "pass the prevResult address in CIDR notation, e.g. 10.1.2.3/24",
         )
-    };
-    let (a, p) = s.split_once('/').ok_or_else(e)?;
-    let ip: IpAddr = a.parse().map_err(|_| e())?;
-    let prefix: u8 = p.parse().map_err(|_| e())?;
-    if prefix > if ip.is_ipv4() { 32 } else { 128 } {
-        return Err(e());
-    }
-    Ok(Addr { ip, prefix })
+    })
 }
 
 /// iptables options that are commands, tables or targets: a condition must

@@ -8,7 +8,7 @@ use wasmtime::component::Resource;
 use super::bindings::cni::plugin::netns::{Host, HostNamespace, Link};
 use super::bindings::wit::{CniError, Route};
 use super::cap_error;
-use super::undo::Undo;
+use super::undo::{link_ref, LinkRef, Undo};
 use crate::kernel::{Addr, KernelError, NetnsOps, RouteInfo};
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
@@ -211,18 +211,23 @@ impl HostNamespace for StoreData {
             return Ok(Err(e));
         }
         let ns = self.ns(&r)?;
-        let before = ns.ops.link(&name).ok().flatten().map(|l| l.up);
+        let before = ns.ops.link(&name).ok().flatten();
         let path = ns.path.clone();
         let res = ns
             .ops
             .set_link_up(&name, up)
             .map_err(|e| kernel_error("setting link state", e));
-        if res.is_ok() && before == Some(!up) {
-            self.journal(Undo::SetLinkUp {
-                netns: path,
-                link: name,
-                up: !up,
-            });
+        if let (true, Some(l)) = (res.is_ok(), before) {
+            if l.up != up {
+                self.journal(Undo::SetLinkUp {
+                    link: LinkRef {
+                        netns: path,
+                        name,
+                        index: l.index,
+                    },
+                    up: !up,
+                });
+            }
         }
         Ok(res)
     }
@@ -266,15 +271,14 @@ impl HostNamespace for StoreData {
             .ops
             .add_address(&name, addr)
             .map_err(|e| kernel_error("adding address", e));
+        let link = link_ref(ns.ops.as_mut(), &path, &name);
         if res.is_ok() {
             if let Some(c) = &self.call {
                 c.issue([addr.ip]);
             }
-            self.journal(Undo::DelAddress {
-                netns: path,
-                link: name,
-                addr,
-            });
+            if let Some(link) = link {
+                self.journal(Undo::DelAddress { link, addr });
+            }
         }
         Ok(res)
     }
@@ -295,12 +299,9 @@ impl HostNamespace for StoreData {
             .ops
             .del_address(&name, addr)
             .map_err(|e| kernel_error("deleting address", e));
-        if res.is_ok() {
-            self.journal(Undo::AddAddress {
-                netns: path,
-                link: name,
-                addr,
-            });
+        let link = link_ref(ns.ops.as_mut(), &path, &name);
+        if let (true, Some(link)) = (res.is_ok(), link) {
+            self.journal(Undo::AddAddress { link, addr });
         }
         Ok(res)
     }

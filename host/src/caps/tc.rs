@@ -162,9 +162,16 @@ fn open_attachment(call: &CallContext, host_link: &str) -> Result<AttachmentHand
     })
 }
 
-/// Undo step: the ifb created by a failed ADD.
-pub fn undo_del_ifb(call: &CallContext, name: &str) -> Result<(), String> {
-    match tc(call).del_link(name) {
+/// Undo step: the ifb a failed ADD created, if `name` is still that link
+/// (by ifindex) and not one made since under the same name.
+pub fn undo_del_ifb(call: &CallContext, name: &str, index: u32) -> Result<(), String> {
+    let k = tc(call);
+    match k.link(name) {
+        Ok(Some(l)) if l.index == index => {}
+        Ok(_) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    }
+    match k.del_link(name) {
         Ok(()) | Err(KernelError::NoSuchLink(_)) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
@@ -248,8 +255,11 @@ impl HostAttachment for StoreData {
                 ),
                 e => kernel_error("creating the ifb", e),
             });
-        if res.is_ok() {
-            call.journal(Undo::DelIfb { name: ifb });
+        if let Ok(l) = &res {
+            call.journal(Undo::DelIfb {
+                name: ifb,
+                index: l.index,
+            });
         }
         Ok(res.map(|l| to_wit_link(&l)))
     }

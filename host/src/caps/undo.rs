@@ -12,34 +12,51 @@ use super::CallContext;
 /// would leave the very state it exists to remove.
 pub const UNDO_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A link as the journal knows it: by its kernel identity (the ifindex in
+/// its namespace), not by the name the module asked for, so an undo never
+/// acts on another link that took the name meanwhile. The name is for the
+/// log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRef {
+    pub netns: String,
+    pub name: String,
+    pub index: u32,
+}
+
+/// The journal's reference to link `name` of the namespace `ops` is in
+/// (at `netns`); None when it is gone (nothing of it to undo then).
+pub fn link_ref(ops: &mut dyn crate::kernel::NetnsOps, netns: &str, name: &str) -> Option<LinkRef> {
+    let l = ops.link(name).ok().flatten()?;
+    Some(LinkRef {
+        netns: netns.to_string(),
+        name: name.to_string(),
+        index: l.index,
+    })
+}
+
 /// The inverse of one successful capability call.
 #[derive(Debug, Clone)]
 pub enum Undo {
     SetLinkUp {
-        netns: String,
-        link: String,
+        link: LinkRef,
         up: bool,
     },
     DelAddress {
-        netns: String,
-        link: String,
+        link: LinkRef,
         addr: Addr,
     },
     AddAddress {
-        netns: String,
-        link: String,
+        link: LinkRef,
         addr: Addr,
     },
     /// A route this call added (host side; the container's go with its link).
     DelRoute {
-        netns: String,
-        link: String,
+        link: LinkRef,
         route: crate::kernel::RouteInfo,
     },
     /// A MAC address this call changed: the one before.
     SetMac {
-        netns: String,
-        link: String,
+        link: LinkRef,
         mac: [u8; 6],
     },
     /// A sysctl this call changed: its value before.
@@ -55,13 +72,23 @@ pub enum Undo {
         backend: crate::kernel::firewall::Backend,
     },
     /// An ifb the tc capability created (host netns).
-    DelIfb { name: String },
+    DelIfb {
+        name: String,
+        index: u32,
+    },
     /// A qdisc the tc capability added on host link `index` under `parent`.
-    DelQdisc { index: u32, parent: u32 },
+    DelQdisc {
+        index: u32,
+        parent: u32,
+    },
     /// A host link this call created (a veth: its container end goes too).
-    DelHostLink { name: String },
+    DelHostLink {
+        link: LinkRef,
+    },
     /// Masquerade rules of this attachment (chain derived by the host).
-    Unmasquerade { chain: String },
+    Unmasquerade {
+        chain: String,
+    },
     /// nftables masquerade rules of this attachment (names derived by the host).
     UnmasqueradeNft,
     /// The MAC spoof check of this attachment (names derived by the host).
@@ -73,7 +100,8 @@ impl Undo {
     /// the call created.
     pub fn created_link(&self) -> Option<String> {
         match self {
-            Undo::DelIfb { name } | Undo::DelHostLink { name } => Some(name.clone()),
+            Undo::DelIfb { name, .. } => Some(name.clone()),
+            Undo::DelHostLink { link } => Some(link.name.clone()),
             _ => None,
         }
     }
@@ -103,6 +131,19 @@ impl CallContext {
             .map_err(|e| e.to_string())
     }
 
+    /// Runs one undo step on the link `link` names, under its current
+    /// name; a link that is gone took the state to undo with it.
+    fn on_link(
+        &self,
+        link: &LinkRef,
+        step: impl FnOnce(&mut dyn crate::kernel::NetnsOps, &str) -> crate::kernel::KResult<()>,
+    ) -> Result<(), String> {
+        self.in_netns(&link.netns, |ns| match ns.link_by_index(link.index)? {
+            Some(now) => step(ns, &now.info.name),
+            None => Ok(()),
+        })
+    }
+
     /// Applies the journal in reverse. Best effort: every step is tried and
     /// failures are logged, since the ADD error is what the runtime needs.
     pub fn rollback(&self) {
@@ -112,21 +153,17 @@ impl CallContext {
         };
         for step in steps {
             let r = match &step {
-                Undo::SetLinkUp { netns, link, up } => {
-                    self.in_netns(netns, |ns| ns.set_link_up(link, *up))
+                Undo::SetLinkUp { link, up } => self.on_link(link, |ns, l| ns.set_link_up(l, *up)),
+                Undo::DelAddress { link, addr } => {
+                    self.on_link(link, |ns, l| ns.del_address(l, *addr))
                 }
-                Undo::DelAddress { netns, link, addr } => {
-                    self.in_netns(netns, |ns| ns.del_address(link, *addr))
+                Undo::AddAddress { link, addr } => {
+                    self.on_link(link, |ns, l| ns.add_address(l, *addr))
                 }
-                Undo::AddAddress { netns, link, addr } => {
-                    self.in_netns(netns, |ns| ns.add_address(link, *addr))
+                Undo::DelRoute { link, route } => {
+                    self.on_link(link, |ns, l| ns.del_route(l, route))
                 }
-                Undo::DelRoute { netns, link, route } => {
-                    self.in_netns(netns, |ns| ns.del_route(link, route))
-                }
-                Undo::SetMac { netns, link, mac } => {
-                    self.in_netns(netns, |ns| ns.set_mac(link, *mac))
-                }
+                Undo::SetMac { link, mac } => self.on_link(link, |ns, l| ns.set_mac(l, *mac)),
                 Undo::Sysctl { netns, key, value } => {
                     self.in_netns(netns, |ns| ns.sysctl(key, Some(value)).map(drop))
                 }
@@ -146,16 +183,14 @@ impl CallContext {
                             .portmap_remove(&o, *backend)
                             .map_err(|e| e.to_string())
                     }),
-                Undo::DelIfb { name } => super::tc::undo_del_ifb(self, name),
+                Undo::DelIfb { name, index } => super::tc::undo_del_ifb(self, name, *index),
                 Undo::DelQdisc { index, parent } => {
                     super::tc::undo_del_qdisc(self, *index, *parent)
                 }
-                Undo::DelHostLink { name } => {
-                    self.in_netns(super::host_net::HOST_NETNS, |ns| match ns.del_link(name) {
-                        Err(crate::kernel::KernelError::NoSuchLink(_)) => Ok(()),
-                        r => r,
-                    })
-                }
+                Undo::DelHostLink { link } => self.on_link(link, |ns, l| match ns.del_link(l) {
+                    Err(crate::kernel::KernelError::NoSuchLink(_)) => Ok(()),
+                    r => r,
+                }),
                 Undo::Unmasquerade { chain } => self
                     .runtime
                     .kernels

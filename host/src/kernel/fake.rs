@@ -145,45 +145,6 @@ fn fmt_route(r: &RouteInfo) -> String {
     s
 }
 
-/// The network of `a` (host bits cleared).
-fn network(a: Addr) -> Addr {
-    let ip = match a.ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(a.prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(a.prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-        }
-    };
-    Addr {
-        ip,
-        prefix: a.prefix,
-    }
-}
-
-fn contains(net: Addr, ip: IpAddr) -> bool {
-    ip.is_ipv4() == net.ip.is_ipv4()
-        && network(net)
-            == network(Addr {
-                ip,
-                prefix: net.prefix,
-            })
-}
-
-fn max_prefix(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() {
-        32
-    } else {
-        128
-    }
-}
-
 impl FakeLink {
     /// The kernel's connected routes for this link's addresses (up, not lo).
     fn connected_routes(&self) -> Vec<RouteInfo> {
@@ -192,9 +153,9 @@ impl FakeLink {
         }
         self.addresses
             .iter()
-            .filter(|a| a.prefix < max_prefix(&a.ip))
+            .filter(|a| a.prefix < a.host_prefix())
             .map(|a| RouteInfo {
-                dst: network(*a),
+                dst: a.network(),
                 gw: None,
                 mtu: None,
                 priority: if a.ip.is_ipv4() {
@@ -464,7 +425,7 @@ impl NetnsOps for FakeNs {
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()> {
         let log = format!("add-address {link} {}", fmt_addr(addr));
         self.with_link(Some(log), link, |l| {
-            if addr.prefix > max_prefix(&addr.ip) {
+            if addr.prefix > addr.host_prefix() {
                 return Err(failed("add address", Errno::EINVAL));
             }
             // IPv4: same address and prefix; IPv6: same address.
@@ -509,7 +470,7 @@ impl NetnsOps for FakeNs {
         self.with_link(Some(log), link, |l| {
             let op = "add route";
             let v4 = route.dst.ip.is_ipv4();
-            if route.dst.prefix > max_prefix(&route.dst.ip)
+            if route.dst.prefix > route.dst.host_prefix()
                 || route.gw.is_some_and(|gw| gw.is_ipv4() != v4)
             {
                 return Err(failed(op, Errno::EINVAL));
@@ -521,7 +482,7 @@ impl NetnsOps for FakeNs {
                 let onlink = l
                     .all_routes()
                     .iter()
-                    .any(|r| r.gw.is_none() && contains(r.dst, gw));
+                    .any(|r| r.gw.is_none() && r.dst.contains(gw));
                 let link_local =
                     matches!(gw, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if !onlink && !link_local {

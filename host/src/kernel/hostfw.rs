@@ -286,7 +286,7 @@ fn list(args: &[&str]) -> KResult<Option<Listing>> {
 
 /// A subnet in its network form (`10.1.2.3/16` → `10.1.0.0/16`).
 fn masked(a: Addr) -> String {
-    let m = super::masq::masked(a);
+    let m = a.network();
     format!("{}/{}", m.ip, m.prefix)
 }
 

@@ -84,30 +84,9 @@ pub fn chain_name(network: &str, container_id: &str) -> String {
     format!("CNI-{hex}")
 }
 
-pub(crate) fn masked(a: Addr) -> Addr {
-    let ip = match a.ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(a.prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & mask).into())
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(a.prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & mask).into())
-        }
-    };
-    Addr {
-        ip,
-        prefix: a.prefix,
-    }
-}
-
 /// An address as iptables-save prints it (host bits cleared, prefix shown).
 fn save_form(a: Addr) -> String {
-    let m = masked(a);
+    let m = a.network();
     format!("{}/{}", m.ip, m.prefix)
 }
 
@@ -332,7 +311,7 @@ fn typed_setup(
     let mut rest = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let mut accept = xt::Rule::new(v6, xt::Target::Accept);
-        accept.dst = Some((masked(e.subnet), false));
+        accept.dst = Some((e.subnet.network(), false));
         let accept = tagged(accept);
         if !accepts.contains(&accept) {
             accepts.push(accept);

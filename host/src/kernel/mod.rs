@@ -68,6 +68,50 @@ pub struct Addr {
     pub prefix: u8,
 }
 
+impl Addr {
+    /// The prefix length of one address of this family: 32 or 128.
+    pub fn host_prefix(&self) -> u8 {
+        if self.ip.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// The network of this address (host bits cleared), same prefix.
+    pub fn network(self) -> Addr {
+        let ip = match self.ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix.min(32)))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        Addr {
+            ip,
+            prefix: self.prefix,
+        }
+    }
+
+    /// Whether `ip` is in this address's network.
+    pub fn contains(self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.ip.is_ipv4()
+            && self.network()
+                == (Addr {
+                    ip,
+                    prefix: self.prefix,
+                })
+                .network()
+    }
+}
+
 #[cfg(test)]
 impl Addr {
     /// `"10.0.0.2/24"` as an `Addr`, for tests (panics on bad input).

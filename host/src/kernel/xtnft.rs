@@ -180,7 +180,7 @@ impl Rule {
 /// iptables-nft's address match: the payload of the prefix's whole bytes
 /// when the prefix is byte-aligned, else the whole address under a mask.
 fn address(out: &mut Vec<Expr>, a: Addr, inv: bool, offset: u32) {
-    let (bytes, full): (Vec<u8>, u8) = match super::masq::masked(a).ip {
+    let (bytes, full): (Vec<u8>, u8) = match a.network().ip {
         IpAddr::V4(v) => (v.octets().to_vec(), 32),
         IpAddr::V6(v) => (v.octets().to_vec(), 128),
     };

@@ -154,6 +154,11 @@ impl Cache {
         &self.dir
     }
 
+    /// Whether this is a one-call cache (see `ephemeral`).
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
+    }
+
     /// The sha256 of a module file, memoised by the file's identity.
     pub fn module_digest(&self, path: &Path) -> std::io::Result<String> {
         let m = fs::metadata(path)?;
