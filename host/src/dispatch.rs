@@ -93,7 +93,7 @@ const KNOBS: [Knob; 6] = [
 impl Knob {
     /// The environment's value: unset or empty is the default, anything
     /// else must be a number in range.
-    fn from_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<Option<u64>, CniError> {
+    fn read_env(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<Option<u64>, CniError> {
         let Some(raw) = get(self.env).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
@@ -116,7 +116,7 @@ impl Knob {
     }
 
     /// The conflist's value, when `wasmCni` has the key.
-    fn from_config(&self, w: &serde_json::Value) -> Result<Option<u64>, CniError> {
+    fn read_config(&self, w: &serde_json::Value) -> Result<Option<u64>, CniError> {
         let Some(v) = w.get(self.key) else {
             return Ok(None);
         };
@@ -158,7 +158,7 @@ impl Settings {
         let mut problem = None;
         let mut limits = Limits::default();
         for knob in &KNOBS {
-            match knob.from_env(get) {
+            match knob.read_env(get) {
                 Ok(Some(v)) => (knob.set)(&mut limits, v),
                 Ok(None) => {}
                 Err(e) => problem = problem.or(Some(e)),
@@ -203,7 +203,7 @@ impl Settings {
             }
         }
         for knob in &KNOBS {
-            match knob.from_config(w) {
+            match knob.read_config(w) {
                 Ok(Some(v)) => (knob.set)(&mut self.limits, v),
                 Ok(None) => {}
                 Err(e) => problem = problem.or(Some(e)),
