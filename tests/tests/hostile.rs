@@ -399,3 +399,87 @@ fn a_module_cannot_claim_what_its_call_did_not_do() {
         );
     }
 }
+
+/// `/state` holds regular files only (#22 item 3): a module's symlink (one
+/// pointing out of the directory), hard link or subdirectory is refused at
+/// the call, with the module told `not permitted`, so nothing is planted
+/// for the next call or for the reference host-local sharing the
+/// directory; and a call adding more files than its quota (settable as
+/// `wasmCni.stateFiles`) fails with what it wrote removed.
+#[test]
+fn state_takes_regular_files_only_and_at_most_the_quota() {
+    let i = Install::new("state-abuse", &[]);
+    std::fs::copy(module("state_abuse"), i.bin_dir().join("state-abuse.wasm")).expect("copy");
+    link(&i, "state-abuse");
+    let data = i.data_dir();
+    let dir = data.join("sa-net");
+    let conf = |abuse: &str, extra: serde_json::Value| {
+        let mut c = json!({"cniVersion": "1.0.0", "name": "sa-net", "type": "state-abuse",
+            "abuse": abuse, "ipam": {"type": "state-abuse", "dataDir": data}});
+        if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        c.to_string()
+    };
+    let entries = || {
+        let mut v: Vec<(String, bool)> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+                        (e.file_name().to_string_lossy().into_owned(), regular)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for (abuse, what) in [
+        ("symlink", "symlink"),
+        ("hardlink", "hard link"),
+        ("mkdir", "mkdir"),
+    ] {
+        let e = i
+            .plugin("state-abuse", &add_env("/var/run/netns/x"), &conf(abuse, json!({})))
+            .err(999);
+        let msg = e["msg"].as_str().unwrap_or("");
+        assert!(
+            msg.starts_with(&format!("{what}: ")) && msg.contains("not permitted"),
+            "{abuse}: {e}"
+        );
+        // the legitimate file it wrote first stays; nothing else exists
+        assert_eq!(
+            entries(),
+            vec![("10.0.0.9".to_string(), true), ("lock".to_string(), true)],
+            "{abuse}"
+        );
+    }
+    assert!(!data.join("escaped").exists() && !data.parent().unwrap().join("escaped").exists());
+    std::fs::remove_file(dir.join("10.0.0.9")).unwrap();
+
+    let e = i
+        .plugin(
+            "state-abuse",
+            &add_env("/var/run/netns/x"),
+            &conf("files", json!({"files": 9, "wasmCni": {"stateFiles": 5}})),
+        )
+        .err(7);
+    assert!(
+        e["msg"].as_str().unwrap_or("").contains("wrote 10 files"),
+        "{e}"
+    );
+    assert!(
+        e["details"].as_str().unwrap_or("").contains("at most 5 new files"),
+        "{e}"
+    );
+    assert_eq!(entries(), vec![("lock".to_string(), true)]);
+    // within the quota the same call succeeds
+    i.plugin(
+        "state-abuse",
+        &add_env("/var/run/netns/x"),
+        &conf("files", json!({"files": 4, "wasmCni": {"stateFiles": 5}})),
+    )
+    .ok();
+    assert_eq!(entries().len(), 6);
+}

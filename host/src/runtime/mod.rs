@@ -6,6 +6,7 @@ pub mod engine;
 pub mod phases;
 pub mod resolve;
 pub mod sandbox;
+pub mod state_fs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -166,6 +166,7 @@ fn add_wasi(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
     filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
     sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
+    super::state_fs::add_to_linker(l)?;
     sync::io::error::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
     sync::io::poll::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
     sync::io::streams::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
