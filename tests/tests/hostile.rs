@@ -441,7 +441,11 @@ fn state_takes_regular_files_only_and_at_most_the_quota() {
         ("mkdir", "mkdir"),
     ] {
         let e = i
-            .plugin("state-abuse", &add_env("/var/run/netns/x"), &conf(abuse, json!({})))
+            .plugin(
+                "state-abuse",
+                &add_env("/var/run/netns/x"),
+                &conf(abuse, json!({})),
+            )
             .err(999);
         let msg = e["msg"].as_str().unwrap_or("");
         assert!(
@@ -470,7 +474,10 @@ fn state_takes_regular_files_only_and_at_most_the_quota() {
         "{e}"
     );
     assert!(
-        e["details"].as_str().unwrap_or("").contains("at most 5 new files"),
+        e["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at most 5 new files"),
         "{e}"
     );
     assert_eq!(entries(), vec![("lock".to_string(), true)]);
