@@ -546,3 +546,74 @@ fn a_module_cannot_reach_beyond_its_attachment() {
         "a refused module changed the firewall"
     );
 }
+
+/// A batch too long for the call's deadline (#22 item 4: 65,535 mappings
+/// once ran 17 s past a 2 s deadline, and its undo timed out leaving
+/// 200,982 rules): the host installs it in transactions of at most 1024
+/// lines and starts none after the deadline, so the ADD ends near its
+/// deadline, fails, and the undo leaves nothing. Within the default quota
+/// (4096 objects) the same node takes 2048 mappings of a dual-stack pod.
+#[test]
+fn a_batch_past_the_deadline_stops_and_is_undone() {
+    let node = Node::new("pmbig", 1);
+    let i = Install::new("pmbig", &[]);
+    let pod = &node.pods[0];
+    let before_ipt = iptables_state(&node);
+    let big: Vec<Value> = (0..60_000u32)
+        .map(|p| json!({"hostPort": 1 + p, "containerPort": 80, "protocol": "tcp"}))
+        .collect();
+    for backend in ["iptables", "nftables"] {
+        let extra = json!({"backend": backend,
+            "wasmCni": {"maxObjects": 65536, "timeoutMs": 1000}});
+        let t = std::time::Instant::now();
+        let r = ours(&node, &i, "ADD", "big", pod, &conf(pod, extra, json!(big)));
+        let took = t.elapsed();
+        assert_ne!(r.code, 0, "{backend}: {}", r.stdout);
+        // the deadline, one transaction past it, and the undo (which for
+        // nftables deletes the rules one handle at a time)
+        assert!(
+            took < std::time::Duration::from_secs(12),
+            "{backend}: {took:?}"
+        );
+        let rules = |s: String| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            rules(iptables_state(&node)),
+            rules(before_ipt.clone()),
+            "{backend}"
+        );
+        assert!(
+            !node.exec("nft list ruleset").contains("dnat to"),
+            "{backend}: rules left"
+        );
+    }
+    let fits: Vec<Value> = (0..2048u32)
+        .map(|p| json!({"hostPort": 1 + p, "containerPort": 80, "protocol": "tcp"}))
+        .collect();
+    let extra = json!({"backend": "iptables"});
+    ours(
+        &node,
+        &i,
+        "ADD",
+        "fits",
+        pod,
+        &conf(pod, extra.clone(), json!(fits)),
+    )
+    .ok();
+    let dnat = iptables_state(&node).matches("--to-destination").count();
+    assert_eq!(dnat, 4096);
+    ours(
+        &node,
+        &i,
+        "DEL",
+        "fits",
+        pod,
+        &conf(pod, extra, json!(fits)),
+    )
+    .ok();
+    assert!(!iptables_state(&node).contains("CNI-DN-"));
+}

@@ -326,15 +326,16 @@ impl Host for StoreData {
             let spec = spec_from_wit(c, &spec)?;
             let rules: usize = spec.families.iter().map(|f| f.mappings.len()).sum();
             c.charge(rules, "installing port mappings")?;
-            c.runtime
-                .kernels
-                .firewall
-                .portmap_apply(&owner, &spec)
-                .map_err(|e| kernel_error("installing port mappings", e))?;
+            // Journaled first: a batch cut by the deadline or failing half-way
+            // leaves pieces that are still this attachment's to remove.
             c.journal(Undo::NatRemove {
                 backend: spec.backend,
             });
-            Ok(())
+            c.runtime
+                .kernels
+                .firewall
+                .portmap_apply(&owner, &spec, c.deadline_at)
+                .map_err(|e| kernel_error("installing port mappings", e))
         })();
         Ok(r)
     }

@@ -281,10 +281,12 @@ fn needs_own_masq(opts: &Options) -> bool {
     opts.snat && opts.external_mark_chain.is_none()
 }
 
-/// The one-exec ADD: the skeleton is verified with `-C` inside the batch.
+/// The one-exec ADD of a new attachment: the skeleton is verified with
+/// `-C` inside the batch, and `-N` fails it when the attachment's chain
+/// exists (a re-ADD, whose old entry jumps `render_add` unhooks).
 pub fn render_fast(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
     let chain = dnat_chain(owner);
-    let mut b = format!("*nat\n:{chain} - [0:0]\n");
+    let mut b = format!("*nat\n-N {chain}\n");
     for c in ["PREROUTING", "OUTPUT"] {
         b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
     }
@@ -537,30 +539,69 @@ fn save(v6: bool) -> KResult<NatState> {
     run(tools(v6).save, &["-t", "nat"], "").map(|s| NatState::parse(&s))
 }
 
-pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
+pub fn apply(owner: &Owner, spec: &PortmapSpec, until: std::time::Instant) -> KResult<()> {
     let [v4, v6] = both_families(|v6| {
         spec.families
             .iter()
             .filter(|fam| fam.container.ip.is_ipv6() == v6)
-            .try_for_each(|fam| apply_family(owner, &spec.options, fam, v6))
+            .try_for_each(|fam| apply_family(owner, &spec.options, fam, v6, until))
     });
     v4.and(v6)
 }
 
-fn apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<()> {
-    match netlink_add(owner, opts, fam, v6) {
-        Ok(true) => return Ok(()),
-        Ok(false) => {}
-        Err(e) => tracing::debug!(error = %e, "netlink ADD failed; using iptables-restore"),
+fn apply_family(
+    owner: &Owner,
+    opts: &Options,
+    fam: &FamilySpec,
+    v6: bool,
+    until: std::time::Instant,
+) -> KResult<()> {
+    // One netlink transaction: only for a batch that fits in one piece.
+    if fam.mappings.len() <= super::CHUNK_LINES / 2 {
+        match netlink_add(owner, opts, fam, v6) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "netlink ADD failed; using iptables-restore"),
+        }
     }
-    exec_apply_family(owner, opts, fam, v6)
+    exec_apply_family(owner, opts, fam, v6, until)
+}
+
+/// Runs an iptables-restore batch in pieces (see `super::chunks`): the
+/// `*nat` line and the chain declarations open the first piece only.
+fn restore_in_pieces(v6: bool, batch: &str, until: std::time::Instant) -> KResult<()> {
+    let lines: Vec<&str> = batch
+        .lines()
+        .filter(|l| *l != "*nat" && *l != "COMMIT")
+        .collect();
+    let decl = lines.iter().take_while(|l| l.starts_with(':')).count();
+    let pieces = super::chunks(&lines[..decl], &lines[decl..], "*nat\n", "COMMIT\n");
+    super::apply_pieces(&pieces, until, |p| restore(v6, p))
 }
 
 /// The ADD through iptables-restore: one batch when the skeleton is there,
 /// else a read of the table and a batch that completes it.
-fn exec_apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KResult<()> {
-    if restore(v6, &render_fast(owner, opts, fam)).is_ok() {
-        return Ok(());
+fn exec_apply_family(
+    owner: &Owner,
+    opts: &Options,
+    fam: &FamilySpec,
+    v6: bool,
+    until: std::time::Instant,
+) -> KResult<()> {
+    let fast = render_fast(owner, opts, fam);
+    let fast = if fast.lines().count() <= super::CHUNK_LINES {
+        restore(v6, &fast)
+    } else if skeleton_in_place(v6, opts)? {
+        restore_in_pieces(v6, &fast, until)
+    } else {
+        Err(KernelError::Failed("the skeleton is incomplete".into()))
+    };
+    // Any other failure (the chain exists, a piece failed) is mended by the
+    // full batch, which replaces the attachment's rules whatever is there.
+    match fast {
+        Ok(()) => return Ok(()),
+        Err(e @ KernelError::Timeout(_)) => return Err(e),
+        Err(_) => {}
     }
     let st = save(v6)?;
     if let Some(ext) = &opts.external_mark_chain {
@@ -571,7 +612,27 @@ fn exec_apply_family(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) 
             )));
         }
     }
-    restore(v6, &render_add(owner, opts, fam, &st))
+    restore_in_pieces(v6, &render_add(owner, opts, fam, &st), until)
+}
+
+/// Whether the skeleton the fast batch checks with `-C` is in place, checked
+/// apart from the batch when the batch goes in pieces (a failed check in a
+/// later piece would leave the earlier ones applied).
+fn skeleton_in_place(v6: bool, opts: &Options) -> KResult<bool> {
+    let mut b = String::from("*nat\n");
+    for c in ["PREROUTING", "OUTPUT"] {
+        b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
+    }
+    if needs_own_masq(opts) {
+        b.push_str(&format!(
+            "-C {SETMARK} {}\n",
+            line(&setmark_rule(opts.mark_bit))
+        ));
+        b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
+        b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
+    }
+    b.push_str("COMMIT\n");
+    Ok(restore(v6, &b).is_ok())
 }
 
 /// The lines of `iptables -S <chain>`, empty when the chain does not exist.
@@ -956,13 +1017,13 @@ mod netlink_equivalence {
                 );
                 // The first ADD of a node builds the skeleton through iptables.
                 let took = nl_ns.enter(|| {
-                    exec_apply_family(&first, &o, &f, v6).expect("exec add");
+                    exec_apply_family(&first, &o, &f, v6, later()).expect("exec add");
                     netlink_add(&second, &o, &f, v6).expect("netlink add")
                 });
                 assert!(took, "the netlink path took the ADD (v6 {v6})");
                 ex_ns.enter(|| {
-                    exec_apply_family(&first, &o, &f, v6).expect("exec add");
-                    exec_apply_family(&second, &o, &f, v6).expect("exec add");
+                    exec_apply_family(&first, &o, &f, v6, later()).expect("exec add");
+                    exec_apply_family(&second, &o, &f, v6, later()).expect("exec add");
                 });
                 assert_eq!(
                     nl_ns.nat_rules(v6),
@@ -988,6 +1049,63 @@ mod netlink_equivalence {
                 assert_eq!(left, ex_ns.nat_rules(v6));
             }
         }
+    }
+
+    fn later() -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    fn many(n: u16) -> FamilySpec {
+        let mut f = fam("10.0.0.2", 24);
+        f.mappings = (0..n)
+            .map(|i| Mapping {
+                host_port: 10_000 + i,
+                container_port: 80,
+                proto: Proto::Tcp,
+                host_ip: None,
+                other_family: false,
+            })
+            .collect();
+        f
+    }
+
+    /// A batch longer than one piece lands whole, in pieces, on a fresh
+    /// table and over an existing attachment (a re-ADD replaces, never
+    /// duplicates); one whose deadline has passed starts no piece.
+    #[test]
+    fn long_batches_land_whole_in_pieces_and_stop_at_the_deadline() {
+        let ns = Ns::new("pm-chunk");
+        let (o, f) = (opts(false), many(3000));
+        let count = |v: &[String]| v.iter().filter(|l| l.contains("--to-destination")).count();
+        let jumps = |v: &[String]| v.iter().filter(|l| l.contains("-j CNI-DN-")).count();
+        ns.enter(|| exec_apply_family(&owner("big"), &o, &f, false, later()).expect("add"));
+        let first = ns.nat_rules(false);
+        assert_eq!(count(&first), 3000);
+        ns.enter(|| exec_apply_family(&owner("big"), &o, &f, false, later()).expect("re-add"));
+        let again = ns.nat_rules(false);
+        assert_eq!(count(&again), 3000);
+        assert_eq!(jumps(&again), jumps(&first));
+        // the same for a batch of one piece
+        let small = many(3);
+        for _ in 0..2 {
+            ns.enter(|| {
+                exec_apply_family(&owner("small"), &o, &small, false, later()).expect("add")
+            });
+        }
+        let chain = dnat_chain(&owner("small"));
+        let to_small = |v: &[String]| {
+            v.iter()
+                .filter(|l| l.ends_with(&format!("-j {chain}")))
+                .count()
+        };
+        assert_eq!(to_small(&ns.nat_rules(false)), 1);
+        ns.enter(|| exec_remove_family(&chain, false).expect("del"));
+        let past = std::time::Instant::now();
+        let r = ns.enter(|| exec_apply_family(&owner("late"), &o, &f, false, past));
+        assert!(matches!(r, Err(KernelError::Timeout(_))), "{r:?}");
+        assert_eq!(count(&ns.nat_rules(false)), 3000);
+        ns.enter(|| exec_remove_family(&dnat_chain(&owner("big")), false).expect("del"));
+        assert_eq!(count(&ns.nat_rules(false)), 0);
     }
 
     #[test]

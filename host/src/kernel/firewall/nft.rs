@@ -375,8 +375,11 @@ pub(crate) fn transact(script: &str) -> KResult<()> {
     run("nft", &["-f", "-"], script).map(drop)
 }
 
-pub fn apply(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
-    transact(&render_add(owner, spec))
+pub fn apply(owner: &Owner, spec: &PortmapSpec, until: std::time::Instant) -> KResult<()> {
+    let script = render_add(owner, spec);
+    let lines: Vec<&str> = script.lines().collect();
+    let pieces = super::chunks(&[], &lines, "", "");
+    super::apply_pieces(&pieces, until, transact)
 }
 
 pub fn remove(owner: &Owner) -> KResult<()> {
