@@ -1024,4 +1024,17 @@ fn host_side_writes_are_narrowed_undone_and_bounded() {
         .ns
         .exec("ip -o addr show dev tpbr0")
         .contains("10.123.0.1/24"));
+
+    // a legitimate pod on the same node, after all of it: ADD, traffic
+    // to its gateway, DEL, nothing left
+    let conf = bridge_conf("1.0.0", "legit", &h.data_dir(), json!({}));
+    let r = h
+        .ours("bridge", "ADD", "legit", &a.path(), &conf)
+        .ok()
+        .json();
+    assert_eq!(r["ips"].as_array().map(Vec::len), Some(2), "{r}");
+    ping(&a.name, "10.77.0.1", 3);
+    h.ours("bridge", "DEL", "legit", &a.path(), &conf).ok();
+    assert!(h.allocations("legit").is_empty());
+    assert!(!h.nat().contains("CNI-"), "{}", h.nat());
 }

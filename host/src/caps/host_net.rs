@@ -424,10 +424,15 @@ impl ScopeHandle {
             .map_err(|e| kernel_error(&format!("sysctl {key}"), e))?;
         if let Some(v) = value {
             if before.trim() != v.trim() {
+                // A per-link key is the link's: undone only on that link.
+                let link = link
+                    .filter(|l| !matches!(*l, "all" | "default"))
+                    .and_then(|l| link_ref(ops.as_mut(), &netns, l));
                 self.call.journal(Undo::Sysctl {
                     netns,
                     key: key.to_string(),
                     value: before.trim().to_string(),
+                    link,
                 });
             }
         }

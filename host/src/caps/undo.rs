@@ -59,11 +59,13 @@ pub enum Undo {
         link: LinkRef,
         mac: [u8; 6],
     },
-    /// A sysctl this call changed: its value before.
+    /// A sysctl this call changed: its value before. A per-link key
+    /// carries its link, and is restored only while that link holds the name.
     Sysctl {
         netns: String,
         key: String,
         value: String,
+        link: Option<LinkRef>,
     },
     /// The delegated IPAM allocated: release it.
     IpamDel,
@@ -164,9 +166,20 @@ impl CallContext {
                     self.on_link(link, |ns, l| ns.del_route(l, route))
                 }
                 Undo::SetMac { link, mac } => self.on_link(link, |ns, l| ns.set_mac(l, *mac)),
-                Undo::Sysctl { netns, key, value } => {
-                    self.in_netns(netns, |ns| ns.sysctl(key, Some(value)).map(drop))
-                }
+                Undo::Sysctl {
+                    netns,
+                    key,
+                    value,
+                    link,
+                } => self.in_netns(netns, |ns| {
+                    if let Some(l) = link {
+                        match ns.link_by_index(l.index)? {
+                            Some(now) if now.info.name == l.name => {}
+                            _ => return Ok(()),
+                        }
+                    }
+                    ns.sysctl(key, Some(value)).map(drop)
+                }),
                 Undo::IpamDel => super::ipam::delegate_until(
                     self,
                     Command::Del,
