@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use wasmtime::component::Resource;
 
 use super::bindings::cni::plugin::host_net::{
@@ -249,7 +250,7 @@ impl ScopeHandle {
         match self.host.add_bridge(&br, config.mtu, config.vlan_filtering) {
             Ok(()) => {}
             // Another ADD (or the admin) created it first: fine if it is a bridge.
-            Err(KernelError::Failed(m)) if m.contains("File exists") => {}
+            Err(e) if e.errno() == Some(Errno::EEXIST) => {}
             Err(e) => return Err(kernel_error(&format!("creating bridge {br}"), e)),
         }
         let d = self
@@ -312,10 +313,10 @@ impl ScopeHandle {
             peer_mac: mac,
         };
         self.host.add_veth(&spec).map_err(|e| match e {
-            KernelError::Failed(m) if m.contains("File exists") => cap_error(
+            e if e.errno() == Some(Errno::EEXIST) => cap_error(
                 code::INTERNAL,
                 format!("cannot create veth {name}/{ifname}: a link of that name exists"),
-                format!("{m}; the container may already have {ifname}, or the host name collided: retry"),
+                format!("{e}; the container may already have {ifname}, or the host name collided: retry"),
             ),
             e => kernel_error("creating the veth pair", e),
         })?;
@@ -572,7 +573,7 @@ fn masq_attachment(call: &CallContext) -> Result<Attachment, CniError> {
 
 /// A missing `nft` binary means no nftables rules can exist: nothing to remove.
 fn nft_absent(e: &KernelError) -> bool {
-    matches!(e, KernelError::Failed(m) if m.starts_with("cannot run nft"))
+    matches!(e, KernelError::ToolMissing { tool, .. } if tool == "nft")
 }
 
 /// Removes the attachment's nftables masquerade rules (DEL and rollback).

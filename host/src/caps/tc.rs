@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use nix::errno::Errno;
 use sha2::{Digest, Sha512};
 use wasmtime::component::Resource;
 
@@ -248,10 +249,10 @@ impl HostAttachment for StoreData {
         let res = k
             .add_ifb(&ifb, mtu, &ifb_alias(&call.invocation.network_name))
             .map_err(|e| match e {
-                KernelError::Failed(m) if m.contains("File exists") => cap_error(
+                e if e.errno() == Some(Errno::EEXIST) => cap_error(
                     code::INTERNAL,
                     format!("ifb {ifb} already exists"),
-                    format!("{m}; run DEL for this container before ADD"),
+                    format!("{e}; run DEL for this container before ADD"),
                 ),
                 e => kernel_error("creating the ifb", e),
             });
@@ -305,10 +306,10 @@ impl HostAttachment for StoreData {
                 },
             )
             .map_err(|e| match e {
-                KernelError::Failed(m) if m.contains("File exists") => cap_error(
+                e if e.errno() == Some(Errno::EEXIST) => cap_error(
                     code::INTERNAL,
                     format!("{name} already has a root qdisc"),
-                    format!("{m}; run DEL for this container before ADD"),
+                    format!("{e}; run DEL for this container before ADD"),
                 ),
                 e => kernel_error("adding the tbf qdisc", e),
             });
@@ -364,10 +365,10 @@ impl HostAttachment for StoreData {
             Err(e) => return Ok(Err(e)),
         };
         let res = tc(&call).add_redirect(host, to).map_err(|e| match e {
-            KernelError::Failed(m) if m.contains("File exists") => cap_error(
+            e if e.errno() == Some(Errno::EEXIST) => cap_error(
                 code::INTERNAL,
                 "the host link already has an ingress qdisc",
-                format!("{m}; run DEL for this container before ADD"),
+                format!("{e}; run DEL for this container before ADD"),
             ),
             e => kernel_error("adding the redirect to the ifb", e),
         });

@@ -31,9 +31,10 @@ pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     let mut cmd = Command::new(locate(prog));
     cmd.args(args);
     let out = run_bounded(cmd, stdin.as_bytes(), EXEC_TIMEOUT).map_err(|e| match e {
-        RunError::Spawn(e) => {
-            KernelError::Failed(format!("cannot run {prog}: {e} (is it installed?)"))
-        }
+        RunError::Spawn(e) => KernelError::ToolMissing {
+            tool: prog.to_string(),
+            reason: e.to_string(),
+        },
         RunError::Timeout => KernelError::Timeout(format!(
             "{what}: no answer within {} s",
             EXEC_TIMEOUT.as_secs()
@@ -78,8 +79,16 @@ pub fn nat_chain_rules(v6: bool, chain: &str) -> KResult<Option<Vec<String>>> {
     }
     let family = if v6 { "ip6" } else { "ip" };
     match run("nft", &["list", "chain", family, "nat", chain], "") {
-        Err(KernelError::Failed(m)) if m.contains("No such file or directory") => Ok(None),
+        Err(e) if nft_object_missing(&e) => Ok(None),
         // It is there but iptables cannot show it: the caller's batch decides.
         _ => Err(KernelError::Failed(message)),
     }
+}
+
+/// Whether `nft` failed because the table or chain it was asked about does
+/// not exist. nft exits 1 for every error and says which only in its
+/// message (the kernel's ENOENT text), so this is the one place that reads
+/// a tool's words for it.
+pub fn nft_object_missing(e: &KernelError) -> bool {
+    matches!(e, KernelError::Failed(m) if m.contains("No such file or directory"))
 }

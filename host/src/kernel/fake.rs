@@ -118,7 +118,7 @@ pub struct FakeKernel {
 }
 
 fn failed(op: &str, errno: Errno) -> KernelError {
-    KernelError::Failed(format!("{op}: {}", errno.desc()))
+    KernelError::os(op, errno)
 }
 
 fn fmt_addr(a: Addr) -> String {
@@ -925,7 +925,7 @@ mod tests {
                 a("fd00::1/128")
             ]
         );
-        let exists = Err(KernelError::Failed("add address: File exists".into()));
+        let exists = Err(KernelError::os("add address", Errno::EEXIST));
         assert_eq!(ops.add_address("lo", a("10.123.0.1/32")), exists);
         assert_eq!(ops.add_address("lo", a("fd00::1/64")), exists);
         // IPv4: same address in another prefix is a different address.
@@ -935,9 +935,7 @@ mod tests {
         ops.del_address("lo", a("fd00::1/128")).unwrap();
         assert_eq!(
             ops.del_address("lo", a("10.123.0.1/32")),
-            Err(KernelError::Failed(
-                "del address: Cannot assign requested address".into()
-            ))
+            Err(KernelError::os("del address", Errno::EADDRNOTAVAIL))
         );
         assert_eq!(
             ops.addresses("lo").unwrap(),
@@ -971,7 +969,7 @@ mod tests {
         assert_eq!(k.add_link(NS, "eth0", false), Ok(2));
         assert_eq!(
             k.add_link(NS, "eth0", false),
-            Err(KernelError::Failed("add link: File exists".into()))
+            Err(KernelError::os("add link", Errno::EEXIST))
         );
         let eth0 = ops.link("eth0").unwrap().unwrap();
         assert_eq!(eth0.mac, "02:00:00:00:00:02");
@@ -982,7 +980,7 @@ mod tests {
         ops.add_address("eth0", a("fd00:124::2/64")).unwrap();
         assert_eq!(
             ops.add_route("eth0", &route("10.126.0.0/16", None)),
-            Err(KernelError::Failed("add route: Network is down".into()))
+            Err(KernelError::os("add route", Errno::ENETDOWN))
         );
         // No connected routes while down.
         assert!(ops.routes("eth0").unwrap().is_empty());
@@ -1002,25 +1000,23 @@ mod tests {
             .unwrap();
         assert_eq!(
             ops.add_route("eth0", &via),
-            Err(KernelError::Failed("add route: File exists".into()))
+            Err(KernelError::os("add route", Errno::EEXIST))
         );
         assert_eq!(
             ops.add_route("eth0", &route("10.124.0.0/24", None)),
-            Err(KernelError::Failed("add route: File exists".into()))
+            Err(KernelError::os("add route", Errno::EEXIST))
         );
         assert_eq!(
             ops.add_route("eth0", &route("10.127.0.0/16", Some("10.200.0.1"))),
-            Err(KernelError::Failed(
-                "add route: Network is unreachable".into()
-            ))
+            Err(KernelError::os("add route", Errno::ENETUNREACH))
         );
         assert_eq!(
             ops.add_route("eth0", &route("fd00:127::/64", Some("fd00:200::1"))),
-            Err(KernelError::Failed("add route: No route to host".into()))
+            Err(KernelError::os("add route", Errno::EHOSTUNREACH))
         );
         assert_eq!(
             ops.add_route("eth0", &route("10.128.0.0/16", Some("fd00::1"))),
-            Err(KernelError::Failed("add route: Invalid argument".into()))
+            Err(KernelError::os("add route", Errno::EINVAL))
         );
 
         let routes = ops.routes("eth0").unwrap();

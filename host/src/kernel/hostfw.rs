@@ -279,7 +279,7 @@ fn list(args: &[&str]) -> KResult<Option<Listing>> {
     all.extend_from_slice(args);
     match run("nft", &all, "") {
         Ok(out) => Listing::parse(&out).map(Some),
-        Err(KernelError::Failed(m)) if m.contains("No such file or directory") => Ok(None),
+        Err(e) if crate::kernel::exec::nft_object_missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -92,7 +92,7 @@ pub fn chains_in(save: &str, network: &str) -> BTreeSet<(String, String)> {
 
 /// A failure to run the tool at all: nothing of that backend can be there.
 pub fn cannot_run(e: &KernelError) -> bool {
-    matches!(e, KernelError::Failed(m) if m.starts_with("cannot run "))
+    matches!(e, KernelError::ToolMissing { .. })
 }
 
 /// `network`'s masquerade chains in both families' nat tables. No

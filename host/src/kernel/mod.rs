@@ -30,8 +30,34 @@ pub enum KernelError {
     NoSuchLink(String),
     /// The operation did not complete within the host-call bound.
     Timeout(String),
-    /// Any other failure, with the kernel's message.
+    /// The kernel refused `op` with `errno` (matched by value, never by
+    /// its text: see `errno`).
+    Os {
+        op: String,
+        errno: nix::errno::Errno,
+    },
+    /// A firewall tool could not be run at all (not installed): nothing
+    /// of that backend can exist on the node.
+    ToolMissing { tool: String, reason: String },
+    /// Any other failure (a tool's message, a malformed reply).
     Failed(String),
+}
+
+impl KernelError {
+    pub fn os(op: impl Into<String>, errno: nix::errno::Errno) -> KernelError {
+        KernelError::Os {
+            op: op.into(),
+            errno,
+        }
+    }
+
+    /// The errno the kernel answered, if this is a kernel refusal.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        match self {
+            KernelError::Os { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for KernelError {
@@ -40,6 +66,10 @@ impl fmt::Display for KernelError {
             KernelError::NetnsGone(m) => write!(f, "network namespace is gone: {m}"),
             KernelError::NoSuchLink(m) => write!(f, "no such link: {m}"),
             KernelError::Timeout(m) => write!(f, "kernel operation timed out: {m}"),
+            KernelError::Os { op, errno } => write!(f, "{op}: {}", errno.desc()),
+            KernelError::ToolMissing { tool, reason } => {
+                write!(f, "cannot run {tool}: {reason} (is it installed?)")
+            }
             KernelError::Failed(m) => write!(f, "{m}"),
         }
     }

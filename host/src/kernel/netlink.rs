@@ -57,7 +57,7 @@ impl Kernel for Netlink {
 
 /// `"<op>: <strerror>"` for a kernel errno.
 fn errno_failed(op: &str, errno: i32) -> KernelError {
-    KernelError::Failed(format!("{op}: {}", Errno::from_raw(errno).desc()))
+    KernelError::os(op, Errno::from_raw(errno))
 }
 
 fn io_failed(op: &str, e: &io::Error) -> KernelError {
@@ -1068,11 +1068,11 @@ mod tests {
 
         assert_eq!(
             ops.add_address("lo", a("10.123.0.1/32")),
-            Err(KernelError::Failed("add address: File exists".into()))
+            Err(KernelError::os("add address", Errno::EEXIST))
         );
         assert_eq!(
             ops.add_address("lo", a("fd00::1/128")),
-            Err(KernelError::Failed("add address: File exists".into()))
+            Err(KernelError::os("add address", Errno::EEXIST))
         );
 
         ops.del_address("lo", a("10.123.0.1/32")).unwrap();
@@ -1083,9 +1083,7 @@ mod tests {
         assert!(addrs.contains(&a("127.0.0.1/8")), "{addrs:?}");
         assert_eq!(
             ops.del_address("lo", a("10.123.0.1/32")),
-            Err(KernelError::Failed(
-                "del address: Cannot assign requested address".into()
-            ))
+            Err(KernelError::os("del address", Errno::EADDRNOTAVAIL))
         );
     }
 
@@ -1113,7 +1111,7 @@ mod tests {
         // Mirrored by the fake: no routes through a down link.
         assert_eq!(
             ops.add_route("wv0", &linkroute),
-            Err(KernelError::Failed("add route: Network is down".into()))
+            Err(KernelError::os("add route", Errno::ENETDOWN))
         );
         ops.set_link_up("wv0", true).unwrap();
         ops.set_link_up("wv1", true).unwrap();
@@ -1148,7 +1146,7 @@ mod tests {
         ops.add_route("wv0", &default).unwrap();
         assert_eq!(
             ops.add_route("wv0", &via),
-            Err(KernelError::Failed("add route: File exists".into()))
+            Err(KernelError::os("add route", Errno::EEXIST))
         );
         // Unreachable gateways (mirrored by the fake).
         let mut bad = via.clone();
@@ -1156,16 +1154,14 @@ mod tests {
         bad.gw = Some("10.200.0.1".parse().unwrap());
         assert_eq!(
             ops.add_route("wv0", &bad),
-            Err(KernelError::Failed(
-                "add route: Network is unreachable".into()
-            ))
+            Err(KernelError::os("add route", Errno::ENETUNREACH))
         );
         let mut bad6 = via6.clone();
         bad6.gw = Some("fd00:200::1".parse().unwrap());
         bad6.dst = a("fd00:127::/64");
         assert_eq!(
             ops.add_route("wv0", &bad6),
-            Err(KernelError::Failed("add route: No route to host".into()))
+            Err(KernelError::os("add route", Errno::EHOSTUNREACH))
         );
 
         let routes = ops.routes("wv0").unwrap();
@@ -1602,7 +1598,7 @@ mod tests {
         // This kernel may lack CONFIG_BRIDGE_VLAN_FILTERING: vlans are checked only where it has it.
         let vlan_filtering = match h.add_bridge("br-t", Some(1400), true) {
             Ok(()) => true,
-            Err(KernelError::Failed(m)) if m.contains("not supported") => {
+            Err(e) if e.errno() == Some(Errno::EOPNOTSUPP) => {
                 println!("kernel without bridge vlan filtering: vlan ops not exercised");
                 h.add_bridge("br-t", Some(1400), false).unwrap();
                 false
@@ -1610,7 +1606,10 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert!(
-            matches!(h.add_bridge("br-t", None, false), Err(KernelError::Failed(m)) if m.contains("File exists"))
+            h.add_bridge("br-t", None, false)
+                .err()
+                .and_then(|e| e.errno())
+                == Some(Errno::EEXIST)
         );
         let br = h.link_details("br-t").unwrap().unwrap();
         assert_eq!((br.kind.as_str(), br.info.mtu), ("bridge", 1400));

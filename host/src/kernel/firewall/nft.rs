@@ -362,7 +362,7 @@ impl TableState {
 fn list(v6: bool) -> KResult<Option<TableState>> {
     match run("nft", &["-j", "list", "table", fam(v6), TABLE], "") {
         Ok(out) => TableState::parse(v6, &out).map(Some),
-        Err(KernelError::Failed(m)) if m.contains("No such file or directory") => Ok(None),
+        Err(e) if crate::kernel::exec::nft_object_missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }

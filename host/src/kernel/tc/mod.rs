@@ -9,6 +9,7 @@
 mod system;
 pub mod tbf;
 
+use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -259,7 +260,7 @@ impl TrafficControl for FakeTc {
         self.with(|s| {
             s.calls.push(format!("add-ifb {name} mtu {mtu}"));
             if s.links.contains_key(name) {
-                return Err(KernelError::Failed("add ifb: File exists".into()));
+                return Err(KernelError::os("add ifb", Errno::EEXIST));
             }
             s.next_index += 1;
             let l = TcLink {
@@ -303,7 +304,7 @@ impl TrafficControl for FakeTc {
                 .iter()
                 .any(|(i, q)| *i == index && q.parent == ROOT)
             {
-                return Err(KernelError::Failed("add tbf: File exists".into()));
+                return Err(KernelError::os("add tbf", Errno::EEXIST));
             }
             let q = Qdisc {
                 kind: "tbf".into(),
@@ -335,9 +336,7 @@ impl TrafficControl for FakeTc {
                 s.filters.retain(|(i, _)| *i != index);
             }
             if s.qdiscs.len() == before {
-                return Err(KernelError::Failed(
-                    "delete qdisc: No such file or directory".into(),
-                ));
+                return Err(KernelError::os("delete qdisc", Errno::ENOENT));
             }
             Ok(())
         })
@@ -352,7 +351,7 @@ impl TrafficControl for FakeTc {
                 .iter()
                 .any(|(i, q)| *i == index && q.parent == INGRESS_PARENT)
             {
-                return Err(KernelError::Failed("add ingress qdisc: File exists".into()));
+                return Err(KernelError::os("add ingress qdisc", Errno::EEXIST));
             }
             s.qdiscs.push((
                 index,

@@ -10,6 +10,7 @@ use netlink_packet_route::tc::{
     TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
 
 use super::{
     tbf, Filter, Qdisc, Tbf, TcLink, TrafficControl, INGRESS_HANDLE, INGRESS_PARENT, ROOT,
@@ -368,9 +369,7 @@ impl TrafficControl for System {
         ) {
             Ok(r) => r,
             // No ingress qdisc: no filters.
-            Err(KernelError::Failed(e))
-                if e.contains("Invalid argument") || e.contains("No such file") =>
-            {
+            Err(e) if matches!(e.errno(), Some(Errno::EINVAL | Errno::ENOENT)) => {
                 return Ok(Vec::new())
             }
             Err(e) => return Err(e),
