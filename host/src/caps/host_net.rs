@@ -16,7 +16,8 @@ use super::bindings::cni::plugin::host_net::{
 };
 use super::bindings::wit::{CniError, Route};
 use super::host_scope;
-use super::netns::{check_link_name, kernel_error, parse_cidr, route_from_wit, route_to_wit};
+use super::kernel_error;
+use super::netns::{check_link_name, parse_cidr, route_from_wit, route_to_wit};
 use super::undo::{link_ref, LinkRef, Undo};
 use super::{cap_error, CallContext};
 use crate::kernel::hostfw::Attachment;

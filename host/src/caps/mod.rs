@@ -202,6 +202,23 @@ impl CallContext {
 }
 
 /// A capability error as the guest sees it.
+/// A kernel failure as the CNI error a module sees: a gone namespace is
+/// code 3 (DEL tolerates it), a timeout code 11 (retry), the rest code 999
+/// naming the operation.
+pub fn kernel_error(op: &str, e: crate::kernel::KernelError) -> wit::CniError {
+    use crate::kernel::KernelError;
+    use crate::protocol::error::code;
+    match e {
+        KernelError::NetnsGone(m) => cap_error(
+            code::UNKNOWN_CONTAINER,
+            "container network namespace is gone",
+            m,
+        ),
+        KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
+        other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
+    }
+}
+
 pub fn cap_error(code: u32, msg: impl Into<String>, details: impl Into<String>) -> wit::CniError {
     wit::CniError {
         code,

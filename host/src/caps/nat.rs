@@ -9,19 +9,12 @@ use std::net::IpAddr;
 use super::bindings::cni::plugin::nat::{AttachmentNat, Backend, Host, Protocol};
 use super::bindings::wit::CniError;
 use super::undo::Undo;
-use super::{cap_error, CallContext};
+use super::{cap_error, kernel_error, CallContext};
 use crate::kernel::firewall::{self, FamilySpec, Mapping, Options, Owner, PortmapSpec, Proto};
 use crate::kernel::{Addr, KernelError};
 use crate::protocol::env::is_valid_identifier;
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
-
-fn kernel_error(op: &str, e: KernelError) -> CniError {
-    match e {
-        KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
-        other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
-    }
-}
 
 fn bad(msg: impl Into<String>, fix: impl Into<String>) -> CniError {
     cap_error(code::INVALID_NETWORK_CONFIG, msg, fix)

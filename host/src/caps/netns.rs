@@ -7,9 +7,9 @@ use wasmtime::component::Resource;
 
 use super::bindings::cni::plugin::netns::{Host, HostNamespace, Link};
 use super::bindings::wit::{CniError, Route};
-use super::cap_error;
 use super::undo::{link_ref, LinkRef, Undo};
-use crate::kernel::{Addr, KernelError, NetnsOps, RouteInfo};
+use super::{cap_error, kernel_error};
+use crate::kernel::{Addr, NetnsOps, RouteInfo};
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
 
@@ -17,18 +17,6 @@ use crate::runtime::sandbox::StoreData;
 pub struct NamespaceHandle {
     path: String,
     ops: Box<dyn NetnsOps>,
-}
-
-pub(super) fn kernel_error(op: &str, e: KernelError) -> CniError {
-    match e {
-        KernelError::NetnsGone(m) => cap_error(
-            code::UNKNOWN_CONTAINER,
-            "container network namespace is gone",
-            m,
-        ),
-        KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
-        other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
-    }
 }
 
 pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {

@@ -12,7 +12,7 @@ use wasmtime::component::Resource;
 use super::bindings::cni::plugin::tc::{Host, HostAttachment, Target, Tbf, TbfState, TcLink};
 use super::bindings::wit::CniError;
 use super::undo::Undo;
-use super::{cap_error, CallContext};
+use super::{cap_error, kernel_error, CallContext};
 use crate::kernel::tc::{self as ktc, TrafficControl, INGRESS_PARENT, ROOT};
 use crate::kernel::KernelError;
 use crate::protocol::env::Command;
@@ -47,18 +47,6 @@ fn ifb_alias(network: &str) -> String {
         a.pop();
     }
     a
-}
-
-fn kernel_error(op: &str, e: KernelError) -> CniError {
-    match e {
-        KernelError::NetnsGone(m) => cap_error(
-            code::UNKNOWN_CONTAINER,
-            "container network namespace is gone",
-            m,
-        ),
-        KernelError::Timeout(m) => cap_error(code::TRY_AGAIN_LATER, format!("{op} timed out"), m),
-        other => cap_error(code::INTERNAL, format!("{op} failed"), other.to_string()),
-    }
 }
 
 fn refused(msg: impl Into<String>, details: impl Into<String>) -> CniError {
