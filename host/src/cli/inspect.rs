@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::dispatch::{self, Settings};
-use crate::runtime::{cache, kind_str};
+use crate::runtime::{cache, kind_name};
 
 pub fn run(bin_dir: &Path, only: Option<&str>) -> Result<i32> {
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -64,7 +64,7 @@ pub fn run(bin_dir: &Path, only: Option<&str>) -> Result<i32> {
                 println!("  wit:          cni:plugin@{wit}");
                 println!(
                     "  kind:         {} (module version {})",
-                    kind_str(m.meta.kind),
+                    kind_name(m.meta.kind),
                     m.meta.version
                 );
                 println!(

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::dispatch::{self, Settings};
-use crate::runtime::{kind_str, resolve};
+use crate::runtime::{kind_name, resolve};
 
 /// Copies via a temporary file and rename, so a running runtime never execs
 /// a half-written binary.
@@ -119,7 +119,7 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
         match rt.load(t) {
             Ok(m) => println!(
                 "{t}: {} module {} linked, {} ({:.0} ms)",
-                kind_str(m.meta.kind),
+                kind_name(m.meta.kind),
                 m.meta.version,
                 if m.compiled {
                     "precompiled"

@@ -79,6 +79,15 @@ impl std::error::Error for KernelError {}
 
 pub type KResult<T> = Result<T, KernelError>;
 
+/// A hardware address as `aa:bb:cc:dd:ee:ff` (lower case; empty for none).
+pub fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {

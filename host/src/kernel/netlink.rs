@@ -321,29 +321,26 @@ impl NetlinkNs {
     }
 }
 
-fn format_mac(bytes: &[u8]) -> String {
+/// A link's MAC as plugins see it: all zeros when it has none (`lo`).
+fn link_mac(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "00:00:00:00:00:00".to_string();
     }
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    super::format_mac(bytes)
 }
 
 fn link_info(msg: &LinkMessage) -> LinkInfo {
     let mut info = LinkInfo {
         name: String::new(),
         index: msg.header.index,
-        mac: format_mac(&[]),
+        mac: link_mac(&[]),
         mtu: 0,
         up: msg.header.flags.contains(LinkFlags::Up),
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => info.name = n.clone(),
-            LinkAttribute::Address(a) => info.mac = format_mac(a),
+            LinkAttribute::Address(a) => info.mac = link_mac(a),
             LinkAttribute::Mtu(m) => info.mtu = *m,
             _ => {}
         }

@@ -83,17 +83,14 @@ pub fn classify(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-fn kind_name(k: PluginKind) -> &'static str {
+/// A plugin kind as the WIT and the CLI name it.
+pub fn kind_name(k: PluginKind) -> &'static str {
     match k {
         PluginKind::Ipam => "ipam",
         PluginKind::Interface => "interface",
         PluginKind::Portmap => "portmap",
         PluginKind::Bandwidth => "bandwidth",
     }
-}
-
-pub fn kind_str(k: PluginKind) -> &'static str {
-    kind_name(k)
 }
 
 /// The `cni:plugin` interfaces each kind may import.

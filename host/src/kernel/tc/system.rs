@@ -32,13 +32,7 @@ fn host() -> KResult<NetlinkNs> {
     NetlinkNs::open(HOST_NETNS)
 }
 
-fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use crate::kernel::format_mac;
 
 fn tc_link(msg: &LinkMessage) -> TcLink {
     let mut l = TcLink {
