@@ -28,7 +28,7 @@ pub mod code {
     /// STATUS: plugin cannot service ADD.
     pub const NOT_AVAILABLE: u32 = 50;
     /// STATUS: not available, and existing containers may be degraded.
-    pub const NOT_AVAILABLE_LIMITED: u32 = 51;
+    pub const NOT_AVAILABLE_LIMITED_CONNECTIVITY: u32 = 51;
     /// Any untyped failure (reference `ErrInternal`).
     pub const INTERNAL: u32 = 999;
 }
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(code::INVALID_NETWORK_CONFIG, 7);
         assert_eq!(code::TRY_AGAIN_LATER, 11);
         assert_eq!(code::NOT_AVAILABLE, 50);
-        assert_eq!(code::NOT_AVAILABLE_LIMITED, 51);
+        assert_eq!(code::NOT_AVAILABLE_LIMITED_CONNECTIVITY, 51);
         assert_eq!(code::INTERNAL, 999);
     }
 
