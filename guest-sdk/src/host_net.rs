@@ -728,6 +728,9 @@ mod fake {
         dad_pending: u32,
         /// what the next `masquerade_gc` reports as removed
         masq_gc_answer: Vec<String>,
+        /// this call's IPAM result: what the node's network may take
+        /// (the host's rules, `cni_model::scope`)
+        ipam: Vec<cni_model::scope::IpamIp>,
         /// backends (nftables?) whose `masquerade_status` fails, and why
         masq_unusable: BTreeMap<bool, String>,
         calls: Vec<String>,
@@ -782,6 +785,13 @@ mod fake {
                     ..Default::default()
                 },
             );
+        }
+        /// Puts `addr` on an existing host link as another call or the
+        /// admin did before this one (outside any module's scope).
+        pub fn put_address(&self, name: &str, addr: IpNet) {
+            if let Some(l) = self.state.borrow_mut().links.get_mut(name) {
+                l.addresses.push(addr);
+            }
         }
         pub fn link_state(&self, name: &str) -> Option<FakeHostLinkState> {
             self.state.borrow().links.get(name).cloned()
@@ -838,6 +848,38 @@ mod fake {
     pub struct FakeScope {
         host: FakeHostNet,
         netns: FakeNetns,
+    }
+
+    fn cidr(n: IpNet) -> cni_model::scope::Cidr {
+        cni_model::scope::Cidr {
+            ip: n.addr,
+            prefix: n.prefix,
+        }
+    }
+
+    fn scope_error(r: cni_model::scope::Refusal) -> CniError {
+        CniError::config(r.msg).with_details(r.details)
+    }
+
+    impl FakeHostNet {
+        /// Records an IPAM result the module received (see `FakeHost::ipam`).
+        pub fn record_ipam(&self, result: &CniResult) {
+            self.state
+                .borrow_mut()
+                .ipam
+                .extend(result.ips.iter().map(|ip| cni_model::scope::IpamIp {
+                    addr: cidr(ip.address),
+                    gateway: ip.gateway,
+                }));
+        }
+
+        fn masquerade_allowed(&self, addresses: &[IpNet]) -> CniResultOf<()> {
+            let s = self.state.borrow();
+            for a in addresses {
+                cni_model::scope::masquerade(&s.ipam, cidr(*a)).map_err(scope_error)?;
+            }
+            Ok(())
+        }
     }
 
     fn refuse(name: &str, bridge: &str) -> CniError {
@@ -1091,6 +1133,8 @@ mod fake {
 
         fn add_address(&self, name: &str, addr: IpNet) -> CniResultOf<()> {
             self.mutable(name)?;
+            cni_model::scope::host_address(&self.host.state.borrow().ipam, cidr(addr))
+                .map_err(scope_error)?;
             self.record(format!("add-address {name} {addr}"));
             self.with(name, |l| {
                 if l.addresses.contains(&addr) {
@@ -1119,6 +1163,13 @@ mod fake {
 
         fn add_route(&self, name: &str, route: &Route) -> CniResultOf<()> {
             self.mutable(name)?;
+            let r = cni_model::scope::HostRoute {
+                dst: cidr(route.dst),
+                gw: route.gw,
+                table: route.table,
+            };
+            cni_model::scope::host_route(&self.host.state.borrow().ipam, &r)
+                .map_err(scope_error)?;
             self.record(format!("add-route {name} {}", route.dst));
             self.with(name, |l| {
                 l.routes.push(route.clone());
@@ -1208,6 +1259,7 @@ mod fake {
         }
 
         fn masquerade_add(&mut self, addresses: &[IpNet]) -> CniResultOf<()> {
+            self.host_net.masquerade_allowed(addresses)?;
             let mut s = self.host_net.state.borrow_mut();
             s.calls.push(format!(
                 "masquerade-add {}",
@@ -1243,6 +1295,7 @@ mod fake {
             if backend == MasqBackend::Iptables {
                 return self.masquerade_add(addresses);
             }
+            self.host_net.masquerade_allowed(addresses)?;
             let mut s = self.host_net.state.borrow_mut();
             s.calls.push(format!(
                 "masquerade-add-nft {}",

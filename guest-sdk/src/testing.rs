@@ -232,9 +232,15 @@ impl InterfaceHost for FakeHost {
 
     fn ipam(&mut self, command: IpamCommand) -> CniResultOf<Option<CniResult>> {
         self.ipam_calls.push(command);
-        self.ipam_answers
+        let answer = self
+            .ipam_answers
             .pop_front()
-            .unwrap_or_else(|| Ok((command == IpamCommand::Add).then(CniResult::default)))
+            .unwrap_or_else(|| Ok((command == IpamCommand::Add).then(CniResult::default)));
+        // As the host: what IPAM issued is what the node's network may take.
+        if let (IpamCommand::Add, Ok(Some(r))) = (command, &answer) {
+            self.host_net.record_ipam(r);
+        }
+        answer
     }
 
     fn log(&self, level: Level, message: &str) {

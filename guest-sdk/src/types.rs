@@ -5,20 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// CNI error codes from the specification.
-pub mod code {
-    pub const INCOMPATIBLE_VERSION: u32 = 1;
-    pub const UNSUPPORTED_FIELD: u32 = 2;
-    pub const UNKNOWN_CONTAINER: u32 = 3;
-    pub const INVALID_ENVIRONMENT: u32 = 4;
-    pub const IO_FAILURE: u32 = 5;
-    pub const DECODING_FAILURE: u32 = 6;
-    pub const INVALID_NETWORK_CONFIG: u32 = 7;
-    pub const TRY_AGAIN_LATER: u32 = 11;
-    pub const NOT_AVAILABLE: u32 = 50;
-    pub const NOT_AVAILABLE_LIMITED_CONNECTIVITY: u32 = 51;
-    pub const INTERNAL: u32 = 999;
-}
+/// CNI error codes from the specification: the model's, which the host uses too.
+pub use cni_model::code;
 
 /// A CNI error as the runtime will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

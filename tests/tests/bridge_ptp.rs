@@ -122,10 +122,16 @@ impl Host {
         )
     }
 
+    /// Both families' nat tables, without iptables-save's timestamped
+    /// comment lines (two listings a second apart must compare equal).
     fn nat(&self) -> String {
         let v4 = self.ns.exec("iptables-save -t nat");
         let v6 = self.ns.exec("ip6tables-save -t nat");
         format!("{v4}{v6}")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     /// The host netns' whole nftables ruleset.

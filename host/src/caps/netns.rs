@@ -20,41 +20,24 @@ pub struct NamespaceHandle {
 }
 
 pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {
-    // '%' makes the kernel pick the name from a template ("hs%d" -> hs0), so
-    // the link created is not the one named (nor the one an undo looks
-    // for); format and bidi controls make a name read as another one.
-    let sneaky = |c: char| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '/' | ':' | '%' | '*' | '?' | '\\' | '"' | '\'')
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
-    };
-    if name.is_empty() || name.len() > 15 || name.chars().any(sneaky) || name == "." || name == ".."
-    {
-        return Err(cap_error(
-            code::INVALID_NETWORK_CONFIG,
-            format!("invalid link name {name:?}"),
-            "a link name is 1-15 bytes without whitespace, control or format characters, or any of / : % * ? \\ \" '",
-        ));
+    if cni_model::link::valid_name(name) {
+        return Ok(());
     }
-    Ok(())
+    Err(cap_error(
+        code::INVALID_NETWORK_CONFIG,
+        format!("invalid link name {name:?}"),
+        cni_model::link::NAME_RULE,
+    ))
 }
 
 pub(super) fn parse_cidr(s: &str) -> Result<Addr, CniError> {
-    let bad = || {
+    s.parse().map_err(|()| {
         cap_error(
             code::INVALID_NETWORK_CONFIG,
             format!("invalid address {s:?}"),
             "expected CIDR notation such as 10.1.2.3/24",
         )
-    };
-    let (a, p) = s.split_once('/').ok_or_else(bad)?;
-    let ip: IpAddr = a.parse().map_err(|_| bad())?;
-    let prefix: u8 = p.parse().map_err(|_| bad())?;
-    if prefix > if ip.is_ipv4() { 32 } else { 128 } {
-        return Err(bad());
-    }
-    Ok(Addr { ip, prefix })
+    })
 }
 
 pub(super) fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {

@@ -538,7 +538,7 @@ mod netlink_equivalence {
         } else {
             ("10.0.0.2", "10.0.0.3", "10.0.0.0/24")
         };
-        let subnet = Addr::cidr(net);
+        let subnet = crate::kernel::cidr(net);
         [a, b]
             .iter()
             .map(|ip| MasqEntry {

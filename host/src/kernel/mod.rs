@@ -100,67 +100,13 @@ pub struct LinkInfo {
     pub up: bool,
 }
 
-/// An address with prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Addr {
-    pub ip: IpAddr,
-    pub prefix: u8,
-}
+/// An address with prefix length: the model's, shared with the guest SDK.
+pub use cni_model::scope::Cidr as Addr;
 
-impl Addr {
-    /// The prefix length of one address of this family: 32 or 128.
-    pub fn host_prefix(&self) -> u8 {
-        if self.ip.is_ipv4() {
-            32
-        } else {
-            128
-        }
-    }
-
-    /// The network of this address (host bits cleared), same prefix.
-    pub fn network(self) -> Addr {
-        let ip = match self.ip {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix.min(32)))
-                    .unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix.min(128)))
-                    .unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & mask).into())
-            }
-        };
-        Addr {
-            ip,
-            prefix: self.prefix,
-        }
-    }
-
-    /// Whether `ip` is in this address's network.
-    pub fn contains(self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.ip.is_ipv4()
-            && self.network()
-                == (Addr {
-                    ip,
-                    prefix: self.prefix,
-                })
-                .network()
-    }
-}
-
+/// `"10.0.0.2/24"` as an `Addr`, for tests (panics on bad input).
 #[cfg(test)]
-impl Addr {
-    /// `"10.0.0.2/24"` as an `Addr`, for tests (panics on bad input).
-    pub fn cidr(s: &str) -> Addr {
-        let (ip, prefix) = s.split_once('/').expect("ip/prefix");
-        Addr {
-            ip: ip.parse().expect("ip"),
-            prefix: prefix.parse().expect("prefix"),
-        }
-    }
+pub fn cidr(s: &str) -> Addr {
+    s.parse().expect("ip/prefix")
 }
 
 /// A route in the main table through one link.

@@ -1014,7 +1014,7 @@ mod tests {
     }
 
     fn a(s: &str) -> Addr {
-        Addr::cidr(s)
+        crate::kernel::cidr(s)
     }
 
     #[test]

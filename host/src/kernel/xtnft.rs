@@ -326,7 +326,7 @@ mod tests {
     use super::*;
 
     fn a(s: &str) -> Addr {
-        Addr::cidr(s)
+        crate::kernel::cidr(s)
     }
 
     #[test]
@@ -418,7 +418,7 @@ mod against_iptables {
     use crate::kernel::testns::Ns;
 
     fn a(s: &str) -> Addr {
-        Addr::cidr(s)
+        crate::kernel::cidr(s)
     }
 
     fn jump() -> Target {

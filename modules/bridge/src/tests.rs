@@ -122,9 +122,8 @@ fn existing_different_bridge_address_needs_force_address() {
     let (mut host, inv) = setup(json!({"isGateway": true}));
     let scope = host.host_net().unwrap();
     scope.ensure_bridge(&BridgeConfig::default()).unwrap();
-    scope
-        .add_address("cni0", "10.9.0.1/24".parse().unwrap())
-        .unwrap();
+    host.host_net
+        .put_address("cni0", "10.9.0.1/24".parse().unwrap());
     host.ipam_answers
         .push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
     let e = Bridge::add(&mut host, &inv).unwrap_err();
@@ -137,9 +136,9 @@ fn existing_different_bridge_address_needs_force_address() {
     let (mut host2, inv2) = setup(json!({"isGateway": true, "forceAddress": true}));
     let scope = host2.host_net().unwrap();
     scope.ensure_bridge(&BridgeConfig::default()).unwrap();
-    scope
-        .add_address("cni0", "10.9.0.1/24".parse().unwrap())
-        .unwrap();
+    host2
+        .host_net
+        .put_address("cni0", "10.9.0.1/24".parse().unwrap());
     host2
         .ipam_answers
         .push_back(Ok(Some(ipam_result(&["10.22.0.5/16"]))));
@@ -586,4 +585,36 @@ fn unknown_cni_args_need_ignore_unknown() {
     host.ipam_answers
         .push_back(Ok(Some(ipam_result(&["10.1.0.5/24"]))));
     Bridge::add(&mut host, &inv).unwrap();
+}
+
+/// The fake host applies the host's own scope rules (cni_model::scope): a
+/// module's unit test meets the refusal the node would give.
+#[test]
+fn the_fake_host_refuses_what_the_ipam_result_does_not_derive() {
+    let (mut host, _inv) = setup(json!({}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["10.22.0.5/24"]))));
+    host.ipam(IpamCommand::Add).unwrap();
+    let scope = host.host_net().unwrap();
+    scope.ensure_bridge(&BridgeConfig::default()).unwrap();
+    scope
+        .add_address("cni0", "10.22.0.1/24".parse().unwrap())
+        .unwrap();
+    let e = scope
+        .add_address("cni0", "192.0.2.1/24".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.msg.as_str()),
+        (7, "host address 192.0.2.1/24 is not this attachment's")
+    );
+    let e = scope
+        .add_route("cni0", &Route::new("0.0.0.0/1".parse().unwrap(), None))
+        .unwrap_err();
+    assert!(e.msg.contains("host route 0.0.0.0/1"), "{e}");
+    let e = host
+        .masquerade_add(&["0.0.0.0/0".parse().unwrap()])
+        .unwrap_err();
+    assert!(e.msg.contains("masquerade for 0.0.0.0/0"), "{e}");
+    host.masquerade_add(&["10.22.0.5/24".parse().unwrap()])
+        .unwrap();
 }
