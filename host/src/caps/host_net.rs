@@ -717,12 +717,9 @@ fn masq_ids(call: &CallContext) -> (String, String) {
 
 impl Host for StoreData {
     fn open(&mut self) -> wasmtime::Result<Result<Resource<ScopeHandle>, CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(
-                code::INTERNAL,
-                "no invocation",
-                "capabilities are not available while describing a module",
-            )));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         let bridge = match bridge_of(&call) {
             Ok(b) => b,
@@ -748,8 +745,9 @@ impl Host for StoreData {
     }
 
     fn masquerade_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         // Both backends, as the reference does: the pod may have been set up
         // by another version or configuration.
@@ -796,8 +794,9 @@ impl Host for StoreData {
         backend: MasqBackend,
         addresses: Vec<String>,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         if let Err(e) = call.charge(addresses.len(), "masquerading addresses") {
             return Ok(Err(e));
@@ -810,22 +809,25 @@ impl Host for StoreData {
         backend: MasqBackend,
         addresses: Vec<String>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(masquerade_check(&call, backend, &addresses))
     }
 
     fn spoofcheck_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(spoofcheck_del(&call))
     }
 
     fn masquerade_gc(&mut self) -> wasmtime::Result<Result<Vec<String>, CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(masquerade_gc(&call))
     }
@@ -834,8 +836,9 @@ impl Host for StoreData {
         &mut self,
         backend: MasqBackend,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(code::INTERNAL, "no invocation", "")));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         Ok(masquerade_status(&call, backend))
     }

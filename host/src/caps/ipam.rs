@@ -166,14 +166,7 @@ impl Host for StoreData {
 
 impl StoreData {
     fn delegate(&mut self, command: Command) -> Result<Option<CniResult>, CniError> {
-        match self.call.clone() {
-            Some(call) => delegate(&call, command),
-            None => Err(cap_error(
-                code::INTERNAL,
-                "no invocation",
-                "capabilities are not available while describing a module",
-            )),
-        }
+        self.invocation().and_then(|call| delegate(&call, command))
     }
 }
 

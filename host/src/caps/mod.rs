@@ -202,6 +202,21 @@ impl CallContext {
 }
 
 /// A capability error as the guest sees it.
+impl crate::runtime::sandbox::StoreData {
+    /// The invocation a capability acts for. Every capability call has one;
+    /// only describing a module (reading its kind at install) runs without,
+    /// and a module that calls a capability then gets this error.
+    pub fn invocation(&self) -> Result<Arc<CallContext>, wit::CniError> {
+        self.call.clone().ok_or_else(|| {
+            cap_error(
+                crate::protocol::error::code::INTERNAL,
+                "no invocation",
+                "capabilities are not available while describing a module",
+            )
+        })
+    }
+}
+
 /// A kernel failure as the CNI error a module sees: a gone namespace is
 /// code 3 (DEL tolerates it), a timeout code 11 (retry), the rest code 999
 /// naming the operation.

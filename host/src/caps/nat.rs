@@ -27,16 +27,6 @@ pub fn backend(b: Backend) -> firewall::Backend {
     }
 }
 
-fn call(d: &StoreData) -> Result<&CallContext, CniError> {
-    d.call.as_deref().ok_or_else(|| {
-        cap_error(
-            code::INTERNAL,
-            "no invocation",
-            "capabilities are not available while describing a module",
-        )
-    })
-}
-
 /// The attachment that owns everything this call touches. Both names end up
 /// in rule comments and nft strings, so they must be plain identifiers.
 pub fn owner(c: &CallContext, need_container: bool) -> Result<Owner, CniError> {
@@ -314,7 +304,7 @@ pub fn spec_from_wit(c: &CallContext, s: &AttachmentNat) -> Result<PortmapSpec, 
 impl Host for StoreData {
     fn apply(&mut self, spec: AttachmentNat) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
             let rules: usize = spec.families.iter().map(|f| f.mappings.len()).sum();
@@ -335,7 +325,7 @@ impl Host for StoreData {
 
     fn remove(&mut self, b: Backend) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             let owner = owner(c, true)?;
             c.runtime
                 .kernels
@@ -348,7 +338,7 @@ impl Host for StoreData {
 
     fn check(&mut self, spec: AttachmentNat) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
             c.runtime
@@ -367,7 +357,7 @@ impl Host for StoreData {
 
     fn gc(&mut self, b: Backend, valid: Vec<String>) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             let owner = owner(c, false)?;
             c.runtime
                 .kernels
@@ -384,7 +374,7 @@ impl Host for StoreData {
         ipv6: bool,
     ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             if port == 0 {
                 return Err(bad("port 0", "pass a mapped hostPort"));
             }
@@ -398,7 +388,9 @@ impl Host for StoreData {
     }
 
     fn backend_supported(&mut self, b: Backend) -> wasmtime::Result<bool> {
-        let Ok(c) = call(self) else { return Ok(false) };
+        let Ok(c) = self.invocation() else {
+            return Ok(false);
+        };
         Ok(c.runtime
             .kernels
             .hostfw
@@ -410,7 +402,7 @@ impl Host for StoreData {
         container_ip: String,
     ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = call(self)?;
+            let c = &*self.invocation()?;
             let ip: IpAddr = container_ip
                 .split('/')
                 .next()

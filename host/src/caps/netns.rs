@@ -85,12 +85,9 @@ pub(super) fn route_to_wit(r: RouteInfo) -> Route {
 
 impl Host for StoreData {
     fn container(&mut self) -> wasmtime::Result<Result<Resource<NamespaceHandle>, CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(
-                code::INTERNAL,
-                "no invocation",
-                "capabilities are not available while describing a module",
-            )));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         let path = call.invocation.netns.clone();
         if path.is_empty() {

@@ -96,12 +96,9 @@ pub fn read_named(path: &str) -> Result<String, CniError> {
 
 impl Host for StoreData {
     fn read_resolv_conf(&mut self) -> wasmtime::Result<Result<Option<String>, CniError>> {
-        let Some(call) = self.call.clone() else {
-            return Ok(Err(cap_error(
-                code::INTERNAL,
-                "no invocation",
-                "capabilities are not available while describing a module",
-            )));
+        let call = match self.invocation() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
         };
         let config: serde_json::Value = match serde_json::from_slice(&call.config_bytes) {
             Ok(v) => v,

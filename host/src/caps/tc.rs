@@ -62,14 +62,6 @@ fn to_wit_link(l: &ktc::TcLink) -> TcLink {
     }
 }
 
-fn no_call() -> CniError {
-    cap_error(
-        code::INTERNAL,
-        "no invocation",
-        "capabilities are not available while describing a module",
-    )
-}
-
 fn tc(call: &CallContext) -> &Arc<dyn TrafficControl> {
     &call.runtime.kernels.tc
 }
@@ -176,7 +168,7 @@ pub fn undo_del_qdisc(call: &CallContext, index: u32, parent: u32) -> Result<(),
 
 impl StoreData {
     fn tc_call(&self) -> Result<Arc<CallContext>, CniError> {
-        self.call.clone().ok_or_else(no_call)
+        self.invocation()
     }
 
     fn tc_att(&mut self, r: &Resource<AttachmentHandle>) -> wasmtime::Result<&AttachmentHandle> {
