@@ -112,6 +112,9 @@ pub trait InterfaceHost: host_net::HostNetCaps {
     fn log(&self, level: Level, message: &str);
 }
 
+/// The state directory's files, name and content (see `IpamHost::state_files`).
+pub type StateFiles = Vec<(String, Vec<u8>)>;
+
 /// Capabilities of IPAM modules.
 pub trait IpamHost {
     /// This network's state directory. The host holds its `lock` for the call.
@@ -124,7 +127,7 @@ pub trait IpamHost {
     /// content, read by the host in one call (a sandbox call per file open
     /// and read adds up when a module looks at every allocation). `None`
     /// where the host offers no bulk read: read the directory instead.
-    fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
+    fn state_files(&self) -> CniResultOf<Option<StateFiles>> {
         Ok(None)
     }
     /// Creates `name` in the state directory holding `content`, atomically

@@ -305,7 +305,7 @@ impl IpamHost for WasmHost {
         resolv::read_resolv_conf().map_err(error_from_wit)
     }
 
-    fn state_files(&self) -> CniResultOf<Option<Vec<(String, Vec<u8>)>>> {
+    fn state_files(&self) -> CniResultOf<Option<crate::StateFiles>> {
         state::files().map(Some).map_err(error_from_wit)
     }
 

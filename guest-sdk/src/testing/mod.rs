@@ -4,6 +4,14 @@
 //! delegation from a queue you fill, gives IPAM modules a private temporary
 //! state directory, and records every call and log line for assertions.
 
+mod host_net;
+mod nat;
+mod tc;
+
+pub use host_net::{FakeHostLinkState, FakeHostNet, FakeScope};
+pub use nat::FakeNat;
+pub use tc::{FakeTc, FakeTcAttachment};
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -164,11 +172,11 @@ pub struct FakeHost {
     pub ipam_calls: Vec<IpamCommand>,
     pub logs: RefCell<Vec<(Level, String)>>,
     /// The bridge/ptp modules' `host-net` capability.
-    pub host_net: crate::host_net::FakeHostNet,
+    pub host_net: host_net::FakeHostNet,
     /// The bandwidth module's `tc` capability.
-    pub tc: crate::tc::FakeTc,
+    pub tc: tc::FakeTc,
     /// The portmap module's `nat` capability.
-    pub nat: crate::nat::FakeNat,
+    pub nat: nat::FakeNat,
     /// What `IpamHost::resolv_conf` answers (the host reads `ipam.resolvConf`).
     pub resolv_conf: CniResultOf<Option<String>>,
     state_dir: PathBuf,
