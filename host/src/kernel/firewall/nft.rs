@@ -377,8 +377,13 @@ pub(crate) fn transact(script: &str) -> KResult<()> {
 
 pub fn apply(owner: &Owner, spec: &PortmapSpec, until: std::time::Instant) -> KResult<()> {
     let script = render_add(owner, spec);
-    let lines: Vec<&str> = script.lines().collect();
-    let pieces = super::chunks(&[], &lines, "", "");
+    // Both families' skeletons (which flush and refill the shared
+    // prerouting/output chains) go whole in the first piece, so a long
+    // batch never leaves those chains empty between two transactions; the
+    // attachment's own rules, commented with its id, follow in pieces.
+    let own = format!("comment \"{}\"", owner.container_id);
+    let (rules, skeleton): (Vec<&str>, Vec<&str>) = script.lines().partition(|l| l.ends_with(&own));
+    let pieces = super::chunks(&skeleton, &rules, "", "");
     super::apply_pieces(&pieces, until, transact)
 }
 
