@@ -287,17 +287,7 @@ fn needs_own_masq(opts: &Options) -> bool {
 pub fn render_fast(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
     let chain = dnat_chain(owner);
     let mut b = format!("*nat\n-N {chain}\n");
-    for c in ["PREROUTING", "OUTPUT"] {
-        b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
-    }
-    if needs_own_masq(opts) {
-        b.push_str(&format!(
-            "-C {SETMARK} {}\n",
-            line(&setmark_rule(opts.mark_bit))
-        ));
-        b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
-        b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
-    }
+    b.push_str(&skeleton_checks(opts));
     attachment_lines(owner, opts, fam, &mut b);
     b.push_str("COMMIT\n");
     b
@@ -619,7 +609,14 @@ fn exec_apply_family(
 /// apart from the batch when the batch goes in pieces (a failed check in a
 /// later piece would leave the earlier ones applied).
 fn skeleton_in_place(v6: bool, opts: &Options) -> KResult<bool> {
-    let mut b = String::from("*nat\n");
+    let b = format!("*nat\n{}COMMIT\n", skeleton_checks(opts));
+    Ok(restore(v6, &b).is_ok())
+}
+
+/// `-C` lines for the skeleton a fast ADD relies on (a batch of checks
+/// changes nothing and fails if one rule is missing).
+fn skeleton_checks(opts: &Options) -> String {
+    let mut b = String::new();
     for c in ["PREROUTING", "OUTPUT"] {
         b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
     }
@@ -631,8 +628,7 @@ fn skeleton_in_place(v6: bool, opts: &Options) -> KResult<bool> {
         b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
         b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
     }
-    b.push_str("COMMIT\n");
-    Ok(restore(v6, &b).is_ok())
+    b
 }
 
 /// The lines of `iptables -S <chain>`, empty when the chain does not exist.
