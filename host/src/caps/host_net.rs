@@ -322,12 +322,20 @@ impl ScopeHandle {
             e => kernel_error("creating the veth pair", e),
         })?;
         self.created.push(name.clone());
-        let link = link_ref(self.host.as_mut(), HOST_NETNS, &name);
-        match link {
-            Some(link) => self.call.journal(Undo::DelHostLink { link }),
-            None => tracing::warn!(link = %name, "a veth created by this call vanished at once"),
+        // The details the module gets carry the ifindex the undo needs: one
+        // lookup for both.
+        let details = self.details(&name);
+        match &details {
+            Ok(d) => self.call.journal(Undo::DelHostLink {
+                link: LinkRef {
+                    netns: HOST_NETNS.to_string(),
+                    name: name.clone(),
+                    index: d.index,
+                },
+            }),
+            Err(_) => tracing::warn!(link = %name, "a veth created by this call vanished at once"),
         }
-        self.details(&name)
+        details
     }
 
     fn delete_container_link(&mut self) -> Result<Vec<String>, CniError> {

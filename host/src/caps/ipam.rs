@@ -116,11 +116,6 @@ impl Host for StoreData {
         }
         let r = self.delegate(Command::Add);
         if let (Some(c), Ok(Some(res))) = (&self.call, &r) {
-            c.issue(
-                res.ips
-                    .iter()
-                    .filter_map(|ip| ip.address.split('/').next()?.parse().ok()),
-            );
             c.record_ipam(res.ips.iter().filter_map(|ip| {
                 Some(super::host_scope::IpamIp {
                     addr: super::netns::parse_cidr(&ip.address).ok()?,

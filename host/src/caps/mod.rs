@@ -40,8 +40,9 @@ pub struct CallContext {
     /// delegated IPAM) share it, except the undo of a failed ADD, which
     /// gets a budget of its own (`undo::UNDO_BUDGET`).
     pub deadline_at: std::time::Instant,
-    /// Addresses this call's IPAM issued or its module configured in the
-    /// container: what an interface module's result may claim.
+    /// Addresses its module configured in the container: with the IPAM
+    /// result's (`ipam_ips`), what an interface module's result may claim
+    /// (see `done`).
     pub issued: std::sync::Mutex<Vec<std::net::IpAddr>>,
     /// This call's IPAM result: what the node's network may take from it
     /// (see `host_scope`).
@@ -185,10 +186,11 @@ impl CallContext {
 
     /// What this call did that its result may mention.
     pub fn done(&self) -> claims::Done {
-        let issued = match self.issued.lock() {
+        let mut issued = match self.issued.lock() {
             Ok(v) => v.clone(),
             Err(p) => p.into_inner().clone(),
         };
+        issued.extend(self.ipam_ips().iter().map(|i| i.addr.ip));
         let created = match self.undo.lock() {
             Ok(j) => j.iter().filter_map(undo::Undo::created_link).collect(),
             Err(p) => p

@@ -546,8 +546,9 @@ fn apply_family(
     v6: bool,
     until: std::time::Instant,
 ) -> KResult<()> {
-    // One netlink transaction: only for a batch that fits in one piece.
-    if fam.mappings.len() <= super::CHUNK_LINES / 2 {
+    // One netlink transaction: only for a batch that fits in one piece (a
+    // mapping makes at most three rules: two marks and its DNAT).
+    if fam.mappings.len() * 3 <= super::CHUNK_LINES {
         match netlink_add(owner, opts, fam, v6) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
