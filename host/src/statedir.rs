@@ -162,14 +162,45 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
         ));
     }
     let path = Path::new(base).join(network);
+    // A failed first call removes the directory it made (`after_call`)
+    // while it holds the lock; a call that waited for that lock then holds
+    // an unlinked file in a removed directory. It starts over: the
+    // directory is made again, or for a DEL it is gone (nothing to release).
+    for _ in 0..3 {
+        match open_locked(&path, del)? {
+            Opened::Locked(d) => return Ok(Some(d)),
+            Opened::Absent => return Ok(None),
+            Opened::Removed => continue,
+        }
+    }
+    Err(CniError::new(
+        code::TRY_AGAIN_LATER,
+        format!(
+            "IPAM state directory {} was removed three times while this call waited for its lock",
+            path.display()
+        ),
+    )
+    .with_details("concurrent calls on this network keep failing on their first use of it; retry"))
+}
+
+enum Opened {
+    Locked(StateDir),
+    /// A DEL found no directory: nothing to release.
+    Absent,
+    /// The directory or its lock went away under this call: try again.
+    Removed,
+}
+
+fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
+    use std::os::unix::fs::MetadataExt;
     let created = !path.is_dir();
     if del && created {
-        return Ok(None);
+        return Ok(Opened::Absent);
     }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(&path)
+        .create(path)
         .map_err(|e| {
             CniError::new(
                 code::IO_FAILURE,
@@ -180,6 +211,7 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
     let lock_path = path.join("lock");
     let file = match open_lock(&lock_path) {
         Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Opened::Removed),
         Err(e) if del && read_only(&e) => {
             match fs::OpenOptions::new()
                 .read(true)
@@ -189,9 +221,9 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
                 Ok(f) => f,
                 Err(_) => {
                     tracing::warn!(dir = %path.display(), error = %e, "state directory is read-only; DEL goes on without its lock");
-                    let before = scrubbed(&path);
-                    return Ok(Some(StateDir {
-                        path,
+                    let before = scrubbed(path);
+                    return Ok(Opened::Locked(StateDir {
+                        path: path.to_path_buf(),
                         created,
                         before,
                         _lock: None,
@@ -214,11 +246,19 @@ pub fn open(config: &Value, network: &str, del: bool) -> Result<Option<StateDir>
         )
         .with_details(e.to_string())
     })?;
+    // The file locked must still be the directory's lock.
+    let held = lock.metadata().map(|m| (m.dev(), m.ino())).ok();
+    let named = fs::symlink_metadata(&lock_path)
+        .map(|m| (m.dev(), m.ino()))
+        .ok();
+    if held.is_none() || held != named {
+        return Ok(Opened::Removed);
+    }
     // Under the lock: what other calls wrote while this one waited is
     // theirs, not this call's.
-    let before = scrubbed(&path);
-    Ok(Some(StateDir {
-        path,
+    let before = scrubbed(path);
+    Ok(Opened::Locked(StateDir {
+        path: path.to_path_buf(),
         created,
         before,
         _lock: Some(lock),
@@ -348,6 +388,35 @@ mod tests {
         drop(sparse);
         assert!(d.after_call(false, &Limits::default()).is_err());
         assert_eq!(inventory(&d.path), before);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// A call that waited for the lock of a directory the lock's holder
+    /// then removed (its failed first call) does not work in the removed
+    /// directory: a DEL finds nothing to release, an ADD makes it again.
+    #[test]
+    fn a_directory_removed_while_waiting_for_its_lock_is_opened_again() {
+        let root = std::env::temp_dir().join(format!("wcni-gone-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let config = serde_json::json!({"ipam": {"dataDir": root}});
+        for del in [true, false] {
+            let first = open(&config, "net", false).unwrap().unwrap();
+            let waiter = {
+                let config = config.clone();
+                std::thread::spawn(move || open(&config, "net", del).map(|d| d.map(|d| d.path)))
+            };
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            first.after_call(true, &Limits::default()).unwrap();
+            drop(first);
+            let got = waiter.join().unwrap().unwrap();
+            if del {
+                assert!(got.is_none(), "{got:?}");
+                assert!(!root.join("net").exists());
+            } else {
+                let dir = got.expect("reopened");
+                assert!(dir.join("lock").is_file(), "{}", dir.display());
+            }
+        }
         let _ = fs::remove_dir_all(&root);
     }
 
