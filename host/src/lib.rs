@@ -7,9 +7,12 @@ pub mod cli;
 pub mod delegate_exec;
 pub mod dispatch;
 pub mod inflight;
-pub mod kernel;
 pub mod logging;
-pub mod process;
 pub mod protocol;
 pub mod runtime;
 pub mod statedir;
+
+/// Kernel access lives in its own crate, which cannot depend on wasmtime;
+/// the host names it as before.
+pub use wasm_cni_kernel as kernel;
+pub use wasm_cni_kernel::process;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::process::{run_bounded, RunError};
 
-use crate::kernel::{KResult, KernelError};
+use crate::{KResult, KernelError};
 
 /// Bound for one exec, the xtables lock wait included.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +27,7 @@ pub(crate) fn locate(prog: &str) -> PathBuf {
 /// Runs `prog args` with `stdin`; stdout on success, stderr in the error.
 pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     let what = format!("{prog} {}", args.join(" "));
-    let _timer = crate::kernel::timing::time("exec", &what);
+    let _timer = crate::timing::time("exec", &what);
     let mut cmd = Command::new(locate(prog));
     cmd.args(args);
     let out = run_bounded(cmd, stdin.as_bytes(), EXEC_TIMEOUT).map_err(|e| match e {

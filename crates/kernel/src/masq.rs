@@ -9,14 +9,14 @@
 //! reads through `iptables-save -t nat`; every exec is bounded in time.
 //! Self-contained on purpose: portmap's firewall code lives in `firewall`.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Mutex;
 
 use super::exec::run;
 use super::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
 use super::xtnft as xt;
-use super::{both_families, Addr, KResult, KernelError};
+use super::{both_families, Addr, KResult};
+#[cfg(any(test, feature = "fake"))]
+use {super::KernelError, std::collections::BTreeMap, std::sync::Mutex};
 
 /// One address to masquerade: the container address and its subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -436,14 +436,17 @@ impl Masquerade for System {
 }
 
 /// Chain → entries, and the call log.
+#[cfg(any(test, feature = "fake"))]
 type FakeState = (BTreeMap<String, Vec<MasqEntry>>, Vec<String>);
 
 /// A recording fake: chain → entries; every call logged.
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "fake"))]
 pub struct Fake {
     state: Mutex<FakeState>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Fake {
     /// Chains and their entries.
     pub fn chains(&self) -> BTreeMap<String, Vec<MasqEntry>> {
@@ -455,6 +458,7 @@ impl Fake {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Masquerade for Fake {
     fn setup(&self, chain: &str, comment: &str, entries: &[MasqEntry]) -> KResult<()> {
         let mut s = self
@@ -530,7 +534,7 @@ mod tests {
 #[cfg(test)]
 mod netlink_equivalence {
     use super::*;
-    use crate::kernel::testns::Ns;
+    use crate::testns::Ns;
 
     fn entries(v6: bool) -> Vec<MasqEntry> {
         let (a, b, net) = if v6 {
@@ -538,7 +542,7 @@ mod netlink_equivalence {
         } else {
             ("10.0.0.2", "10.0.0.3", "10.0.0.0/24")
         };
-        let subnet = crate::kernel::cidr(net);
+        let subnet = crate::cidr(net);
         [a, b]
             .iter()
             .map(|ip| MasqEntry {

@@ -41,8 +41,8 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{Owner, PortmapSpec};
-use crate::kernel::exec::run;
-use crate::kernel::{both_families, KResult, KernelError};
+use crate::exec::run;
+use crate::{both_families, KResult, KernelError};
 
 pub const TABLE: &str = "cni_hostport";
 pub const TABLE_COMMENT: &str = "CNI portmap plugin";
@@ -362,7 +362,7 @@ impl TableState {
 fn list(v6: bool) -> KResult<Option<TableState>> {
     match run("nft", &["-j", "list", "table", fam(v6), TABLE], "") {
         Ok(out) => TableState::parse(v6, &out).map(Some),
-        Err(e) if crate::kernel::exec::nft_object_missing(&e) => Ok(None),
+        Err(e) if crate::exec::nft_object_missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -441,7 +441,7 @@ pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
 mod tests {
     use super::super::{Backend, FamilySpec, Mapping, Options, Proto};
     use super::*;
-    use crate::kernel::Addr;
+    use crate::Addr;
 
     fn spec() -> PortmapSpec {
         PortmapSpec {

@@ -9,13 +9,18 @@
 mod system;
 pub mod tbf;
 
-use nix::errno::Errno;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+#[cfg(any(test, feature = "fake"))]
+use {
+    nix::errno::Errno,
+    std::collections::BTreeMap,
+    std::sync::{Arc, Mutex},
+};
 
 pub use system::System;
 
-use super::{KResult, KernelError};
+use super::KResult;
+#[cfg(any(test, feature = "fake"))]
+use super::KernelError;
 
 /// `1:` — the handle the reference gives its root tbf.
 pub const TBF_HANDLE: u32 = 0x0001_0000;
@@ -115,8 +120,10 @@ pub trait TrafficControl: Send + Sync {
 /// An empty host: no links, nothing can be created. The default fake for
 /// tests that do not exercise tc.
 #[derive(Debug, Default, Clone, Copy)]
+#[cfg(any(test, feature = "fake"))]
 pub struct Fake;
 
+#[cfg(any(test, feature = "fake"))]
 impl TrafficControl for Fake {
     fn container_link(&self, _netns: &str, _name: &str) -> KResult<Option<TcLink>> {
         Ok(None)
@@ -156,6 +163,7 @@ impl TrafficControl for Fake {
 }
 
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "fake"))]
 struct FakeState {
     /// host links by name
     links: BTreeMap<String, TcLink>,
@@ -170,8 +178,10 @@ struct FakeState {
 /// An in-memory host for unprivileged tests; records every mutating call.
 /// Clones share state.
 #[derive(Debug, Clone, Default)]
+#[cfg(any(test, feature = "fake"))]
 pub struct FakeTc(Arc<Mutex<FakeState>>);
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeTc {
     pub fn new() -> FakeTc {
         FakeTc::default()
@@ -236,6 +246,7 @@ impl FakeTc {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl TrafficControl for FakeTc {
     fn container_link(&self, netns: &str, name: &str) -> KResult<Option<TcLink>> {
         self.with(|s| {

@@ -9,6 +9,7 @@ pub mod iptables;
 pub mod nft;
 
 use std::net::IpAddr;
+#[cfg(any(test, feature = "fake"))]
 use std::sync::Mutex;
 
 use super::{Addr, KResult, KernelError};
@@ -202,7 +203,7 @@ impl Firewall for System {
         let port = port.to_string();
         let family = if ipv6 { "ipv6" } else { "ipv4" };
         // conntrack exits 1 when nothing matched; only a failure to run counts.
-        match crate::kernel::exec::run(
+        match crate::exec::run(
             "conntrack",
             &["-D", "-p", "udp", "--orig-port-dst", &port, "-f", family],
             "",
@@ -214,7 +215,7 @@ impl Firewall for System {
     }
 
     fn enable_route_localnet(&self, ip: IpAddr) -> KResult<String> {
-        let dev = crate::kernel::netlink::route_dev(ip)?;
+        let dev = crate::netlink::route_dev(ip)?;
         // Never on lo (local address) or a name that could walk the path.
         if dev == "lo" || dev.contains('/') || dev.starts_with('.') {
             return Err(KernelError::Failed(format!(
@@ -231,10 +232,12 @@ impl Firewall for System {
 /// A recording fake for unprivileged tests: every call and the batches the
 /// real renderers would produce.
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "fake"))]
 pub struct Fake {
     calls: Mutex<Vec<String>>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Fake {
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
@@ -247,6 +250,7 @@ impl Fake {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Firewall for Fake {
     fn portmap_apply(
         &self,

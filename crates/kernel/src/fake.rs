@@ -808,7 +808,7 @@ mod tests {
     const NS: &str = "/run/netns/test";
 
     fn a(s: &str) -> Addr {
-        crate::kernel::cidr(s)
+        crate::cidr(s)
     }
 
     fn route(dst: &str, gw: Option<&str>) -> RouteInfo {

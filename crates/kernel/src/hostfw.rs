@@ -19,11 +19,11 @@
 //!
 //! Reads go through `nft -j list`, every write is one `nft -f` transaction.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use serde_json::Value;
+#[cfg(any(test, feature = "fake"))]
+use {std::collections::BTreeMap, std::sync::Mutex};
 
 use super::exec::run;
 use super::firewall::nft::transact;
@@ -279,7 +279,7 @@ fn list(args: &[&str]) -> KResult<Option<Listing>> {
     all.extend_from_slice(args);
     match run("nft", &all, "") {
         Ok(out) => Listing::parse(&out).map(Some),
-        Err(e) if crate::kernel::exec::nft_object_missing(&e) => Ok(None),
+        Err(e) if crate::exec::nft_object_missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -539,6 +539,7 @@ impl HostFirewall for System {
 }
 
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "fake"))]
 struct FakeState {
     /// attachment → (host veth, mac)
     spoof: BTreeMap<Attachment, (String, String)>,
@@ -548,10 +549,12 @@ struct FakeState {
 
 /// A recording fake for unprivileged tests.
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "fake"))]
 pub struct Fake {
     state: Mutex<FakeState>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Fake {
     pub fn calls(&self) -> Vec<String> {
         self.state
@@ -587,6 +590,7 @@ impl Fake {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl HostFirewall for Fake {
     fn spoofcheck_setup(&self, a: &Attachment, host_veth: &str, mac: &str) -> KResult<()> {
         let n = a.spoof_names().map_err(invalid)?;

@@ -16,11 +16,11 @@ use super::{
     tbf, Filter, Qdisc, Tbf, TcLink, TrafficControl, INGRESS_HANDLE, INGRESS_PARENT, ROOT,
     TBF_HANDLE,
 };
-use crate::kernel::netlink::NetlinkNs;
-use crate::kernel::{KResult, KernelError};
+use crate::netlink::NetlinkNs;
+use crate::{KResult, KernelError};
 
 /// The calling thread's netns, the host's (see `caps::host_net::HOST_NETNS`).
-const HOST_NETNS: &str = crate::kernel::netlink::CURRENT_NETNS;
+const HOST_NETNS: &str = crate::netlink::CURRENT_NETNS;
 /// ETH_P_ALL in network byte order, as tc filters carry the protocol.
 const ETH_P_ALL_BE: u16 = 0x0003u16.to_be();
 
@@ -32,7 +32,7 @@ fn host() -> KResult<NetlinkNs> {
     NetlinkNs::open(HOST_NETNS)
 }
 
-use crate::kernel::format_mac;
+use crate::format_mac;
 
 fn tc_link(msg: &LinkMessage) -> TcLink {
     let mut l = TcLink {

@@ -4,6 +4,7 @@
 //! by `cfg!(test)`).
 
 pub mod exec;
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod firewall;
 pub mod hostfw;
@@ -11,6 +12,7 @@ pub mod masq;
 pub mod masq_scan;
 pub mod netlink;
 pub mod nfnl;
+pub mod process;
 pub mod tc;
 #[cfg(test)]
 pub mod testns;
@@ -228,6 +230,7 @@ impl Kernels {
     }
 
     /// Recording fakes, for unprivileged tests; replace fields as needed.
+    #[cfg(any(test, feature = "fake"))]
     pub fn fake() -> Kernels {
         Kernels {
             netns: Arc::new(fake::FakeKernel::new()),

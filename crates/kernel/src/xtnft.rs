@@ -326,7 +326,7 @@ mod tests {
     use super::*;
 
     fn a(s: &str) -> Addr {
-        crate::kernel::cidr(s)
+        crate::cidr(s)
     }
 
     #[test]
@@ -415,10 +415,10 @@ mod tests {
 #[cfg(test)]
 mod against_iptables {
     use super::*;
-    use crate::kernel::testns::Ns;
+    use crate::testns::Ns;
 
     fn a(s: &str) -> Addr {
-        crate::kernel::cidr(s)
+        crate::cidr(s)
     }
 
     fn jump() -> Target {

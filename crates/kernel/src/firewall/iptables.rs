@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{dnat_chain, FamilySpec, Options, Owner, PortmapSpec};
-use crate::kernel::exec::{nat_chain_rules, run};
-use crate::kernel::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
-use crate::kernel::xtnft as xt;
-use crate::kernel::{both_families, Addr, KResult, KernelError};
+use crate::exec::{nat_chain_rules, run};
+use crate::nfnl::{Nfnl, Op, NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::xtnft as xt;
+use crate::{both_families, Addr, KResult, KernelError};
 
 pub const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
 pub const SETMARK: &str = "CNI-HOSTPORT-SETMARK";
@@ -775,7 +775,7 @@ pub fn gc(network: &str, valid: &[String]) -> KResult<()> {
 mod tests {
     use super::super::{Mapping, Proto};
     use super::*;
-    use crate::kernel::Addr;
+    use crate::Addr;
 
     fn owner() -> Owner {
         Owner {
@@ -945,7 +945,7 @@ COMMIT
 mod netlink_equivalence {
     use super::super::{Mapping, Proto};
     use super::*;
-    use crate::kernel::testns::Ns;
+    use crate::testns::Ns;
 
     fn owner(cid: &str) -> Owner {
         Owner {

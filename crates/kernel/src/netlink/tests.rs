@@ -56,7 +56,7 @@ fn current_netns() -> std::path::PathBuf {
 }
 
 fn a(s: &str) -> Addr {
-    crate::kernel::cidr(s)
+    crate::cidr(s)
 }
 
 #[test]
@@ -371,7 +371,7 @@ fn socket_works_from_other_threads() {
 /// link-local IPv6, ifindex/mac values, route order).
 #[test]
 fn fake_kernel_mirrors_netlink() {
-    use crate::kernel::fake::FakeKernel;
+    use crate::fake::FakeKernel;
 
     let ns = TestNs::new();
     let path = ns.path();
