@@ -198,6 +198,10 @@ pub mod util {
     use crate::types::*;
     use crate::Netns;
 
+    /// How long `configure_iface` waits for IPv6 DAD: upstream's
+    /// `dadSettleTimeout`.
+    pub const DAD_SETTLE_MS: u32 = 5_000;
+
     /// `veth` + 8 random hex digits, as the reference names host ends.
     pub fn random_veth_name() -> String {
         // RandomState is seeded from the platform's randomness (WASI random
@@ -266,11 +270,24 @@ pub mod util {
         ns.set_link_up(ifname, true).map_err(|e| {
             CniError::internal(format!("failed to set {ifname:?} UP")).with_details(e.to_string())
         })?;
-        // As the reference: with an IPv6 gateway, wait (10 s at most, cut by
-        // the host to fit the deadline) for DAD to finish; a timeout is not
-        // an error.
+        // As upstream (since v1.7.0): with an IPv6 gateway, wait for DAD to
+        // finish, 5 s at most (cut by the host to fit the deadline); an
+        // address still tentative then, or one that failed DAD, fails the
+        // ADD. The reference 1.1.1 waited 10 s and ignored both.
         if ips.iter().any(|ip| ip.gateway.is_some_and(|g| g.is_ipv6())) {
-            let _ = scope.settle_addresses(10_000);
+            let settle_failed = |why: String| {
+                CniError::internal(format!("failed to settle addresses for {ifname:?}: {why}"))
+            };
+            match scope.settle_addresses(DAD_SETTLE_MS) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(settle_failed(format!(
+                        "link {ifname} still has tentative addresses after {} seconds",
+                        DAD_SETTLE_MS / 1000
+                    )))
+                }
+                Err(e) => return Err(settle_failed(e.msg.clone()).with_details(e.details)),
+            }
         }
         let gw4 = ips
             .iter()

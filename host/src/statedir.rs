@@ -84,7 +84,14 @@ impl StateDir {
             let Ok(t) = e.file_type() else { continue };
             if !t.is_file() {
                 planted += usize::from(remove_entry(&e.path(), t).is_ok());
-            } else if !self.before.contains(&e.file_name()) {
+                continue;
+            }
+            if e.file_name() != "lock" {
+                if let Err(err) = private(&e) {
+                    tracing::warn!(file = %e.path().display(), %err, "cannot make a state file private (0600)");
+                }
+            }
+            if !self.before.contains(&e.file_name()) {
                 bytes += e.metadata().map_or(0, |m| m.size().max(m.blocks() * 512));
                 added.push(e.path());
             } else if e.file_name() != "lock" {
@@ -119,6 +126,19 @@ impl StateDir {
         }
         quota
     }
+}
+
+/// Makes a state file readable by root alone, as upstream host-local
+/// (0600 since v1.4.0): a module writes through WASI, which creates files
+/// 0644 (`last_reserved_ip.N`); the addresses it allocates through the host
+/// are made 0600 from the start.
+fn private(e: &fs::DirEntry) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = e.metadata()?;
+    if m.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(e.path(), fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// Whether an error means the directory cannot be written at all.

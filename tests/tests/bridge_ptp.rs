@@ -884,6 +884,68 @@ fn enabledad_keeps_dad_and_add_returns_with_settled_addresses() {
     }
 }
 
+/// Another node on the bridge already holds the pod's IPv6 address: the
+/// kernel marks it DADFAILED, and the ADD fails at once as upstream's
+/// (since v1.7.0; the reference 1.1.1 waited 10 s and succeeded with an
+/// unusable address), naming the address, and undoes itself: no pod veth,
+/// no allocation. Once the other node lets go, the same ADD succeeds.
+#[test]
+fn a_duplicate_ipv6_address_fails_the_add_and_leaves_nothing() {
+    let h = Host::new("dadfail");
+    let conf = bridge_conf(
+        "1.0.0",
+        "dadfail",
+        &h.data_dir(),
+        json!({"enabledad": true, "ipMasq": false,
+               "ipam": {"ranges": [[{"subnet": "fd78::/64", "rangeStart": "fd78::10", "rangeEnd": "fd78::10"}]],
+                        "routes": [{"dst": "::/0"}]}}),
+    );
+    // The bridge and an intruder on it, holding fd78::10 already.
+    h.ns.exec("ip link add cni0 type bridge");
+    h.ns.exec("ip link set cni0 up");
+    let intruder = Netns::new("dadint");
+    h.ns.exec(&format!(
+        "ip link add dadint type veth peer name eth9 netns {}",
+        intruder.name
+    ));
+    h.ns.exec("ip link set dadint master cni0 up");
+    intruder.exec("ip link set eth9 up");
+    intruder.exec("ip addr add fd78::10/64 dev eth9 nodad");
+    let pod = Netns::new("dadpod");
+    let started = Instant::now();
+    let e = h
+        .ours("bridge", "ADD", "dup-1", &pod.path(), &conf)
+        .err(999);
+    assert_eq!(
+        e["msg"].as_str().unwrap_or(""),
+        "failed to settle addresses for \"eth0\": link eth0 has address fd78::10 in DADFAILED state",
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "a failed DAD is reported without waiting out the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(!pod.exec("ip -o link").contains("eth0"), "pod veth left");
+    assert_eq!(h.veths(), ["dadint"], "only the intruder's veth stays");
+    assert!(
+        h.allocations("dadfail").is_empty(),
+        "{:?}",
+        h.allocations("dadfail")
+    );
+    intruder.exec("ip addr del fd78::10/64 dev eth9");
+    let r = h.ours("bridge", "ADD", "dup-2", &pod.path(), &conf);
+    r.ok();
+    let result: Value = serde_json::from_str(&r.stdout).expect("ADD result");
+    assert_eq!(addr_of(&result, false), "fd78::10");
+    let addrs = pod.exec("ip -6 addr show dev eth0");
+    assert!(
+        addrs.contains("fd78::10/64") && !addrs.contains("tentative"),
+        "{addrs}"
+    );
+    h.ours("bridge", "DEL", "dup-2", &pod.path(), &conf).ok();
+}
+
 /// macspoofchk between ours and Debian's reference bridge (1.1.1, which
 /// knows macspoofchk but not ipMasqBackend): ADD by one, DEL by the other.
 #[test]

@@ -1210,3 +1210,48 @@ fn resolv_conf_dns_matches_the_reference_and_unknown_args_are_refused() {
     )
     .ok();
 }
+
+/// Upstream host-local (0600 since v1.4.0) keeps its files readable by root
+/// alone: the allocations (made by the host) and `last_reserved_ip.N`
+/// (written by the module through WASI, which creates 0644); the directory
+/// stays 0755. A file the reference 1.1.1 left 0644 is tightened too.
+#[test]
+fn state_files_are_private_like_upstream() {
+    use std::os::unix::fs::PermissionsExt;
+    let i = Install::new("hl-modes", &[]);
+    let conf = hl_conf(
+        "1.0.0",
+        "modes",
+        &i.data_dir(),
+        json!({"ranges": [[{"subnet": "10.86.0.0/24"}], [{"subnet": "fd86::/64"}]]}),
+    );
+    call(&i, Bin::Reference, "host-local", "ADD", "ref1", &conf).ok();
+    let dir = i.data_dir().join("modes");
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        mode("last_reserved_ip.0"),
+        0o644,
+        "the reference 1.1.1's mode"
+    );
+    call(&i, Bin::Ours, "host-local", "ADD", "ours1", &conf).ok();
+    assert_eq!(mode(""), 0o755, "the network's directory");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lock")
+        .collect();
+    assert!(
+        files.iter().any(|f| f == "10.86.0.3") && files.iter().any(|f| f == "last_reserved_ip.1"),
+        "{files:?}"
+    );
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{f} (of {files:?})");
+    }
+}

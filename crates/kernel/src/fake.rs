@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use nix::errno::Errno;
 
 use super::{
-    Addr, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
+    Addr, Dad, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
     RouteInfo, VethSpec,
 };
 
@@ -59,7 +59,7 @@ struct FakeNetns {
     next_index: u32,
     sysctls: BTreeMap<String, String>,
     /// link → how many more `unsettled_addresses` reads report its IPv6
-    /// addresses as tentative
+    /// addresses as tentative (`u32::MAX`: failed DAD, for good)
     dad_polls: BTreeMap<String, u32>,
 }
 
@@ -266,7 +266,8 @@ impl FakeKernel {
     }
 
     /// Makes the next `polls` reads of `link`'s unsettled addresses report
-    /// its IPv6 addresses as tentative (DAD under way). Not logged.
+    /// its IPv6 addresses as tentative (DAD under way); `u32::MAX`: as
+    /// failed DAD. Not logged.
     pub fn set_dad_polls(&self, path: &str, link: &str, polls: u32) {
         if let Some(ns) = self.lock().namespaces.get_mut(path) {
             ns.dad_polls.insert(link.to_string(), polls);
@@ -403,7 +404,7 @@ impl NetnsOps for FakeNs {
         })
     }
 
-    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<(Addr, Dad)>> {
         let v6: Vec<Addr> = self
             .addresses(link)?
             .into_iter()
@@ -413,13 +414,15 @@ impl NetnsOps for FakeNs {
         let Some(ns) = st.namespaces.get_mut(&self.path) else {
             return Err(KernelError::NetnsGone(self.path.clone()));
         };
-        match ns.dad_polls.get_mut(link) {
+        let state = match ns.dad_polls.get_mut(link) {
+            Some(n) if *n == u32::MAX => Dad::Failed,
             Some(n) if *n > 0 => {
                 *n -= 1;
-                Ok(v6)
+                Dad::Tentative
             }
-            _ => Ok(Vec::new()),
-        }
+            _ => return Ok(Vec::new()),
+        };
+        Ok(v6.into_iter().map(|a| (a, state)).collect())
     }
 
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()> {

@@ -122,6 +122,15 @@ pub struct RouteInfo {
     pub scope: Option<u8>,
 }
 
+/// Where an address's duplicate address detection stands, when not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dad {
+    /// Under way: the address is not usable yet.
+    Tentative,
+    /// Another node answered for the address: it never becomes usable.
+    Failed,
+}
+
 /// A link with the attributes host-side plugins look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkDetails {
@@ -171,7 +180,7 @@ pub trait NetnsOps: Send {
     fn addresses(&mut self, link: &str) -> KResult<Vec<Addr>>;
     /// Addresses of `link` still tentative (IPv6 duplicate address detection
     /// under way) or whose DAD failed.
-    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>>;
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<(Addr, Dad)>>;
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn del_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>>;

@@ -35,6 +35,8 @@ struct State {
     spoofcheck: Option<(String, String)>,
     /// settle calls that still report tentative addresses
     dad_pending: u32,
+    /// the address every settle call reports as failed DAD
+    dad_failed: Option<String>,
     /// what the next `masquerade_gc` reports as removed
     masq_gc_answer: Vec<String>,
     /// this call's IPAM result: what the node's network may take
@@ -133,6 +135,11 @@ impl FakeHostNet {
     /// Makes the next `n` settle calls time out (DAD never finishes).
     pub fn set_dad_pending(&self, n: u32) {
         self.state.borrow_mut().dad_pending = n;
+    }
+    /// Makes every settle call fail as the host does when another node
+    /// answered for `addr`, an IPv6 address of CNI_IFNAME.
+    pub fn set_dad_failed(&self, addr: &str) {
+        self.state.borrow_mut().dad_failed = Some(addr.to_string());
     }
     /// What the next `masquerade_gc` reports as removed (the host
     /// decides that from the kernel's rules and the valid list).
@@ -506,6 +513,12 @@ impl HostScope for FakeScope {
     fn settle_addresses(&self, timeout_ms: u32) -> CniResultOf<bool> {
         self.record(format!("settle-addresses {timeout_ms}"));
         let mut s = self.host.state.borrow_mut();
+        if let Some(addr) = &s.dad_failed {
+            return Err(CniError::internal(format!(
+                "link {} has address {addr} in DADFAILED state",
+                s.ifname
+            )));
+        }
         if s.dad_pending > 0 {
             s.dad_pending -= 1;
             return Ok(false);

@@ -22,7 +22,7 @@ use super::undo::{link_ref, LinkRef, Undo};
 use super::{cap_error, CallContext};
 use crate::kernel::hostfw::Attachment;
 use crate::kernel::masq::{self, MasqEntry};
-use crate::kernel::{KernelError, LinkDetails, NetnsOps, PortFlags, PortVlan, VethSpec};
+use crate::kernel::{Dad, KernelError, LinkDetails, NetnsOps, PortFlags, PortVlan, VethSpec};
 use crate::protocol::env::Command;
 use crate::protocol::error::code;
 use crate::runtime::sandbox::StoreData;
@@ -478,6 +478,17 @@ impl ScopeHandle {
                 .map_err(|e| kernel_error("listing the container interface's addresses", e))?;
             if pending.is_empty() {
                 return Ok(true);
+            }
+            // Another node holds the address: waiting cannot settle it.
+            if let Some((a, _)) = pending.iter().find(|(_, d)| *d == Dad::Failed) {
+                return Err(cap_error(
+                    code::INTERNAL,
+                    format!(
+                        "link {ifname} has address {} in DADFAILED state",
+                        a.ip
+                    ),
+                    "another node on the link answered for this address (duplicate address detection failed)",
+                ));
             }
             let left = budget.saturating_sub(start.elapsed());
             if left.is_zero() {

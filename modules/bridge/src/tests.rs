@@ -449,8 +449,6 @@ fn enabledad_keeps_dad_and_waits_for_it_bounded() {
         let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": dad}));
         host.ipam_answers
             .push_back(Ok(Some(ipam_result(&["fd00::5/64"]))));
-        // DAD never finishes: ADD still succeeds, as the reference ignores it.
-        host.host_net.set_dad_pending(1);
         Bridge::add(&mut host, &inv).unwrap();
         assert_eq!(
             host.host_net
@@ -460,7 +458,7 @@ fn enabledad_keeps_dad_and_waits_for_it_bounded() {
         );
         let calls = host.host_net.calls();
         assert!(
-            calls.iter().any(|c| c == "settle-addresses 10000"),
+            calls.iter().any(|c| c == "settle-addresses 5000"),
             "{calls:?}"
         );
         assert_eq!(
@@ -470,6 +468,32 @@ fn enabledad_keeps_dad_and_waits_for_it_bounded() {
             dad
         );
     }
+    // DAD still under way after upstream's 5 s, or failed: the ADD fails
+    // as upstream's does (the reference 1.1.1 ignored both).
+    let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": true}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["fd00::5/64"]))));
+    host.host_net.set_dad_pending(1);
+    let e = Bridge::add(&mut host, &inv).unwrap_err();
+    assert_eq!(
+        (e.code, e.msg.as_str()),
+        (
+            999,
+            "failed to settle addresses for \"eth0\": link eth0 still has tentative addresses after 5 seconds"
+        )
+    );
+    let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": true}));
+    host.ipam_answers
+        .push_back(Ok(Some(ipam_result(&["fd00::5/64"]))));
+    host.host_net.set_dad_failed("fd00::5");
+    let e = Bridge::add(&mut host, &inv).unwrap_err();
+    assert_eq!(
+        (e.code, e.msg.as_str()),
+        (
+            999,
+            "failed to settle addresses for \"eth0\": link eth0 has address fd00::5 in DADFAILED state"
+        )
+    );
     // IPv4 only: nothing to wait for.
     let (mut host, inv) = setup(json!({"isGateway": true, "enabledad": true}));
     host.ipam_answers

@@ -35,7 +35,7 @@ use nix::sched::{setns, CloneFlags};
 
 use super::timing;
 use super::{
-    Addr, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
+    Addr, Dad, KResult, Kernel, KernelError, LinkDetails, LinkInfo, NetnsOps, PortFlags, PortVlan,
     RouteInfo, VethSpec,
 };
 
@@ -145,7 +145,7 @@ pub(crate) struct NetlinkNs {
 impl NetlinkNs {
     /// Addresses of `link`, each with whether it is still tentative (IPv6
     /// DAD under way) or failed DAD.
-    fn address_list(&mut self, link: &str) -> KResult<Vec<(Addr, bool)>> {
+    fn address_list(&mut self, link: &str) -> KResult<Vec<(Addr, Option<Dad>)>> {
         let index = self.index(link)?;
         let mut msg = AddressMessage::default();
         msg.header.index = index;
@@ -165,20 +165,28 @@ impl NetlinkNs {
             }
             let mut local = None;
             let mut address = None;
-            let mut unsettled = msg
-                .header
-                .flags
-                .intersects(AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed);
+            let h = msg.header.flags;
+            let (mut tentative, mut failed) = (
+                h.contains(AddressHeaderFlags::Tentative),
+                h.contains(AddressHeaderFlags::Dadfailed),
+            );
             for attr in &msg.attributes {
                 match attr {
                     AddressAttribute::Local(ip) => local = Some(*ip),
                     AddressAttribute::Address(ip) => address = Some(*ip),
                     AddressAttribute::Flags(f) => {
-                        unsettled |= f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed)
+                        tentative |= f.contains(AddressFlags::Tentative);
+                        failed |= f.contains(AddressFlags::Dadfailed);
                     }
                     _ => {}
                 }
             }
+            // A failed address stays tentative too: failure is what counts.
+            let unsettled = match (failed, tentative) {
+                (true, _) => Some(Dad::Failed),
+                (false, true) => Some(Dad::Tentative),
+                _ => None,
+            };
             // IFA_LOCAL is the own address when present (IFA_ADDRESS is then
             // the peer); IPv6 without a peer only sends IFA_ADDRESS.
             if let Some(ip) = local.or(address) {
@@ -539,11 +547,11 @@ impl NetnsOps for NetlinkNs {
             .collect())
     }
 
-    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<Addr>> {
+    fn unsettled_addresses(&mut self, link: &str) -> KResult<Vec<(Addr, Dad)>> {
         Ok(self
             .address_list(link)?
             .into_iter()
-            .filter_map(|(a, unsettled)| unsettled.then_some(a))
+            .filter_map(|(a, unsettled)| Some((a, unsettled?)))
             .collect())
     }
 
