@@ -86,7 +86,12 @@ pub trait Netns {
     fn add_address(&self, link: &str, addr: IpNet) -> CniResultOf<()>;
     fn del_address(&self, link: &str, addr: IpNet) -> CniResultOf<()>;
     fn routes(&self, link: &str) -> CniResultOf<Vec<Route>>;
+    /// Adds a route beside any other to the same destination (only an
+    /// identical one is refused), as the reference's `RouteAddEcmp`.
     fn add_route(&self, link: &str, route: &Route) -> CniResultOf<()>;
+    /// As `add_route`, with `src` (an address of `link`) as the route's
+    /// preferred source, as upstream ptp's container routes.
+    fn add_route_from(&self, link: &str, route: &Route, src: std::net::IpAddr) -> CniResultOf<()>;
 }
 
 /// The command an interface module delegates to its IPAM plugin.

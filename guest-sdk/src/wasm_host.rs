@@ -269,6 +269,12 @@ impl Netns for WasmNetns {
             .add_route(link, &route_to_wit(route))
             .map_err(error_from_wit)
     }
+
+    fn add_route_from(&self, link: &str, route: &Route, src: std::net::IpAddr) -> CniResultOf<()> {
+        self.0
+            .add_route_from(link, &route_to_wit(route), &src.to_string())
+            .map_err(error_from_wit)
+    }
 }
 
 impl InterfaceHost for WasmHost {

@@ -946,6 +946,86 @@ fn a_duplicate_ipv6_address_fails_the_add_and_leaves_nothing() {
     h.ours("bridge", "DEL", "dup-2", &pod.path(), &conf).ok();
 }
 
+/// ptp's routes are upstream's, kernel line for kernel line, next to the
+/// reference's in a node of its own: in the pod `gw/32 scope link src <ip>`
+/// and `subnet via gw src <ip>`, on the node `<ip> dev <veth> scope host`;
+/// and two IPAM routes to one destination both go in (upstream's
+/// `RouteAddEcmp`), where an exclusive add refused the second.
+#[test]
+fn ptp_routes_match_the_reference_with_src_scope_and_ecmp() {
+    let conf = |data: &Path| {
+        json!({
+            "cniVersion": "1.0.0", "name": "ptproutes", "type": "ptp",
+            "ipam": {"type": "host-local", "dataDir": data.display().to_string(),
+                     "ranges": [[{"subnet": "10.89.0.0/24"}], [{"subnet": "fd89::/64"}]],
+                     "routes": [{"dst": "10.200.0.0/16", "gw": "10.89.0.1"},
+                                {"dst": "10.200.0.0/16", "gw": "10.89.0.9"},
+                                {"dst": "fd99::/64", "gw": "fd89::1"},
+                                {"dst": "fd99::/64", "gw": "fd89::9"}]},
+        })
+        .to_string()
+    };
+    let routes = |h: &Host, pod: &Netns| -> Vec<String> {
+        let veth = h.veths().join(",");
+        let mut lines: Vec<String> = [
+            pod.exec("ip -4 route show"),
+            pod.exec("ip -6 route show"),
+            h.ns.exec("ip -4 route show"),
+            h.ns.exec("ip -6 route show"),
+        ]
+        .concat()
+        .lines()
+        .map(|l| l.replace(&veth, "VETH").trim().to_string())
+        .filter(|l| !l.starts_with("fe80::") && !l.starts_with("multicast"))
+        .collect();
+        lines.sort();
+        lines
+    };
+    let (ours, reference) = (Host::new("ptprt"), Host::new("ptprtref"));
+    let (pa, pb) = (Netns::new("ptprta"), Netns::new("ptprtb"));
+    ours.ours("ptp", "ADD", "rt-1", &pa.path(), &conf(&ours.data_dir()))
+        .ok();
+    reference
+        .reference(
+            "ptp",
+            "ADD",
+            "rt-1",
+            &pb.path(),
+            &conf(&reference.data_dir()),
+        )
+        .ok();
+    let (got, want) = (routes(&ours, &pa), routes(&reference, &pb));
+    assert_eq!(got, want, "ours (left) and the reference's (right)");
+    for expected in [
+        "10.89.0.1 dev eth0 scope link src 10.89.0.2",
+        "10.89.0.0/24 via 10.89.0.1 dev eth0 src 10.89.0.2",
+        "10.89.0.2 dev VETH scope host",
+    ] {
+        assert!(
+            got.iter().any(|l| l == expected),
+            "{expected:?} in {got:#?}"
+        );
+    }
+    assert_eq!(
+        got.iter()
+            .filter(|l| l.starts_with("10.200.0.0/16 via"))
+            .count(),
+        2,
+        "both IPv4 routes to one destination: {got:#?}"
+    );
+    ours.ours("ptp", "DEL", "rt-1", &pa.path(), &conf(&ours.data_dir()))
+        .ok();
+    reference
+        .reference(
+            "ptp",
+            "DEL",
+            "rt-1",
+            &pb.path(),
+            &conf(&reference.data_dir()),
+        )
+        .ok();
+}
+
 /// macspoofchk between ours and Debian's reference bridge (1.1.1, which
 /// knows macspoofchk but not ipMasqBackend): ADD by one, DEL by the other.
 #[test]

@@ -169,6 +169,7 @@ impl FakeLink {
                 } else {
                     RT_SCOPE_UNIVERSE
                 }),
+                src: None,
             })
             .collect()
     }
@@ -468,7 +469,7 @@ impl NetnsOps for FakeNs {
         })
     }
 
-    fn add_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()> {
+    fn add_route(&mut self, link: &str, route: &RouteInfo, exclusive: bool) -> KResult<()> {
         let log = format!("add-route {link} {}", fmt_route(route));
         self.with_link(Some(log), link, |l| {
             let op = "add route";
@@ -520,9 +521,13 @@ impl NetnsOps for FakeNs {
                         (None, None) => RT_SCOPE_LINK,
                     }
                 }),
+                src: None,
             };
             let clash = l.all_routes().iter().any(|r| {
-                r.dst == stored.dst && r.priority == stored.priority && r.table == stored.table
+                r.dst == stored.dst
+                    && r.priority == stored.priority
+                    && r.table == stored.table
+                    && (exclusive || r.gw == stored.gw)
             });
             if clash {
                 return Err(failed(op, Errno::EEXIST));
@@ -822,6 +827,7 @@ mod tests {
             priority: None,
             table: None,
             scope: None,
+            src: None,
         }
     }
 
@@ -963,7 +969,10 @@ mod tests {
         assert_eq!(ops.set_link_up("eth0", true), Err(gone.clone()));
         assert_eq!(ops.addresses("eth0"), Err(gone.clone()));
         assert_eq!(ops.routes("eth0"), Err(gone.clone()));
-        assert_eq!(ops.add_route("eth0", &route("10.0.0.0/8", None)), Err(gone));
+        assert_eq!(
+            ops.add_route("eth0", &route("10.0.0.0/8", None), true),
+            Err(gone)
+        );
     }
 
     #[test]
@@ -982,7 +991,7 @@ mod tests {
         ops.add_address("eth0", a("10.124.0.2/24")).unwrap();
         ops.add_address("eth0", a("fd00:124::2/64")).unwrap();
         assert_eq!(
-            ops.add_route("eth0", &route("10.126.0.0/16", None)),
+            ops.add_route("eth0", &route("10.126.0.0/16", None), true),
             Err(KernelError::os("add route", Errno::ENETDOWN))
         );
         // No connected routes while down.
@@ -992,33 +1001,33 @@ mod tests {
         let mut via = route("10.125.0.0/16", Some("10.124.0.1"));
         via.priority = Some(50);
         via.mtu = Some(1400);
-        ops.add_route("eth0", &via).unwrap();
-        ops.add_route("eth0", &route("10.126.0.0/16", None))
+        ops.add_route("eth0", &via, true).unwrap();
+        ops.add_route("eth0", &route("10.126.0.0/16", None), true)
             .unwrap();
-        ops.add_route("eth0", &route("fd00:125::/64", Some("fd00:124::1")))
+        ops.add_route("eth0", &route("fd00:125::/64", Some("fd00:124::1")), true)
             .unwrap();
-        ops.add_route("eth0", &route("0.0.0.0/0", Some("10.126.3.4")))
+        ops.add_route("eth0", &route("0.0.0.0/0", Some("10.126.3.4")), true)
             .unwrap();
-        ops.add_route("eth0", &route("::/0", Some("fe80::1")))
+        ops.add_route("eth0", &route("::/0", Some("fe80::1")), true)
             .unwrap();
         assert_eq!(
-            ops.add_route("eth0", &via),
+            ops.add_route("eth0", &via, true),
             Err(KernelError::os("add route", Errno::EEXIST))
         );
         assert_eq!(
-            ops.add_route("eth0", &route("10.124.0.0/24", None)),
+            ops.add_route("eth0", &route("10.124.0.0/24", None), true),
             Err(KernelError::os("add route", Errno::EEXIST))
         );
         assert_eq!(
-            ops.add_route("eth0", &route("10.127.0.0/16", Some("10.200.0.1"))),
+            ops.add_route("eth0", &route("10.127.0.0/16", Some("10.200.0.1")), true),
             Err(KernelError::os("add route", Errno::ENETUNREACH))
         );
         assert_eq!(
-            ops.add_route("eth0", &route("fd00:127::/64", Some("fd00:200::1"))),
+            ops.add_route("eth0", &route("fd00:127::/64", Some("fd00:200::1")), true),
             Err(KernelError::os("add route", Errno::EHOSTUNREACH))
         );
         assert_eq!(
-            ops.add_route("eth0", &route("10.128.0.0/16", Some("fd00::1"))),
+            ops.add_route("eth0", &route("10.128.0.0/16", Some("fd00::1")), true),
             Err(KernelError::os("add route", Errno::EINVAL))
         );
 
@@ -1031,6 +1040,7 @@ mod tests {
                 priority: prio,
                 table: Some(254),
                 scope: Some(scope),
+                src: None,
             }
         };
         assert_eq!(

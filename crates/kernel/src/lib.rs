@@ -120,6 +120,9 @@ pub struct RouteInfo {
     pub priority: Option<u32>,
     pub table: Option<u32>,
     pub scope: Option<u8>,
+    /// The preferred source address (`src`), an address of the link; set
+    /// on adding, not read back (the kernel's own routes carry one too).
+    pub src: Option<IpAddr>,
 }
 
 /// Where an address's duplicate address detection stands, when not done.
@@ -184,7 +187,11 @@ pub trait NetnsOps: Send {
     fn add_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn del_address(&mut self, link: &str, addr: Addr) -> KResult<()>;
     fn routes(&mut self, link: &str) -> KResult<Vec<RouteInfo>>;
-    fn add_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()>;
+    /// Adds `route`; `exclusive` refuses one to the same destination (and
+    /// metric) already there (`NLM_F_EXCL`, netlink's `RouteAdd`), else it
+    /// goes beside it (`RouteAddEcmp`: IPv6 makes them one multipath
+    /// route), and only an identical route is refused.
+    fn add_route(&mut self, link: &str, route: &RouteInfo, exclusive: bool) -> KResult<()>;
     fn del_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()>;
     fn link_details(&mut self, name: &str) -> KResult<Option<LinkDetails>>;
     fn link_by_index(&mut self, index: u32) -> KResult<Option<LinkDetails>>;

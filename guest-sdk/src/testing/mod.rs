@@ -160,6 +160,20 @@ impl Netns for FakeNetns {
         self.record(format!("add-route {link} {}", route.dst));
         self.with_link(link, |l| l.2.push(route.clone()))
     }
+
+    fn add_route_from(&self, link: &str, route: &Route, src: std::net::IpAddr) -> CniResultOf<()> {
+        self.record(format!("add-route {link} {} src {src}", route.dst));
+        self.with_link(link, |l| {
+            // As the host: the source must be the link's own.
+            if !l.1.iter().any(|a| a.addr == src) {
+                return Err(CniError::config(format!(
+                    "route source {src} is not an address of {link}"
+                )));
+            }
+            l.2.push(route.clone());
+            Ok(())
+        })?
+    }
 }
 
 /// A fake host for both interface and IPAM modules.

@@ -1280,7 +1280,7 @@ impl HostScope for StoreData {
             host_scope::host_route(&s.call.ipam_ips(), &rt)?;
             s.call.charge(1, "adding a route")?;
             s.host
-                .add_route(&name, &rt)
+                .add_route(&name, &rt, true)
                 .map_err(|e| kernel_error("adding a route", e))?;
             if let Some(link) = link_ref(s.host.as_mut(), HOST_NETNS, &name) {
                 s.call.journal(Undo::DelRoute { link, route: rt });

@@ -68,6 +68,7 @@ pub(super) fn route_from_wit(r: &Route) -> Result<RouteInfo, CniError> {
         priority: r.priority,
         table: r.table,
         scope,
+        src: None,
     })
 }
 
@@ -309,7 +310,53 @@ impl HostNamespace for StoreData {
         Ok(self
             .ns(&r)?
             .ops
-            .add_route(&name, &route)
+            .add_route(&name, &route, false)
+            .map_err(|e| kernel_error("adding route", e)))
+    }
+
+    fn add_route_from(
+        &mut self,
+        r: Resource<NamespaceHandle>,
+        name: String,
+        route: Route,
+        src: String,
+    ) -> wasmtime::Result<Result<(), CniError>> {
+        let mut route = match self
+            .container_link(&name)
+            .and_then(|_| route_from_wit(&route))
+        {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Ok(src) = src.parse::<IpAddr>() else {
+            return Ok(Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("invalid route source {src:?}"),
+                "an IP address without a prefix",
+            )));
+        };
+        let ops = &mut self.ns(&r)?.ops;
+        // The kernel takes any local address as a source; the attachment
+        // may only name one of its own link's.
+        match ops.addresses(&name) {
+            Ok(own) if own.iter().any(|a| a.ip == src) => {}
+            Ok(_) => {
+                return Ok(Err(cap_error(
+                    code::INVALID_NETWORK_CONFIG,
+                    format!("route source {src} is not an address of {name}"),
+                    "add the address to the link first",
+                )))
+            }
+            Err(e) => return Ok(Err(kernel_error("listing addresses", e))),
+        }
+        route.src = Some(src);
+        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding a route")) {
+            return Ok(Err(e));
+        }
+        Ok(self
+            .ns(&r)?
+            .ops
+            .add_route(&name, &route, false)
             .map_err(|e| kernel_error("adding route", e)))
     }
 

@@ -16,6 +16,10 @@ pub struct Ptp;
 /// Index of the container interface in the result (host veth, container).
 const CONTAINER_IF: u32 = 1;
 
+/// Route scopes (rtnetlink's `rt_scope_t`).
+const RT_SCOPE_LINK: u32 = 253;
+const RT_SCOPE_HOST: u32 = 254;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct NetConf {
@@ -168,12 +172,15 @@ impl InterfacePlugin for Ptp {
                 addr: gw,
                 prefix: host_prefix(&ip.address),
             };
+            // As upstream: both routes name the pod's address as their
+            // source (`src`).
+            let src = ip.address.addr;
             let mut on_link = Route::new(gw_net, None);
-            on_link.scope = Some(253);
-            ns.add_route(ifn, &on_link)
+            on_link.scope = Some(RT_SCOPE_LINK);
+            ns.add_route_from(ifn, &on_link, src)
                 .map_err(ctx(format!("failed to add route {gw_net}")))?;
             if ip.address.prefix < host_prefix(&ip.address) {
-                ns.add_route(ifn, &Route::new(subnet, Some(gw)))
+                ns.add_route_from(ifn, &Route::new(subnet, Some(gw)), src)
                     .map_err(ctx(format!("failed to add route {subnet} via {gw}")))?;
             }
         }
@@ -194,8 +201,9 @@ impl InterfacePlugin for Ptp {
                 addr: ip.address.addr,
                 prefix: host_prefix(&ip.address),
             };
+            // Scope host, as upstream's `ip.AddHostRoute`.
             let mut r = Route::new(dst, None);
-            r.scope = Some(253);
+            r.scope = Some(RT_SCOPE_HOST);
             scope.add_route(&hv.name, &r).map_err(ctx(format!(
                 "failed to add host route {dst} dev {}",
                 hv.name

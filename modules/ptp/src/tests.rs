@@ -47,14 +47,18 @@ fn add_routes_through_the_host_gateway() {
     assert_eq!(a, ["10.40.0.1/32", "fd40::1/128"]);
     let hr: Vec<String> = hv.routes.iter().map(|r| r.dst.to_string()).collect();
     assert_eq!(hr, ["10.40.0.7/32", "fd40::7/128"]);
+    assert!(
+        hv.routes.iter().all(|r| r.scope == Some(254)),
+        "scope host, as upstream"
+    );
     assert_eq!(hv.link.mtu, 1450);
     let calls = host.netns.calls();
     assert!(
-        calls.contains(&"add-route eth0 10.40.0.1/32".to_string()),
+        calls.contains(&"add-route eth0 10.40.0.1/32 src 10.40.0.7".to_string()),
         "{calls:?}"
     );
     assert!(
-        calls.contains(&"add-route eth0 10.40.0.0/24".to_string()),
+        calls.contains(&"add-route eth0 10.40.0.0/24 src 10.40.0.7".to_string()),
         "{calls:?}"
     );
     assert!(host

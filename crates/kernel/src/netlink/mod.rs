@@ -451,6 +451,7 @@ fn route_info(msg: &RouteMessage, index: u32) -> Option<RouteInfo> {
         priority,
         table: Some(table),
         scope: Some(u8::from(msg.header.scope)),
+        src: None,
     })
 }
 
@@ -477,6 +478,10 @@ fn route_message(index: u32, route: &RouteInfo) -> RouteMessage {
     msg.attributes.push(RouteAttribute::Oif(index));
     if let Some(gw) = route.gw {
         msg.attributes.push(RouteAttribute::Gateway(route_addr(gw)));
+    }
+    if let Some(src) = route.src {
+        msg.attributes
+            .push(RouteAttribute::PrefSource(route_addr(src)));
     }
     if let Some(p) = route.priority {
         msg.attributes.push(RouteAttribute::Priority(p));
@@ -593,14 +598,15 @@ impl NetnsOps for NetlinkNs {
             .collect())
     }
 
-    fn add_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()> {
+    fn add_route(&mut self, link: &str, route: &RouteInfo, exclusive: bool) -> KResult<()> {
         let index = self.index(link)?;
         let msg = route_message(index, route);
+        let excl = if exclusive { NLM_F_EXCL } else { 0 };
         self.request(
             "add route",
             link,
             RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
+            NLM_F_CREATE | excl,
         )
         .map(drop)
     }

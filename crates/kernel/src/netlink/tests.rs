@@ -146,10 +146,11 @@ fn routes_via_veth() {
         priority: None,
         table: None,
         scope: None,
+        src: None,
     };
     // Mirrored by the fake: no routes through a down link.
     assert_eq!(
-        ops.add_route("wv0", &linkroute),
+        ops.add_route("wv0", &linkroute, true),
         Err(KernelError::os("add route", Errno::ENETDOWN))
     );
     ops.set_link_up("wv0", true).unwrap();
@@ -162,6 +163,7 @@ fn routes_via_veth() {
         priority: Some(50),
         table: None,
         scope: None,
+        src: None,
     };
     let via6 = RouteInfo {
         dst: a("fd00:125::/64"),
@@ -170,6 +172,7 @@ fn routes_via_veth() {
         priority: None,
         table: None,
         scope: None,
+        src: None,
     };
     let default = RouteInfo {
         dst: a("0.0.0.0/0"),
@@ -178,13 +181,14 @@ fn routes_via_veth() {
         priority: None,
         table: None,
         scope: None,
+        src: None,
     };
-    ops.add_route("wv0", &via).unwrap();
-    ops.add_route("wv0", &linkroute).unwrap();
-    ops.add_route("wv0", &via6).unwrap();
-    ops.add_route("wv0", &default).unwrap();
+    ops.add_route("wv0", &via, true).unwrap();
+    ops.add_route("wv0", &linkroute, true).unwrap();
+    ops.add_route("wv0", &via6, true).unwrap();
+    ops.add_route("wv0", &default, true).unwrap();
     assert_eq!(
-        ops.add_route("wv0", &via),
+        ops.add_route("wv0", &via, true),
         Err(KernelError::os("add route", Errno::EEXIST))
     );
     // Unreachable gateways (mirrored by the fake).
@@ -192,14 +196,14 @@ fn routes_via_veth() {
     bad.dst = a("10.127.0.0/16");
     bad.gw = Some("10.200.0.1".parse().unwrap());
     assert_eq!(
-        ops.add_route("wv0", &bad),
+        ops.add_route("wv0", &bad, true),
         Err(KernelError::os("add route", Errno::ENETUNREACH))
     );
     let mut bad6 = via6.clone();
     bad6.gw = Some("fd00:200::1".parse().unwrap());
     bad6.dst = a("fd00:127::/64");
     assert_eq!(
-        ops.add_route("wv0", &bad6),
+        ops.add_route("wv0", &bad6, true),
         Err(KernelError::os("add route", Errno::EHOSTUNREACH))
     );
 
@@ -249,6 +253,7 @@ fn routes_via_veth() {
             priority: None,
             table: Some(254),
             scope: Some(253),
+            src: None,
         })
     );
     assert_eq!(
@@ -260,6 +265,7 @@ fn routes_via_veth() {
             priority: Some(256),
             table: Some(254),
             scope: Some(0),
+            src: None,
         })
     );
     // Nothing from the local table, nothing through other links.
@@ -412,6 +418,7 @@ fn fake_kernel_mirrors_netlink() {
         priority: prio,
         table: None,
         scope: None,
+        src: None,
     };
     type Step<'a> = (&'a str, Box<dyn Fn(&mut dyn NetnsOps) -> String + 'a>);
     let steps: Vec<Step> = vec![
@@ -454,7 +461,7 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("10.126.0.0/16", None, None, None))
+                    o.add_route("eth0", &rt("10.126.0.0/16", None, None, None), true)
                 )
             }),
         ),
@@ -472,7 +479,8 @@ fn fake_kernel_mirrors_netlink() {
                     "{:?}",
                     o.add_route(
                         "eth0",
-                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(50), Some(1400))
+                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(50), Some(1400)),
+                        true
                     )
                 )
             }),
@@ -482,7 +490,7 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("10.126.0.0/16", None, None, None))
+                    o.add_route("eth0", &rt("10.126.0.0/16", None, None, None), true)
                 )
             }),
         ),
@@ -491,8 +499,30 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("0.0.0.0/0", Some("10.126.3.4"), None, None))
+                    o.add_route(
+                        "eth0",
+                        &rt("0.0.0.0/0", Some("10.126.3.4"), None, None),
+                        true
+                    )
                 )
+            }),
+        ),
+        (
+            "route beside, another gateway",
+            Box::new(|o| {
+                let r = rt("10.125.0.0/16", Some("10.124.0.9"), Some(50), None);
+                format!(
+                    "{:?} {:?}",
+                    o.add_route("eth0", &r, true),
+                    o.add_route("eth0", &r, false)
+                )
+            }),
+        ),
+        (
+            "route beside, identical",
+            Box::new(|o| {
+                let r = rt("10.125.0.0/16", Some("10.124.0.9"), Some(50), None);
+                format!("{:?}", o.add_route("eth0", &r, false))
             }),
         ),
         (
@@ -502,7 +532,8 @@ fn fake_kernel_mirrors_netlink() {
                     "{:?}",
                     o.add_route(
                         "eth0",
-                        &rt("fd00:125::/64", Some("fd00:124::1"), None, None)
+                        &rt("fd00:125::/64", Some("fd00:124::1"), None, None),
+                        true
                     )
                 )
             }),
@@ -512,7 +543,7 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("::/0", Some("fe80::1"), None, Some(1450)))
+                    o.add_route("eth0", &rt("::/0", Some("fe80::1"), None, Some(1450)), true)
                 )
             }),
         ),
@@ -521,7 +552,7 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("fd00:126::/64", None, Some(7), None))
+                    o.add_route("eth0", &rt("fd00:126::/64", None, Some(7), None), true)
                 )
             }),
         ),
@@ -532,7 +563,8 @@ fn fake_kernel_mirrors_netlink() {
                     "{:?}",
                     o.add_route(
                         "eth0",
-                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(50), None)
+                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(50), None),
+                        true
                     )
                 )
             }),
@@ -544,7 +576,8 @@ fn fake_kernel_mirrors_netlink() {
                     "{:?}",
                     o.add_route(
                         "eth0",
-                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(51), None)
+                        &rt("10.125.0.0/16", Some("10.124.0.1"), Some(51), None),
+                        true
                     )
                 )
             }),
@@ -554,7 +587,7 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("10.124.0.0/24", None, None, None))
+                    o.add_route("eth0", &rt("10.124.0.0/24", None, None, None), true)
                 )
             }),
         ),
@@ -563,7 +596,11 @@ fn fake_kernel_mirrors_netlink() {
             Box::new(|o| {
                 format!(
                     "{:?}",
-                    o.add_route("eth0", &rt("10.127.0.0/16", Some("10.200.0.1"), None, None))
+                    o.add_route(
+                        "eth0",
+                        &rt("10.127.0.0/16", Some("10.200.0.1"), None, None),
+                        true
+                    )
                 )
             }),
         ),
@@ -574,7 +611,8 @@ fn fake_kernel_mirrors_netlink() {
                     "{:?}",
                     o.add_route(
                         "eth0",
-                        &rt("fd00:127::/64", Some("fd00:200::1"), None, None)
+                        &rt("fd00:127::/64", Some("fd00:200::1"), None, None),
+                        true
                     )
                 )
             }),
@@ -749,6 +787,7 @@ fn host_side_ops_bridge_veth_vlans_sysctl() {
         priority: None,
         table: None,
         scope: None,
+        src: None,
     };
     c.del_route("eth0", &connected).unwrap();
     assert!(c
