@@ -30,6 +30,8 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasm-cni/cache";
 pub struct Settings {
     pub cache_dir: PathBuf,
     pub log_file: Option<PathBuf>,
+    /// Whether `log_file` came from the conflist (opened contained).
+    pub log_origin: logging::LogOrigin,
     pub limits: Limits,
 }
 
@@ -174,6 +176,7 @@ impl Settings {
         let settings = Settings {
             cache_dir: path("WASM_CNI_CACHE_DIR", DEFAULT_CACHE_DIR),
             log_file: Some(path("WASM_CNI_LOG_FILE", logging::DEFAULT_LOG_FILE)),
+            log_origin: logging::LogOrigin::Environment,
             limits,
         };
         (settings, problem)
@@ -190,6 +193,7 @@ impl Settings {
             let why = match v.as_str().map(logging::check_config_path) {
                 Some(Ok(p)) => {
                     self.log_file = Some(p);
+                    self.log_origin = logging::LogOrigin::Conflist;
                     None
                 }
                 Some(Err(why)) => Some(format!("an absolute path to a *.log file: {why}")),
@@ -389,7 +393,11 @@ pub fn cni_call(
         // A DEL goes on with the default for a bad setting: an operator's
         // typo must not keep pods from being torn down.
         let config_problem = settings.apply_config(&conf.raw).err();
-        logging::init(settings.log_file.as_deref(), settings.limits.log_bytes);
+        logging::init(
+            settings.log_file.as_deref(),
+            settings.log_origin,
+            settings.limits.log_bytes,
+        );
         for problem in [env_problem, config_problem].into_iter().flatten() {
             if env.command == Command::Del {
                 tracing::warn!(container_id = %env.container_id, error = %problem, "ignored for DEL; the default applies");
@@ -428,7 +436,11 @@ pub fn cni_call(
             }
         }
         Err(e) => {
-            logging::init(settings.log_file.as_deref(), settings.limits.log_bytes);
+            logging::init(
+                settings.log_file.as_deref(),
+                settings.log_origin,
+                settings.limits.log_bytes,
+            );
             tracing::error!(container_id = %cid, command = %command_name, module = %plugin_type, duration_ms = (elapsed_ms * 100.0).round() / 100.0, code = e.code, "{}", e);
             // Failures are also told on stderr, for humans and for runtimes that show it.
             eprintln!(

@@ -5,8 +5,9 @@
 //! (`wasmCni.logFile`), so opening it is the one place a config can make the
 //! host write outside the network's state. What is allowed (see
 //! `check_config_path` and `open_log`): an absolute `*.log` path without
-//! `..`, in a directory that already exists (none is created), opened
-//! without following a symlink, and only if it is a regular file with a
+//! `..`, in a directory that already exists (none is created), reached
+//! without passing any symlink (the last component nor, for a conflist's
+//! path, any directory on the way), and only if it is a regular file with a
 //! single link. Every line is bounded (`MAX_LINE_BYTES`) and control
 //! characters in it are escaped, so neither a module's text nor an echoed
 //! value can forge a line; one call logs at most its quota (`Limits::log_bytes`,
@@ -16,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -51,17 +52,72 @@ pub fn check_config_path(p: &str) -> Result<PathBuf, String> {
     Ok(path.to_path_buf())
 }
 
-/// Opens `p` for appending: no symlink followed at the last component, no
-/// directory created, only a regular file with one link (not a hard link
-/// to some other file), rotated when too big.
-pub fn open_log(p: &Path) -> io::Result<File> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(p)
+/// Who named the log file: the runtime's environment (trusted like the
+/// binary itself) or a conflist (contained: see `open_log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOrigin {
+    Environment,
+    Conflist,
+}
+
+/// The directory of `p`, opened. For a conflist's path no component may be
+/// a symlink (a writable directory could otherwise be swapped for a link
+/// to `/etc`): each is opened with `O_NOFOLLOW` from the one before.
+fn open_parent(p: &Path, origin: LogOrigin) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    let parent = p
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory"))?;
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if origin == LogOrigin::Environment {
+        return Ok(open(parent, dir_flags, Mode::empty())?);
+    }
+    let mut dir = open("/", dir_flags, Mode::empty())?;
+    for c in parent.components().skip(1) {
+        let std::path::Component::Normal(name) = c else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a plain path",
+            ));
+        };
+        dir = openat(&dir, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: {e} (a conflist's log path may not pass through a symlink)",
+                    Path::new(name).display()
+                ),
+            )
+        })?;
+    }
+    Ok(dir)
+}
+
+/// Opens `p` for appending: no symlink followed at the last component (nor
+/// anywhere, for a conflist's path), no directory created, only a regular
+/// file with one link (not a hard link to some other file), rotated when
+/// too big.
+pub fn open_log(p: &Path, origin: LogOrigin) -> io::Result<File> {
+    let name = p
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir = open_parent(p, origin)?;
+    let open = || -> io::Result<File> {
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(
+            &dir,
+            name,
+            flags,
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )?;
+        Ok(File::from(fd))
     };
     let refuse = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, why.to_string());
     let mut f = open()?;
@@ -75,12 +131,11 @@ pub fn open_log(p: &Path) -> io::Result<File> {
     if m.len() > MAX_LOG_BYTES {
         // Renaming is atomic: concurrent writers each either rotate the big
         // file or find it already gone (then use the fresh one).
-        let mut old = p.as_os_str().to_owned();
+        let mut old = name.to_owned();
         old.push(".1");
-        if let Ok(now) = std::fs::symlink_metadata(p) {
-            if now.ino() == m.ino() && now.dev() == m.dev() {
-                let _ = std::fs::rename(p, &old);
-            }
+        let now = nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
+        if now.is_ok_and(|s| s.st_ino == m.ino() && s.st_dev == m.dev()) {
+            let _ = nix::fcntl::renameat(&dir, name, &dir, old.as_os_str());
         }
         f = open()?;
         if !f.metadata()?.is_file() {
@@ -152,7 +207,7 @@ impl<W: Write> Write for LineWriter<W> {
 /// Installs the file logger once; later calls are no-ops. A log file that
 /// cannot be opened (or is refused) falls back to stderr, with the reason:
 /// logging must never fail a call. `quota` bounds what this call logs.
-pub fn init(path: Option<&Path>, quota: u64) {
+pub fn init(path: Option<&Path>, origin: LogOrigin, quota: u64) {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
         CALL_LOG_QUOTA.store(quota, std::sync::atomic::Ordering::Relaxed);
@@ -162,7 +217,7 @@ pub fn init(path: Option<&Path>, quota: u64) {
             Some(l) if l == "error" => tracing::Level::ERROR,
             _ => tracing::Level::INFO,
         };
-        let file = path.and_then(|p| match open_log(p) {
+        let file = path.and_then(|p| match open_log(p, origin) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!(
@@ -243,20 +298,28 @@ mod tests {
         let target = d.join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, d.join("link.log")).unwrap();
-        assert!(open_log(&d.join("link.log")).is_err());
+        assert!(open_log(&d.join("link.log"), LogOrigin::Conflist).is_err());
         std::fs::hard_link(&target, d.join("hard.log")).unwrap();
-        assert!(open_log(&d.join("hard.log")).is_err());
+        assert!(open_log(&d.join("hard.log"), LogOrigin::Conflist).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
-        assert!(open_log(&d.join("missing/dir/x.log")).is_err());
+        assert!(open_log(&d.join("missing/dir/x.log"), LogOrigin::Conflist).is_err());
         assert!(!d.join("missing").exists());
+        // A directory on the way that is a symlink: followed for the
+        // environment's path, never for a conflist's.
+        std::fs::create_dir(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("via")).unwrap();
+        assert!(open_log(&d.join("via/x.log"), LogOrigin::Conflist).is_err());
+        assert!(!d.join("real/x.log").exists());
+        assert!(open_log(&d.join("via/x.log"), LogOrigin::Environment).is_ok());
+        assert!(d.join("real/x.log").exists());
         std::fs::create_dir(d.join("dir.log")).unwrap();
-        assert!(open_log(&d.join("dir.log")).is_err());
+        assert!(open_log(&d.join("dir.log"), LogOrigin::Conflist).is_err());
         // rotation
         let log = d.join("w.log");
         let f = File::create(&log).unwrap();
         f.set_len(MAX_LOG_BYTES + 1).unwrap();
         drop(f);
-        let mut f = open_log(&log).unwrap();
+        let mut f = open_log(&log, LogOrigin::Conflist).unwrap();
         f.write_all(b"fresh\n").unwrap();
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "fresh\n");
         assert_eq!(

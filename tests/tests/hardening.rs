@@ -235,47 +235,76 @@ fn killed_adds_leave_no_empty_allocation() {
     eprintln!("killed_adds_leave_no_empty_allocation: {kills} kills, 0 leaks");
 }
 
-/// Item 3: an ADD that runs out of time gives its IPAM allocation back.
+/// Item 3: an ADD that runs out of time gives its IPAM allocation back,
+/// through bridge and through ptp. Deadlines from 1 to 50 ms cut ADDs at
+/// every step; host-local's `last_reserved_ip.0` moving shows which failed
+/// ADDs had already allocated, and at least one per plugin must have (else
+/// the test would not reach the undo it is about).
 #[test]
 fn a_deadline_kill_releases_the_allocation() {
     let node = Node::new("h-deadline");
-    let mut failed = 0;
-    for (i, ms) in [1u64, 2, 3, 5, 8, 12, 18, 25, 35, 50]
-        .iter()
-        .cycle()
-        .take(30)
-        .enumerate()
-    {
-        let pod = Netns::new("h-deadline-pod");
-        let cid = format!("dl{i}");
-        let conf = bridge_conf(
-            &node,
-            "dlnet",
-            "dlbr0",
-            "10.78.0.0/24",
-            json!({"wasmCni": {"timeoutMs": ms}}),
-        );
-        let r = node.run("bridge", "ADD", &cid, &pod.path(), &conf, &[]);
-        if r.code != 0 {
-            failed += 1;
-            assert!(
-                node.allocations("dlnet").is_empty(),
-                "failed ADD ({ms} ms) kept {:?}: {}",
-                node.allocations("dlnet"),
-                r.stdout
-            );
-            assert!(
-                !node.links().contains("veth"),
-                "failed ADD left a veth: {}",
-                node.links()
-            );
-        } else {
-            node.run("bridge", "DEL", &cid, &pod.path(), &conf, &[])
-                .ok();
+    for plugin in ["bridge", "ptp"] {
+        let net = format!("dl{plugin}");
+        let last = node.data_dir().join(&net).join("last_reserved_ip.0");
+        let (mut failed, mut allocated_then_failed) = (0, 0);
+        for (i, ms) in [1u64, 2, 3, 5, 8, 12, 15, 18, 22, 25, 30, 35, 40, 50]
+            .iter()
+            .cycle()
+            .take(42)
+            .enumerate()
+        {
+            let pod = Netns::new("h-deadline-pod");
+            let cid = format!("dl{i}");
+            let conf = match plugin {
+                "bridge" => bridge_conf(
+                    &node,
+                    &net,
+                    "dlbr0",
+                    "10.78.0.0/24",
+                    json!({"wasmCni": {"timeoutMs": ms}}),
+                ),
+                _ => json!({
+                    "cniVersion": "1.0.0", "name": net, "type": "ptp", "ipMasq": true,
+                    "ipam": {"type": "host-local", "subnet": "10.77.0.0/24",
+                             "dataDir": node.data_dir()},
+                    "wasmCni": {"timeoutMs": ms}
+                })
+                .to_string(),
+            };
+            let before = std::fs::read_to_string(&last).ok();
+            let r = node.run(plugin, "ADD", &cid, &pod.path(), &conf, &[]);
+            if r.code != 0 {
+                failed += 1;
+                if std::fs::read_to_string(&last).ok() != before {
+                    allocated_then_failed += 1;
+                }
+                assert!(
+                    node.allocations(&net).is_empty(),
+                    "failed {plugin} ADD ({ms} ms) kept {:?}: {}",
+                    node.allocations(&net),
+                    r.stdout
+                );
+                assert!(
+                    !node.links().contains("veth"),
+                    "failed {plugin} ADD left a veth: {}",
+                    node.links()
+                );
+            } else {
+                node.run(plugin, "DEL", &cid, &pod.path(), &conf, &[]).ok();
+            }
         }
+        assert!(
+            failed >= 5,
+            "only {failed} {plugin} ADDs hit their deadline"
+        );
+        assert!(
+            allocated_then_failed >= 1,
+            "no failed {plugin} ADD had allocated ({failed} failed): the undo was not exercised"
+        );
+        eprintln!(
+            "a_deadline_kill_releases_the_allocation: {plugin}: {failed} deadline failures, {allocated_then_failed} after allocating, 0 leaks"
+        );
     }
-    assert!(failed >= 5, "only {failed} ADDs hit their deadline");
-    eprintln!("a_deadline_kill_releases_the_allocation: {failed} deadline failures, 0 leaks");
 }
 
 /// Item 4: portmap refuses a prevResult it cannot pass on before it maps
@@ -477,6 +506,19 @@ fn log_file_from_a_conflist_is_contained() {
     )
     .ok();
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched");
+    // nor a symlinked directory on the way (one the writer could swap)
+    std::fs::create_dir(dir.path().join("real")).expect("mkdir");
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("via")).expect("symlink");
+    node.run(
+        "loopback",
+        "ADD",
+        "l1b",
+        &pod.path(),
+        &conf(&dir.path().join("via/x.log")),
+        &[],
+    )
+    .ok();
+    assert!(!dir.path().join("real/x.log").exists());
     // a missing directory is not created
     let deep = dir.path().join("new/dir/x.log");
     node.run("loopback", "ADD", "l2", &pod.path(), &conf(&deep), &[])
@@ -573,12 +615,14 @@ fn a_daemonising_ipam_binary_does_not_hold_the_call() {
     let node = Node::new("h-daemon");
     let pod = Netns::new("h-daemon-pod");
     let script = node.install.bin_dir().join("daemon-ipam");
+    // The background children's pids, so the test ends exactly those.
+    let children = node.install.bin_dir().join("daemon-children");
     std::fs::write(
         &script,
-        "#!/bin/sh\ncat >/dev/null\nsleep 20 &\n\
+        format!("#!/bin/sh\ncat >/dev/null\nsleep 20 &\necho $! >> {}\n\
          if [ \"$CNI_COMMAND\" = ADD ]; then\n\
-         echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.85.0.7/24\",\"gateway\":\"10.85.0.1\"}]}'\n\
-         fi\nexit 0\n",
+         echo '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.85.0.7/24\",\"gateway\":\"10.85.0.1\"}}]}}'\n\
+         fi\nexit 0\n", children.display()),
     )
     .expect("write script");
     sh(&format!("chmod 0755 {}", script.display()));
@@ -593,7 +637,15 @@ fn a_daemonising_ipam_binary_does_not_hold_the_call() {
     let r = node.run_env("bridge", "DEL", "dm1", &pod.path(), &conf, &[]);
     assert_eq!(r.out.code, 0, "{}", r.out.stdout);
     assert!(r.took < Duration::from_secs(5), "DEL took {:?}", r.took);
-    let _ = Command::new("pkill").args(["-f", "sleep 20"]).status();
+    let pids = std::fs::read_to_string(&children).unwrap_or_default();
+    assert_eq!(
+        pids.lines().count(),
+        2,
+        "one background child per call: {pids:?}"
+    );
+    for pid in pids.split_whitespace() {
+        let _ = Command::new("kill").arg(pid).status();
+    }
 }
 
 /// Beyond the reference: a `CNI_NETNS` that is the node's own namespace is
