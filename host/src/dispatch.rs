@@ -513,7 +513,9 @@ fn execute(
         warm_ephemeral_cache(rt, plugin_type, &conf.raw);
     }
     let call = CallContext {
-        runtime: rt.clone(),
+        kernels: rt.kernels.clone(),
+        limits: rt.limits,
+        ipam: Arc::new(IpamDelegation(rt.clone())),
         command: env.command,
         invocation,
         config_bytes: stdin.to_vec(),
@@ -635,6 +637,162 @@ pub fn cni_main(plugin_type: &str) -> i32 {
     let _ = so.write_all(out.stdout.as_bytes());
     let _ = so.flush();
     out.status
+}
+
+/// IPAM delegation, injected into every `CallContext` (`caps::IpamRunner`):
+/// a `<type>.wasm` module runs in-process in a sandbox of its own; otherwise
+/// the native binary from CNI_PATH is exec'd with the CNI protocol, so dhcp,
+/// whereabouts or the reference host-local keep working.
+pub struct IpamDelegation(pub Arc<Runtime>);
+
+impl crate::caps::IpamRunner for IpamDelegation {
+    fn run(
+        &self,
+        call: &CallContext,
+        command: Command,
+        until: Instant,
+    ) -> Result<Option<wit::CniResult>, wit::CniError> {
+        let t = ipam_type(call)?;
+        let rt = &self.0;
+        let to_wit = |e: crate::protocol::error::CniError| ipam_error(e.code, e.msg, e.details);
+        if rt.search.find_module(&t).is_ok() {
+            let what = module_call(call, command)?;
+            let nested = CallContext {
+                kernels: call.kernels.clone(),
+                limits: call.limits,
+                ipam: call.ipam.clone(),
+                command,
+                invocation: call.invocation.clone(),
+                config_bytes: call.config_bytes.clone(),
+                env: call.env.clone(),
+                module: t.clone(),
+                undo: Default::default(),
+                deferred: Default::default(),
+                deadline_at: until,
+                issued: Default::default(),
+                ipam_ips: Default::default(),
+                objects: Default::default(),
+            };
+            return run_module(rt, &t, Arc::new(nested), what).map_err(to_wit);
+        }
+        let bin = rt.search.find_binary(&t).map_err(|searched| {
+            ipam_error(
+                code::INVALID_NETWORK_CONFIG,
+                format!("IPAM plugin {t:?} not found"),
+                format!("no {t}.wasm module and no {t} binary; {searched}"),
+            )
+        })?;
+        let out = match crate::delegate_exec::exec(
+            &bin,
+            &call.env,
+            command,
+            &call.config_bytes,
+            until.saturating_duration_since(std::time::Instant::now()),
+        ) {
+            Err(e) if command == Command::Gc && predates_gc(call, &bin) => {
+                tracing::warn!(plugin = %bin.display(), error = %e, "the IPAM plugin predates GC (no cniVersion >= 1.1.0 in its VERSION answer): its allocations are not collected");
+                return Ok(None);
+            }
+            r => r.map_err(to_wit)?,
+        };
+        if command != Command::Add {
+            return Ok(None);
+        }
+        let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+            ipam_error(
+                code::DECODING_FAILURE,
+                format!("IPAM plugin {t} printed an invalid result"),
+                e.to_string(),
+            )
+        })?;
+        let result =
+            crate::protocol::result::parse(&value, &call.invocation.cni_version).map_err(to_wit)?;
+        Ok(Some(convert::to_wit(result)))
+    }
+}
+
+fn ipam_error(code: u32, msg: impl Into<String>, details: impl Into<String>) -> wit::CniError {
+    crate::caps::cap_error(code, msg, details)
+}
+
+fn ipam_type(call: &CallContext) -> Result<String, wit::CniError> {
+    let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
+        ipam_error(
+            code::DECODING_FAILURE,
+            "network configuration is not valid JSON",
+            e.to_string(),
+        )
+    })?;
+    let ipam = config.as_object().and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("ipam"))
+            .map(|(_, v)| v)
+    });
+    let t = ipam
+        .and_then(|i| i.as_object())
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("type")))
+        .and_then(|(_, v)| v.as_str());
+    match t {
+        Some(t) if !t.is_empty() => Ok(t.to_string()),
+        _ => Err(ipam_error(
+            code::INVALID_NETWORK_CONFIG,
+            "no IPAM plugin configured",
+            "set ipam.type in the network configuration",
+        )),
+    }
+}
+
+/// What an IPAM module is run for: GC carries the runtime's valid list,
+/// read from the configuration the IPAM plugin gets (as an exec'd plugin
+/// reads it from stdin).
+fn module_call(call: &CallContext, command: Command) -> Result<Call, wit::CniError> {
+    Ok(match command {
+        Command::Add => Call::Add,
+        Command::Del => Call::Del,
+        Command::Check => Call::Check,
+        Command::Gc => {
+            let valid = call.gc_valid()?;
+            Call::Gc(
+                valid
+                    .into_iter()
+                    .map(|(container_id, ifname)| wit::Attachment {
+                        container_id,
+                        ifname,
+                    })
+                    .collect(),
+            )
+        }
+        _ => Call::Status,
+    })
+}
+
+/// Whether an exec'd IPAM plugin predates GC: its VERSION answer lists no
+/// cniVersion from 1.1.0 on (Debian's reference host-local, 1.1.1, answers
+/// GC with "unknown CNI_COMMAND"). Such a plugin has no GC to run, so the
+/// main plugin's GC goes on without it.
+fn predates_gc(call: &CallContext, bin: &std::path::Path) -> bool {
+    use crate::protocol::version::Version;
+    let stdin = serde_json::json!({"cniVersion": call.invocation.cni_version}).to_string();
+    let Ok(out) = crate::delegate_exec::exec(
+        bin,
+        &call.env,
+        Command::Version,
+        stdin.as_bytes(),
+        call.limits.deadline,
+    ) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out) else {
+        return false;
+    };
+    let Some(list) = v.get("supportedVersions").and_then(|l| l.as_array()) else {
+        return false;
+    };
+    !list
+        .iter()
+        .filter_map(|s| s.as_str())
+        .filter_map(|s| Version::parse(s).ok())
+        .any(|s| s >= Version::V1_1_0)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! resolution: kernel access never links the WebAssembly runtime or the
 //! host, and the CNI model shared with modules depends on nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 /// The normal (non-dev) dependencies of `package`, one name per line.
@@ -62,4 +63,136 @@ fn the_host_reaches_the_kernel_only_through_its_crate() {
     assert!(deps.iter().any(|d| d == "wasm-cni-kernel"), "{deps:?}");
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src");
     assert!(!src.join("kernel").exists() && !src.join("process.rs").exists());
+}
+
+/// The top-level modules of the crate whose sources are under `src`, each
+/// with the top-level modules it names (`crate::x`, or `super::x` from a
+/// file directly under `src`). Comments are skipped.
+fn module_graph(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read src").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let top = |p: &std::path::Path| -> String {
+        let rel = p.strip_prefix(src).expect("under src");
+        let first = rel.components().next().expect("a component");
+        let name = first.as_os_str().to_string_lossy();
+        name.trim_end_matches(".rs").to_string()
+    };
+    let modules: BTreeSet<String> = all
+        .iter()
+        .map(|p| top(p))
+        .filter(|m| !["lib", "main", "mod"].contains(&m.as_str()))
+        .collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &all {
+        let from = top(p);
+        if !modules.contains(&from) {
+            continue;
+        }
+        let at_top = p.parent() == Some(src);
+        let text = std::fs::read_to_string(p).expect("read source");
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or("");
+            for (prefix, ok) in [("crate::", true), ("super::", at_top)] {
+                if !ok {
+                    continue;
+                }
+                for (i, _) in code.match_indices(prefix) {
+                    let rest = &code[i + prefix.len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name != from && modules.contains(&name) {
+                        graph.entry(from.clone()).or_default().insert(name);
+                    }
+                }
+            }
+        }
+        graph.entry(from).or_default();
+    }
+    graph
+}
+
+/// A cycle in `graph`, if any, as the modules along it.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|m| m == n) {
+            let mut c = path[i..].to_vec();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for next in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(next, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_use_cycles_between_the_modules_of_a_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in [
+        "host/src",
+        "crates/kernel/src",
+        "crates/cni-model/src",
+        "guest-sdk/src",
+    ] {
+        let g = module_graph(&root.join(krate));
+        assert!(g.len() > 1 || krate.contains("cni-model"), "{krate}: {g:?}");
+        assert_eq!(cycle(&g), None, "{krate}: modules that import each other");
+    }
+    // The capabilities reach neither the runtime nor dispatch: IPAM
+    // delegation is injected (`caps::IpamRunner`), the store is seen
+    // through `CapsView`.
+    let host = module_graph(&root.join("host/src"));
+    assert!(
+        host["dispatch"].contains("caps") && host["runtime"].contains("caps"),
+        "the graph is read: {host:?}"
+    );
+    let caps = &host["caps"];
+    for above in ["runtime", "dispatch", "cli", "delegate_exec"] {
+        assert!(!caps.contains(above), "caps imports {above}: {caps:?}");
+    }
+}
+
+/// The check itself finds a cycle where there is one.
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let g: BTreeMap<String, BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec![]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(cycle(&g).map(|c| c.len()), Some(4));
 }

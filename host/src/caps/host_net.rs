@@ -19,13 +19,13 @@ use super::host_scope;
 use super::kernel_error;
 use super::netns::{check_link_name, parse_cidr, route_from_wit, route_to_wit};
 use super::undo::{link_ref, LinkRef, Undo};
+use super::CapsView;
 use super::{cap_error, CallContext};
 use crate::kernel::hostfw::Attachment;
 use crate::kernel::masq::{self, MasqEntry};
 use crate::kernel::{Dad, KernelError, LinkDetails, NetnsOps, PortFlags, PortVlan, VethSpec};
 use crate::protocol::env::Command;
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 /// The host network namespace: the calling thread's. Not `/proc/self`: that
 /// is the main thread's, which may be inside a container netns for a moment
@@ -188,7 +188,6 @@ impl ScopeHandle {
             }
             let ops = self
                 .call
-                .runtime
                 .kernels
                 .netns
                 .open_netns(path)
@@ -460,7 +459,7 @@ impl ScopeHandle {
     /// and at most 60% of the call's deadline (the module still has to
     /// finish after it).
     fn settle_budget(&self, timeout_ms: u32) -> Duration {
-        let deadline = self.call.runtime.limits.deadline;
+        let deadline = self.call.limits.deadline;
         Duration::from_millis(u64::from(timeout_ms))
             .min(SETTLE_MAX)
             .min(deadline.mul_f64(0.6))
@@ -527,7 +526,6 @@ impl ScopeHandle {
         };
         let r = self
             .call
-            .runtime
             .kernels
             .hostfw
             .spoofcheck_setup(&a, &veth, &mac)
@@ -544,7 +542,6 @@ impl ScopeHandle {
         };
         match self
             .call
-            .runtime
             .kernels
             .hostfw
             .spoofcheck_check(&a, &veth, &mac)
@@ -600,7 +597,7 @@ fn nft_absent(e: &KernelError) -> bool {
 pub fn nft_unmasquerade(call: &CallContext) -> Result<(), CniError> {
     // Found by the hash of the names alone: works whatever they contain.
     let a = attachment(call);
-    match call.runtime.kernels.hostfw.masq_teardown(&a) {
+    match call.kernels.hostfw.masq_teardown(&a) {
         Ok(()) => Ok(()),
         Err(e) if nft_absent(&e) => Ok(()),
         Err(e) => Err(kernel_error("removing nftables masquerade", e)),
@@ -613,7 +610,7 @@ pub fn spoofcheck_del(call: &CallContext) -> Result<(), CniError> {
     let Ok(a) = spoof_attachment(call) else {
         return Ok(());
     };
-    match call.runtime.kernels.hostfw.spoofcheck_teardown(&a) {
+    match call.kernels.hostfw.spoofcheck_teardown(&a) {
         Ok(()) => Ok(()),
         Err(e) if nft_absent(&e) => Ok(()),
         Err(e) => Err(kernel_error("removing the MAC spoof check", e)),
@@ -662,7 +659,6 @@ fn masquerade_add(
         MasqBackend::Iptables => {
             let (chain, comment) = masq_ids(call);
             let r = call
-                .runtime
                 .kernels
                 .masq
                 .setup(&chain, &comment, &entries)
@@ -674,7 +670,6 @@ fn masquerade_add(
         MasqBackend::Nftables => {
             let a = masq_attachment(call)?;
             let r = call
-                .runtime
                 .kernels
                 .hostfw
                 .masq_setup(&a, &entries)
@@ -694,16 +689,14 @@ fn masquerade_check(
     match backend {
         MasqBackend::Iptables => {
             let (chain, _) = masq_ids(call);
-            call.runtime
-                .kernels
+            call.kernels
                 .masq
                 .check(&chain, &ips)
                 .map_err(|e| kernel_error("checking masquerade", e))
         }
         MasqBackend::Nftables => {
             let a = attachment(call);
-            call.runtime
-                .kernels
+            call.kernels
                 .hostfw
                 .masq_check(&a, &ips)
                 .map_err(|e| kernel_error("checking nftables masquerade", e))
@@ -734,17 +727,14 @@ fn masq_ids(call: &CallContext) -> (String, String) {
     )
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn open(&mut self) -> wasmtime::Result<Result<Resource<ScopeHandle>, CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let bridge = match bridge_of(&call) {
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let host = match call.runtime.kernels.netns.open_netns(HOST_NETNS) {
+        let host = match call.kernels.netns.open_netns(HOST_NETNS) {
             Ok(h) => h,
             Err(e) => return Ok(Err(kernel_error("opening the host network namespace", e))),
         };
@@ -756,7 +746,7 @@ impl Host for StoreData {
             created: Vec::new(),
             peer: None,
         };
-        Ok(Ok(self.table().push(handle)?))
+        Ok(Ok(self.table.push(handle)?))
     }
 
     fn masquerade_add(&mut self, addresses: Vec<String>) -> wasmtime::Result<Result<(), CniError>> {
@@ -764,10 +754,7 @@ impl Host for StoreData {
     }
 
     fn masquerade_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         // Both backends, as the reference does: the pod may have been set up
         // by another version or configuration.
         let (chain, _) = masq_ids(&call);
@@ -775,7 +762,7 @@ impl Host for StoreData {
         // No iptables on the node (an nftables-only node): nothing can be
         // there, as upstream ignores the teardown error when iptables is
         // unsupported.
-        let iptables = || match call.runtime.kernels.masq.teardown(&chain) {
+        let iptables = || match call.kernels.masq.teardown(&chain) {
             Err(e) if crate::kernel::masq_scan::cannot_run(&e) => {
                 tracing::debug!(error = %e, "no iptables: no masquerade chain to remove");
                 Ok(())
@@ -813,10 +800,7 @@ impl Host for StoreData {
         backend: MasqBackend,
         addresses: Vec<String>,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         if let Err(e) = call.charge(addresses.len(), "masquerading addresses") {
             return Ok(Err(e));
         }
@@ -828,26 +812,17 @@ impl Host for StoreData {
         backend: MasqBackend,
         addresses: Vec<String>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(masquerade_check(&call, backend, &addresses))
     }
 
     fn spoofcheck_del(&mut self) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(spoofcheck_del(&call))
     }
 
     fn masquerade_gc(&mut self) -> wasmtime::Result<Result<Vec<String>, CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(masquerade_gc(&call))
     }
 
@@ -855,19 +830,13 @@ impl Host for StoreData {
         &mut self,
         backend: MasqBackend,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(masquerade_status(&call, backend))
     }
 
     fn backend_supported(&mut self, backend: MasqBackend) -> wasmtime::Result<bool> {
-        let Some(call) = self.call.clone() else {
-            return Ok(false);
-        };
+        let call = self.call.clone();
         Ok(call
-            .runtime
             .kernels
             .hostfw
             .backend_supported(matches!(backend, MasqBackend::Nftables)))
@@ -891,7 +860,7 @@ pub fn masquerade_gc(call: &CallContext) -> Result<Vec<String>, CniError> {
     }
     let valid = call.gc_valid()?;
     let network = &call.invocation.network_name;
-    let fw = &call.runtime.kernels.hostfw;
+    let fw = &call.kernels.hostfw;
     let mut removed = Vec::new();
     let chains = match fw.iptables_masq_chains(network) {
         Ok(c) => c,
@@ -903,8 +872,7 @@ pub fn masquerade_gc(call: &CallContext) -> Result<Vec<String>, CniError> {
         if valid.iter().any(|(c, _)| *c == cid) {
             continue;
         }
-        call.runtime
-            .kernels
+        call.kernels
             .masq
             .teardown(&chain)
             .map_err(|e| kernel_error("removing a stale masquerade chain", e))?;
@@ -938,7 +906,7 @@ pub fn masquerade_status(call: &CallContext, backend: MasqBackend) -> Result<(),
         MasqBackend::Iptables => (false, "iptables"),
         MasqBackend::Nftables => (true, "nftables"),
     };
-    call.runtime
+    call
         .kernels
         .hostfw
         .masq_usable(nft)
@@ -951,9 +919,9 @@ pub fn masquerade_status(call: &CallContext, backend: MasqBackend) -> Result<(),
         })
 }
 
-impl StoreData {
+impl CapsView<'_> {
     fn scope(&mut self, r: &Resource<ScopeHandle>) -> wasmtime::Result<&mut ScopeHandle> {
-        Ok(self.table().get_mut(r)?)
+        Ok(self.table.get_mut(r)?)
     }
 }
 
@@ -967,7 +935,7 @@ macro_rules! cap {
     }};
 }
 
-impl HostScope for StoreData {
+impl HostScope for CapsView<'_> {
     fn bridge_name(&mut self, r: Resource<ScopeHandle>) -> wasmtime::Result<String> {
         Ok(self.scope(&r)?.bridge.clone())
     }
@@ -1352,7 +1320,7 @@ impl HostScope for StoreData {
     }
 
     fn drop(&mut self, r: Resource<ScopeHandle>) -> wasmtime::Result<()> {
-        self.table().delete(r)?;
+        self.table.delete(r)?;
         Ok(())
     }
 }

@@ -1,14 +1,14 @@
 //! `log`: module messages into the host's log, tagged with the invocation.
 
 use super::bindings::cni::plugin::log::{Host, Level};
-use crate::runtime::sandbox::StoreData;
+use super::CapsView;
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let (module, cid) = match &self.call {
-            Some(c) => (c.module.as_str(), c.invocation.container_id.as_str()),
-            None => ("", ""),
-        };
+        let (module, cid) = (
+            self.call.module.as_str(),
+            self.call.invocation.container_id.as_str(),
+        );
         // Bound what a module can push into the log per line.
         let message: String = message.chars().take(4096).collect();
         match level {

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod host_net;
 pub mod host_scope;
 pub mod ipam;
+pub mod limits;
 pub mod log;
 pub mod nat;
 pub mod netns;
@@ -18,13 +19,20 @@ pub mod undo;
 
 use std::sync::Arc;
 
+use crate::kernel::Kernels;
 use crate::protocol::env::Command;
-use crate::runtime::Runtime;
 use bindings::wit;
+pub use ipam::IpamRunner;
+pub use limits::Limits;
 
 /// What one invocation may touch, shared by its sandbox's capabilities.
 pub struct CallContext {
-    pub runtime: Arc<Runtime>,
+    /// The kernel access this call's capabilities act through.
+    pub kernels: Kernels,
+    pub limits: Limits,
+    /// Runs the network's IPAM plugin (injected: loading and running
+    /// modules is the host's, above the capabilities).
+    pub ipam: Arc<dyn IpamRunner>,
     pub command: Command,
     pub invocation: wit::Invocation,
     /// The configuration bytes as the runtime sent them (for exec delegation).
@@ -49,6 +57,57 @@ pub struct CallContext {
     pub ipam_ips: std::sync::Mutex<Vec<host_scope::IpamIp>>,
     /// Kernel objects this call has created so far (see `charge`).
     pub objects: std::sync::atomic::AtomicUsize,
+}
+
+impl CallContext {
+    /// The context of describing a module at install, which is no
+    /// invocation: no capability is linked then (their imports trap), so
+    /// none of this is ever acted on; it gives the store its deadline.
+    pub fn describing(limits: Limits) -> CallContext {
+        CallContext {
+            kernels: Kernels::system(),
+            limits,
+            ipam: Arc::new(NoIpam),
+            command: Command::Version,
+            invocation: wit::Invocation {
+                container_id: String::new(),
+                netns: String::new(),
+                ifname: String::new(),
+                args: Vec::new(),
+                cni_version: String::new(),
+                network_name: String::new(),
+                config: String::new(),
+                prev_result: None,
+            },
+            config_bytes: Vec::new(),
+            env: Vec::new(),
+            module: String::new(),
+            undo: Default::default(),
+            deferred: Default::default(),
+            deadline_at: std::time::Instant::now() + limits.deadline,
+            issued: Default::default(),
+            ipam_ips: Default::default(),
+            objects: Default::default(),
+        }
+    }
+}
+
+/// The IPAM runner of a context that is no invocation.
+struct NoIpam;
+
+impl IpamRunner for NoIpam {
+    fn run(
+        &self,
+        _: &CallContext,
+        _: Command,
+        _: std::time::Instant,
+    ) -> Result<Option<wit::CniResult>, wit::CniError> {
+        Err(cap_error(
+            crate::protocol::error::code::INTERNAL,
+            "no IPAM plugin outside an invocation",
+            "capabilities are not available while describing a module",
+        ))
+    }
 }
 
 /// A deferred teardown step: on its thread, or already run in place when no
@@ -155,7 +214,7 @@ impl CallContext {
                 "nothing more is created once the deadline has passed",
             ));
         }
-        let max = self.runtime.limits.max_objects;
+        let max = self.limits.max_objects;
         let before = self.objects.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) > max {
             self.objects.fetch_sub(n, Ordering::Relaxed);
@@ -203,20 +262,23 @@ impl CallContext {
     }
 }
 
-/// A capability error as the guest sees it.
-impl crate::runtime::sandbox::StoreData {
-    /// The invocation a capability acts for. Every capability call has one;
-    /// only describing a module (reading its kind at install) runs without,
-    /// and a module that calls a capability then gets this error.
-    pub fn invocation(&self) -> Result<Arc<CallContext>, wit::CniError> {
-        self.call.clone().ok_or_else(|| {
-            cap_error(
-                crate::protocol::error::code::INTERNAL,
-                "no invocation",
-                "capabilities are not available while describing a module",
-            )
-        })
-    }
+/// What a capability call sees, borrowed from its sandbox's store for the
+/// call (wasmtime's `HasData` view, as wasmtime-wasi's `WasiCtxView`): the
+/// invocation it acts for, the resource table its handles live in, and an
+/// IPAM call's state directory. The sandbox builds one per host call; no
+/// capability reaches the store itself.
+pub struct CapsView<'a> {
+    pub call: Arc<CallContext>,
+    pub table: &'a mut wasmtime::component::ResourceTable,
+    /// The network's state directory, preopened as `/state` (IPAM calls).
+    pub state_dir: Option<&'a std::path::Path>,
+}
+
+/// Links the capability interfaces with `CapsView` as their host state.
+pub struct HasCaps;
+
+impl wasmtime::component::HasData for HasCaps {
+    type Data<'a> = CapsView<'a>;
 }
 
 /// A kernel failure as the CNI error a module sees: a gone namespace is

@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use super::bindings::cni::plugin::nat::{AttachmentNat, Backend, Host, Protocol};
 use super::bindings::wit::CniError;
 use super::undo::Undo;
+use super::CapsView;
 use super::{cap_error, kernel_error, CallContext};
 use crate::kernel::firewall::{self, FamilySpec, Mapping, Options, Owner, PortmapSpec, Proto};
 use crate::kernel::{Addr, KernelError};
 use crate::protocol::env::is_valid_identifier;
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 fn bad(msg: impl Into<String>, fix: impl Into<String>) -> CniError {
     cap_error(code::INVALID_NETWORK_CONFIG, msg, fix)
@@ -301,10 +301,10 @@ pub fn spec_from_wit(c: &CallContext, s: &AttachmentNat) -> Result<PortmapSpec, 
     })
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn apply(&mut self, spec: AttachmentNat) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
             let rules: usize = spec.families.iter().map(|f| f.mappings.len()).sum();
@@ -314,8 +314,7 @@ impl Host for StoreData {
             c.journal(Undo::NatRemove {
                 backend: spec.backend,
             });
-            c.runtime
-                .kernels
+            c.kernels
                 .firewall
                 .portmap_apply(&owner, &spec, c.deadline_at)
                 .map_err(|e| kernel_error("installing port mappings", e))
@@ -325,10 +324,9 @@ impl Host for StoreData {
 
     fn remove(&mut self, b: Backend) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             let owner = owner(c, true)?;
-            c.runtime
-                .kernels
+            c.kernels
                 .firewall
                 .portmap_remove(&owner, backend(b))
                 .map_err(|e| kernel_error("removing port mappings", e))
@@ -338,11 +336,10 @@ impl Host for StoreData {
 
     fn check(&mut self, spec: AttachmentNat) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             let owner = owner(c, true)?;
             let spec = spec_from_wit(c, &spec)?;
-            c.runtime
-                .kernels
+            c.kernels
                 .firewall
                 .portmap_check(&owner, &spec)
                 .map_err(|e| match e {
@@ -357,10 +354,9 @@ impl Host for StoreData {
 
     fn gc(&mut self, b: Backend, valid: Vec<String>) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             let owner = owner(c, false)?;
-            c.runtime
-                .kernels
+            c.kernels
                 .firewall
                 .portmap_gc(&owner.network, &valid, backend(b))
                 .map_err(|e| kernel_error("collecting stale port mappings", e))
@@ -374,12 +370,11 @@ impl Host for StoreData {
         ipv6: bool,
     ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             if port == 0 {
                 return Err(bad("port 0", "pass a mapped hostPort"));
             }
-            c.runtime
-                .kernels
+            c.kernels
                 .firewall
                 .flush_udp_conntrack(port, ipv6)
                 .map_err(|e| kernel_error("flushing UDP conntrack entries", e))
@@ -388,11 +383,8 @@ impl Host for StoreData {
     }
 
     fn backend_supported(&mut self, b: Backend) -> wasmtime::Result<bool> {
-        let Ok(c) = self.invocation() else {
-            return Ok(false);
-        };
-        Ok(c.runtime
-            .kernels
+        let c = self.call.clone();
+        Ok(c.kernels
             .hostfw
             .backend_supported(matches!(b, Backend::Nftables)))
     }
@@ -402,7 +394,7 @@ impl Host for StoreData {
         container_ip: String,
     ) -> wasmtime::Result<Result<(), CniError>> {
         let r = (|| {
-            let c = &*self.invocation()?;
+            let c = &*self.call;
             let ip: IpAddr = container_ip
                 .split('/')
                 .next()
@@ -422,7 +414,6 @@ impl Host for StoreData {
                 ));
             }
             let dev = c
-                .runtime
                 .kernels
                 .firewall
                 .enable_route_localnet(ip)

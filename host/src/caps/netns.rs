@@ -8,10 +8,10 @@ use wasmtime::component::Resource;
 use super::bindings::cni::plugin::netns::{Host, HostNamespace, Link};
 use super::bindings::wit::{CniError, Route};
 use super::undo::{link_ref, LinkRef, Undo};
+use super::CapsView;
 use super::{cap_error, kernel_error};
 use crate::kernel::{Addr, NetnsOps, RouteInfo};
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 /// The host side of a `namespace` resource.
 pub struct NamespaceHandle {
@@ -84,12 +84,9 @@ pub(super) fn route_to_wit(r: RouteInfo) -> Route {
     }
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn container(&mut self) -> wasmtime::Result<Result<Resource<NamespaceHandle>, CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let path = call.invocation.netns.clone();
         if path.is_empty() {
             return Ok(Err(cap_error(
@@ -98,7 +95,7 @@ impl Host for StoreData {
                 "CNI_NETNS is empty",
             )));
         }
-        let ops = match call.runtime.kernels.netns.open_netns(&path) {
+        let ops = match call.kernels.netns.open_netns(&path) {
             Ok(ops) => ops,
             Err(e) => {
                 return Ok(Err(kernel_error(
@@ -107,18 +104,19 @@ impl Host for StoreData {
                 )))
             }
         };
-        Ok(Ok(self.table().push(NamespaceHandle { path, ops })?))
+        Ok(Ok(self.table.push(NamespaceHandle { path, ops })?))
     }
 }
 
-impl StoreData {
+impl CapsView<'_> {
     /// A link this call may change inside the container: its own
     /// interface (CNI_IFNAME) or `lo`. Another attachment's interface of
     /// the same pod (eth0 while this call is for net1) is not this call's.
     fn container_link(&self, name: &str) -> Result<(), CniError> {
         check_link_name(name)?;
-        match &self.call {
-            Some(c) if name != c.invocation.ifname && name != "lo" => Err(cap_error(
+        let c = &self.call;
+        match () {
+            _ if name != c.invocation.ifname && name != "lo" => Err(cap_error(
                 code::INVALID_NETWORK_CONFIG,
                 format!("link {name} in the container is not this attachment's"),
                 format!(
@@ -131,17 +129,15 @@ impl StoreData {
     }
 
     fn journal(&self, undo: Undo) {
-        if let Some(c) = &self.call {
-            c.journal(undo);
-        }
+        self.call.journal(undo);
     }
 
     fn ns(&mut self, r: &Resource<NamespaceHandle>) -> wasmtime::Result<&mut NamespaceHandle> {
-        Ok(self.table().get_mut(r)?)
+        Ok(self.table.get_mut(r)?)
     }
 }
 
-impl HostNamespace for StoreData {
+impl HostNamespace for CapsView<'_> {
     fn path(&mut self, r: Resource<NamespaceHandle>) -> wasmtime::Result<String> {
         Ok(self.ns(&r)?.path.clone())
     }
@@ -231,7 +227,7 @@ impl HostNamespace for StoreData {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding an address")) {
+        if let Err(e) = self.call.charge(1, "adding an address") {
             return Ok(Err(e));
         }
         let ns = self.ns(&r)?;
@@ -242,9 +238,7 @@ impl HostNamespace for StoreData {
             .map_err(|e| kernel_error("adding address", e));
         let link = link_ref(ns.ops.as_mut(), &path, &name);
         if res.is_ok() {
-            if let Some(c) = &self.call {
-                c.issue([addr.ip]);
-            }
+            self.call.issue([addr.ip]);
             if let Some(link) = link {
                 self.journal(Undo::DelAddress { link, addr });
             }
@@ -304,7 +298,7 @@ impl HostNamespace for StoreData {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding a route")) {
+        if let Err(e) = self.call.charge(1, "adding a route") {
             return Ok(Err(e));
         }
         Ok(self
@@ -350,7 +344,7 @@ impl HostNamespace for StoreData {
             Err(e) => return Ok(Err(kernel_error("listing addresses", e))),
         }
         route.src = Some(src);
-        if let Some(Err(e)) = self.call.as_ref().map(|c| c.charge(1, "adding a route")) {
+        if let Err(e) = self.call.charge(1, "adding a route") {
             return Ok(Err(e));
         }
         Ok(self
@@ -361,7 +355,7 @@ impl HostNamespace for StoreData {
     }
 
     fn drop(&mut self, r: Resource<NamespaceHandle>) -> wasmtime::Result<()> {
-        self.table().delete(r)?;
+        self.table.delete(r)?;
         Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::io::Read;
 use super::bindings::cni::plugin::resolv::Host;
 use super::bindings::wit::CniError;
 use super::cap_error;
+use super::CapsView;
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 /// A resolv.conf is a few hundred bytes; more is not one.
 const MAX_BYTES: u64 = 64 << 10;
@@ -94,12 +94,9 @@ pub fn read_named(path: &str) -> Result<String, CniError> {
     })
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn read_resolv_conf(&mut self) -> wasmtime::Result<Result<Option<String>, CniError>> {
-        let call = match self.invocation() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let config: serde_json::Value = match serde_json::from_slice(&call.config_bytes) {
             Ok(v) => v,
             Err(e) => {

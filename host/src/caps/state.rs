@@ -11,8 +11,8 @@ use std::path::Path;
 use super::bindings::cni::plugin::state::Host;
 use super::bindings::wit::CniError;
 use super::cap_error;
+use super::CapsView;
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 /// Allocation files hold a container id and an interface name. A container
 /// id comes from one environment string, at most MAX_ARG_STRLEN (128 KiB),
@@ -170,13 +170,13 @@ pub fn create_exclusive(dir: &Path, name: &str, content: &[u8]) -> std::io::Resu
     }
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn create_exclusive(
         &mut self,
         name: String,
         content: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
-        let Some(dir) = self.state_dir.clone() else {
+        let Some(dir) = self.state_dir.map(std::path::Path::to_path_buf) else {
             return Ok(Err(cap_error(
                 code::INTERNAL,
                 "no state directory",
@@ -216,7 +216,7 @@ impl Host for StoreData {
     }
 
     fn files(&mut self) -> wasmtime::Result<Result<Vec<(String, Vec<u8>)>, CniError>> {
-        let Some(dir) = self.state_dir.clone() else {
+        let Some(dir) = self.state_dir.map(std::path::Path::to_path_buf) else {
             return Ok(Err(cap_error(
                 code::INTERNAL,
                 "no state directory",

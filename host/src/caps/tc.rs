@@ -12,12 +12,12 @@ use wasmtime::component::Resource;
 use super::bindings::cni::plugin::tc::{Host, HostAttachment, Target, Tbf, TbfState, TcLink};
 use super::bindings::wit::CniError;
 use super::undo::Undo;
+use super::CapsView;
 use super::{cap_error, kernel_error, CallContext};
 use crate::kernel::tc::{self as ktc, TrafficControl, INGRESS_PARENT, ROOT};
 use crate::kernel::KernelError;
 use crate::protocol::env::Command;
 use crate::protocol::error::code;
-use crate::runtime::sandbox::StoreData;
 
 /// The reference's ifb names: `bwp` + hash, 15 bytes (IFNAMSIZ - 1).
 const IFB_PREFIX: &str = "bwp";
@@ -63,7 +63,7 @@ fn to_wit_link(l: &ktc::TcLink) -> TcLink {
 }
 
 fn tc(call: &CallContext) -> &Arc<dyn TrafficControl> {
-    &call.runtime.kernels.tc
+    &call.kernels.tc
 }
 
 /// The ifb of this invocation, when it exists and really is an ifb.
@@ -166,13 +166,9 @@ pub fn undo_del_qdisc(call: &CallContext, index: u32, parent: u32) -> Result<(),
     }
 }
 
-impl StoreData {
-    fn tc_call(&self) -> Result<Arc<CallContext>, CniError> {
-        self.invocation()
-    }
-
+impl CapsView<'_> {
     fn tc_att(&mut self, r: &Resource<AttachmentHandle>) -> wasmtime::Result<&AttachmentHandle> {
-        Ok(self.table().get(r)?)
+        Ok(self.table.get(r)?)
     }
 
     /// The ifindex of a target: the host link, or the ifb (which must exist).
@@ -196,7 +192,7 @@ impl StoreData {
     }
 }
 
-impl HostAttachment for StoreData {
+impl HostAttachment for CapsView<'_> {
     fn host_link(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<TcLink> {
         Ok(to_wit_link(&self.tc_att(&r)?.host))
     }
@@ -209,10 +205,7 @@ impl HostAttachment for StoreData {
             let a = self.tc_att(&r)?;
             (a.host.name.clone(), a.ifb.clone())
         };
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let k = tc(&call);
         // The ifb takes the host link's current MTU, as the reference.
         let mtu = match k.link(&host_name) {
@@ -250,10 +243,7 @@ impl HostAttachment for StoreData {
         r: Resource<AttachmentHandle>,
     ) -> wasmtime::Result<Result<Option<TcLink>, CniError>> {
         let ifb = self.tc_att(&r)?.ifb.clone();
-        Ok(self
-            .tc_call()
-            .and_then(|c| existing_ifb(&c, &ifb))
-            .map(|l| l.as_ref().map(to_wit_link)))
+        Ok(existing_ifb(&self.call, &ifb).map(|l| l.as_ref().map(to_wit_link)))
     }
 
     fn add_tbf(
@@ -262,10 +252,7 @@ impl HostAttachment for StoreData {
         target: Target,
         t: Tbf,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         if t.rate == 0 {
             return Ok(Err(refused(
                 "tbf rate must be at least 1 byte/s",
@@ -307,10 +294,7 @@ impl HostAttachment for StoreData {
         r: Resource<AttachmentHandle>,
         target: Target,
     ) -> wasmtime::Result<Result<Option<TbfState>, CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let index = match Self::tc_target_index(&call, self.tc_att(&r)?, target) {
             Ok((i, _)) => i,
             Err(e) => return Ok(Err(e)),
@@ -334,10 +318,7 @@ impl HostAttachment for StoreData {
         &mut self,
         r: Resource<AttachmentHandle>,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let a = self.tc_att(&r)?;
         let host = a.host.index;
         let to = match Self::tc_target_index(&call, a, Target::Ifb) {
@@ -365,10 +346,7 @@ impl HostAttachment for StoreData {
         &mut self,
         r: Resource<AttachmentHandle>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let a = self.tc_att(&r)?;
         let host = a.host.index;
         let ifb = match existing_ifb(&call, &a.ifb) {
@@ -386,10 +364,7 @@ impl HostAttachment for StoreData {
     }
 
     fn clear(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let host = self.tc_att(&r)?.host.index;
         let k = tc(&call);
         let qs = match k.qdiscs(host) {
@@ -413,37 +388,30 @@ impl HostAttachment for StoreData {
     }
 
     fn drop(&mut self, r: Resource<AttachmentHandle>) -> wasmtime::Result<()> {
-        self.table().delete(r)?;
+        self.table.delete(r)?;
         Ok(())
     }
 }
 
-impl Host for StoreData {
+impl Host for CapsView<'_> {
     fn open(
         &mut self,
         host_link: String,
     ) -> wasmtime::Result<Result<Resource<AttachmentHandle>, CniError>> {
-        let h = match self.tc_call().and_then(|c| open_attachment(&c, &host_link)) {
+        let h = match open_attachment(&self.call, &host_link) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table().push(h)?))
+        Ok(Ok(self.table.push(h)?))
     }
 
     fn ifb_name(&mut self, container_id: String) -> wasmtime::Result<String> {
-        let network = self
-            .call
-            .as_ref()
-            .map(|c| c.invocation.network_name.clone())
-            .unwrap_or_default();
+        let network = self.call.invocation.network_name.clone();
         Ok(ifb_name(&network, &container_id))
     }
 
     fn del_ifb(&mut self) -> wasmtime::Result<Result<bool, CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         let name = ifb_name(&call.invocation.network_name, &call.invocation.container_id);
         let delete = |call: &CallContext, name: &str| match tc(call).del_link(name) {
             Ok(()) => Ok(true),
@@ -465,25 +433,17 @@ impl Host for StoreData {
     }
 
     fn ifbs(&mut self) -> wasmtime::Result<Result<Vec<String>, CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(network_ifbs(&call).map(|v| v.into_iter().map(|l| l.name).collect()))
     }
 
     fn gc_ifb(&mut self, name: String) -> wasmtime::Result<Result<(), CniError>> {
-        let call = match self.tc_call() {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let call = self.call.clone();
         Ok(gc_ifb(&call, &name))
     }
 
     fn buffer_ticks(&mut self, rate: u64, burst: u32) -> wasmtime::Result<u32> {
-        let Some(call) = self.call.clone() else {
-            return Ok(0);
-        };
+        let call = self.call.clone();
         // Only /proc/net/psched can fail here; the empty fake's clock is the usual one.
         Ok(tc(&call)
             .buffer_ticks(rate.max(1), burst)

@@ -125,8 +125,7 @@ impl CallContext {
         netns: &str,
         step: impl FnOnce(&mut dyn crate::kernel::NetnsOps) -> crate::kernel::KResult<()>,
     ) -> Result<(), String> {
-        self.runtime
-            .kernels
+        self.kernels
             .netns
             .open_netns(netns)
             .and_then(|mut ns| step(ns.as_mut()))
@@ -190,8 +189,7 @@ impl CallContext {
                 Undo::NatRemove { backend } => super::nat::owner(self, true)
                     .map_err(|e| e.msg)
                     .and_then(|o| {
-                        self.runtime
-                            .kernels
+                        self.kernels
                             .firewall
                             .portmap_remove(&o, *backend)
                             .map_err(|e| e.to_string())
@@ -204,12 +202,9 @@ impl CallContext {
                     Err(crate::kernel::KernelError::NoSuchLink(_)) => Ok(()),
                     r => r,
                 }),
-                Undo::Unmasquerade { chain } => self
-                    .runtime
-                    .kernels
-                    .masq
-                    .teardown(chain)
-                    .map_err(|e| e.to_string()),
+                Undo::Unmasquerade { chain } => {
+                    self.kernels.masq.teardown(chain).map_err(|e| e.to_string())
+                }
                 Undo::UnmasqueradeNft => super::host_net::nft_unmasquerade(self)
                     .map_err(|e| format!("{}: {}", e.msg, e.details)),
                 Undo::SpoofcheckDel => super::host_net::spoofcheck_del(self)

@@ -9,7 +9,6 @@ pub mod sandbox;
 pub mod state_fs;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -24,34 +23,9 @@ use resolve::SearchPath;
 pub const WIT_PACKAGE: &str = "cni:plugin";
 pub const WIT_VERSION: &str = "0.1.0";
 
-/// Per-invocation sandbox bounds and quotas, each settable from the
-/// environment or the conflist (`dispatch::KNOBS`).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub memory_bytes: usize,
-    pub deadline: Duration,
-    /// Kernel objects one call may create (see `CallContext::charge`).
-    pub max_objects: usize,
-    /// Files, and bytes in them, one call may add to its state directory
-    /// (see `StateDir::after_call`).
-    pub state_files: usize,
-    pub state_bytes: u64,
-    /// Bytes one call may write to the log (see `logging`).
-    pub log_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            deadline: Duration::from_secs(5),
-            max_objects: 4096,
-            state_files: 64,
-            state_bytes: 1 << 20,
-            log_bytes: 1 << 20,
-        }
-    }
-}
+/// Per-invocation bounds: defined with the capabilities that enforce most
+/// of them (see `CallContext`).
+pub use crate::caps::Limits;
 
 /// Everything needed to load and run modules in this process.
 pub struct Runtime {

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::phases::{self, Phase};
 use super::Limits;
 use crate::caps::bindings::{cni::plugin as wit_ifaces, wit, AnyModulePre};
-use crate::caps::CallContext;
+use crate::caps::{CallContext, CapsView, HasCaps};
 use crate::protocol::error::{code, CniError};
 
 /// Guest stdout/stderr are captured, never inherited: stdout belongs to the
@@ -30,10 +30,11 @@ pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    /// None while describing a module at compile time: no capabilities at all.
-    pub call: Option<Arc<CallContext>>,
+    /// The invocation (while describing a module at install, a context
+    /// that is none, with no capability linked).
+    call: Arc<CallContext>,
     /// The network's state directory preopened as `/state` (IPAM calls).
-    pub state_dir: Option<std::path::PathBuf>,
+    state_dir: Option<std::path::PathBuf>,
     /// This sandbox's deadline: the guest traps at its first epoch check
     /// after it, and no clock wait outlasts it.
     pub deadline_at: Instant,
@@ -52,6 +53,15 @@ impl StoreData {
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }
+
+    /// What a capability call sees (see `CapsView`).
+    fn caps(&mut self) -> CapsView<'_> {
+        CapsView {
+            call: self.call.clone(),
+            table: &mut self.table,
+            state_dir: self.state_dir.as_deref(),
+        }
+    }
 }
 
 struct Pipes {
@@ -62,12 +72,10 @@ struct Pipes {
 fn new_store(
     engine: &Engine,
     limits: &Limits,
-    call: Option<Arc<CallContext>>,
+    call: Arc<CallContext>,
     state_dir: Option<&std::path::Path>,
 ) -> Result<(Store<StoreData>, Pipes), String> {
-    let until = call
-        .as_ref()
-        .map_or_else(|| Instant::now() + limits.deadline, |c| c.deadline_at);
+    let until = call.deadline_at;
     let pipes = Pipes {
         stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
         stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -179,52 +187,28 @@ fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Li
     if let Some(kind) = kind {
         let granted = super::granted_interfaces(kind);
         if granted.contains(&"log") {
-            wit_ifaces::log::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::log::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"netns") {
-            wit_ifaces::netns::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::netns::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"ipam") {
-            wit_ifaces::ipam::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::ipam::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"host-net") {
-            wit_ifaces::host_net::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::host_net::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"nat") {
-            wit_ifaces::nat::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::nat::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"resolv") {
-            wit_ifaces::resolv::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::resolv::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"state") {
-            wit_ifaces::state::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::state::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
         if granted.contains(&"tc") {
-            wit_ifaces::tc::add_to_linker::<_, wasmtime::component::HasSelf<StoreData>>(
-                &mut linker,
-                |d| d,
-            )?;
+            wit_ifaces::tc::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
         }
     }
     Ok(linker)
@@ -293,7 +277,8 @@ pub fn describe(
     component: &Component,
     limits: &Limits,
 ) -> Result<wit::Descriptor, String> {
-    let (mut store, pipes) = new_store(engine, limits, None, None)?;
+    let describing = Arc::new(CallContext::describing(*limits));
+    let (mut store, pipes) = new_store(engine, limits, describing, None)?;
     let mut linker = linker(engine, None).map_err(|e| format!("{e:#}"))?;
     linker
         .define_unknown_imports_as_traps(component)
@@ -333,7 +318,7 @@ pub fn invoke(
     };
     let t_link = std::time::Instant::now();
     let (mut store, pipes) =
-        new_store(engine, limits, Some(call.clone()), state_dir).map_err(internal)?;
+        new_store(engine, limits, call.clone(), state_dir).map_err(internal)?;
     let linker = linker(engine, Some(loaded.meta.kind)).map_err(|e| internal(format!("{e:#}")))?;
     let pre = linker.instantiate_pre(&loaded.component).map_err(|e| {
         CniError::new(
