@@ -83,6 +83,12 @@ pub struct Install {
 impl Install {
     /// Installs the bundled modules plus `extra` module files.
     pub fn new(tag: &str, extra: &[&str]) -> Install {
+        Install::from_modules(tag, &modules_dir(), extra)
+    }
+
+    /// Installs the modules of `modules` (a directory of `<type>.wasm`)
+    /// plus `extra` module files.
+    pub fn from_modules(tag: &str, modules: &Path, extra: &[&str]) -> Install {
         let root = TempDir::new(tag);
         let i = Install { root };
         std::fs::create_dir_all(i.bin_dir()).expect("bin dir");
@@ -95,7 +101,7 @@ impl Install {
             "--bin-dir",
             &i.bin_dir().display().to_string(),
             "--modules-dir",
-            &modules_dir().display().to_string(),
+            &modules.display().to_string(),
         ]);
         assert!(
             out.status.success(),

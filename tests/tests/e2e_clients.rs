@@ -658,7 +658,16 @@ struct LibcniCase {
 
 impl LibcniCase {
     fn new(tag: &str, example: &str, node_ip: &'static str, caps: Value) -> LibcniCase {
-        let install = Install::new(tag, &[]);
+        LibcniCase::with(Install::new(tag, &[]), tag, example, node_ip, caps)
+    }
+
+    fn with(
+        install: Install,
+        tag: &str,
+        example: &str,
+        node_ip: &'static str,
+        caps: Value,
+    ) -> LibcniCase {
         let dir = TempDir::new(&format!("{tag}-state"));
         let node = Node::new(tag, node_ip);
         let pod = Netns::new(&format!("{tag}p"));
@@ -1009,5 +1018,48 @@ fn libcni_k8s_pod_network_bandwidth() {
     eprintln!(
         "libcni bandwidth: first answer +{first:?}, total {:?}",
         t0.elapsed()
+    );
+}
+
+/// Modules built before the redesign (tests/fixtures/modules-d853799: the
+/// WIT and SDK of that time) on this host: the Kubernetes chain with a
+/// hostPort through libcni, traffic through it, CHECK, and a DEL that
+/// leaves nothing. The interface module authors build against is unchanged.
+#[test]
+fn libcni_modules_built_before_the_redesign() {
+    require_root();
+    let old = workspace_root().join("tests/fixtures/modules-d853799");
+    let caps = json!({"portMappings": [{"hostPort": 18083, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]});
+    let case = LibcniCase::with(
+        Install::from_modules("e2eold", &old, &[]),
+        "e2eold",
+        "k8s-pod-network-portmap.conflist",
+        "198.51.100.22",
+        caps,
+    );
+    let installed = fs::read(case.install.bin_dir().join("bridge.wasm")).expect("installed bridge");
+    assert_eq!(
+        installed,
+        fs::read(old.join("bridge.wasm")).expect("old bridge"),
+        "the old module is the one installed"
+    );
+    case.node.kube_proxy_chains();
+    let marker = format!("old modules {}", case.cid);
+    let _server = case.serve(&marker);
+    let (ip, _veth) = case.add();
+    http_eventually(
+        &case.node.ns.name,
+        &format!("http://{}:18083/", case.node.ip),
+        &marker,
+        Duration::from_secs(20),
+    );
+    case.ok(&["check"]);
+    case.del(&ip);
+    assert!(
+        http_fails(
+            &case.node.ns.name,
+            &format!("http://{}:18083/", case.node.ip)
+        ),
+        "hostPort still answers after DEL"
     );
 }
