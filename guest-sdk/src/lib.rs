@@ -3,10 +3,10 @@
 //! Write a CNI plugin as plain Rust, build it for `wasm32-wasip2`, drop the
 //! `.wasm` into the CNI bin dir and run `wasm-cni install`.
 //!
-//! A module implements one trait per plugin kind ([`InterfacePlugin`] or
-//! [`IpamPlugin`]) and exports it with one macro. The host is reached only
-//! through the trait's `host` argument, so the same logic runs natively under
-//! `cargo test` against [`testing`]'s fake host (feature `testing`).
+//! A module implements [`Plugin`] for the hosts of its kind and exports it
+//! with [`export_plugin!`]. The host is reached only through the `host`
+//! argument, so the same logic runs natively under `cargo test` against
+//! [`testing`]'s fake host (feature `testing`).
 //!
 //! ```
 //! use wasm_cni_guest::prelude::*;
@@ -14,8 +14,10 @@
 //! /// Brings `lo` up in the container.
 //! struct Lo;
 //!
-//! impl InterfacePlugin for Lo {
-//!     fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+//! impl<H: InterfaceHost> Plugin<H> for Lo {
+//!     const KIND: PluginKind = PluginKind::Interface;
+//!
+//!     fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
 //!         let ns = host.container_netns()?;
 //!         ns.set_link_up("lo", true)?;
 //!         host.log(Level::Info, &format!("lo up for {}", inv.container_id));
@@ -23,7 +25,7 @@
 //!     }
 //! }
 //!
-//! wasm_cni_guest::export_interface_plugin!(Lo);
+//! wasm_cni_guest::export_plugin!(Lo);
 //!
 //! # #[cfg(feature = "testing")]
 //! # fn main() {
@@ -61,8 +63,7 @@ pub mod prelude {
     pub use crate::tc::TcCaps;
     pub use crate::types::*;
     pub use crate::{
-        BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost,
-        IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin,
+        BandwidthHost, InterfaceHost, IpamCommand, IpamHost, Link, Netns, Plugin, PortmapHost,
     };
 }
 
@@ -144,54 +145,36 @@ pub trait IpamHost {
     }
 }
 
-/// An interface plugin. Only `add` is required; the other commands default to
-/// success, which is what the spec asks of a plugin with nothing to do.
-pub trait InterfacePlugin {
+/// A plugin module: its kind, its version, and what it does for each CNI
+/// command on a host `H`. `H` is the SDK's real host inside a module and a
+/// [`testing`] fake in unit tests, so implement it for every host of the
+/// kind's capabilities: `impl<H: InterfaceHost> Plugin<H> for Bridge`
+/// (`IpamHost`, `PortmapHost`, `BandwidthHost` for the other kinds). Only
+/// `add` is required; the other commands default to success, which is what
+/// the spec asks of a plugin with nothing to do. Export it with
+/// [`export_plugin!`].
+pub trait Plugin<H> {
+    /// The kind the module declares: the host grants each kind its own
+    /// capabilities, and refuses a module importing others.
+    const KIND: PluginKind;
     /// The module's version, shown by `wasm-cni inspect`.
     const VERSION: &'static str = "0.1.0";
 
-    fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
 
-    fn del<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+    fn del(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         Ok(())
     }
 
-    fn check<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+    fn check(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         Ok(())
     }
 
-    fn gc<H: InterfaceHost>(
-        _host: &mut H,
-        _inv: &Invocation,
-        _valid: &[Attachment],
-    ) -> CniResultOf<()> {
+    fn gc(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
         Ok(())
     }
 
-    fn status<H: InterfaceHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-}
-
-/// An IPAM plugin. Only `add` is required.
-pub trait IpamPlugin {
-    const VERSION: &'static str = "0.1.0";
-
-    fn add<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
-
-    fn del<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn check<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn gc<H: IpamHost>(_host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn status<H: IpamHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+    fn status(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         Ok(())
     }
 }
@@ -204,60 +187,6 @@ pub trait PortmapHost: nat::NatCaps {
 /// Capabilities of the bandwidth module: tc on this attachment's links.
 pub trait BandwidthHost: tc::TcCaps {
     fn log(&self, level: Level, message: &str);
-}
-
-/// A portmap-kind plugin. Only `add` is required.
-pub trait PortmapPlugin {
-    const VERSION: &'static str = "0.1.0";
-
-    fn add<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
-
-    fn del<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn check<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn gc<H: PortmapHost>(
-        _host: &mut H,
-        _inv: &Invocation,
-        _valid: &[Attachment],
-    ) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn status<H: PortmapHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-}
-
-/// A bandwidth-kind plugin. Only `add` is required.
-pub trait BandwidthPlugin {
-    const VERSION: &'static str = "0.1.0";
-
-    fn add<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult>;
-
-    fn del<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn check<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn gc<H: BandwidthHost>(
-        _host: &mut H,
-        _inv: &Invocation,
-        _valid: &[Attachment],
-    ) -> CniResultOf<()> {
-        Ok(())
-    }
-
-    fn status<H: BandwidthHost>(_host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
-        Ok(())
-    }
 }
 
 /// Not public API: used by the export macros.
@@ -277,133 +206,37 @@ pub mod __private {
     }
 }
 
-/// Exports an [`InterfacePlugin`] as this component's `plugin` interface.
+/// Exports a [`Plugin`] as this component's `plugin` interface, run on the
+/// SDK's real host.
 #[macro_export]
-macro_rules! export_interface_plugin {
+macro_rules! export_plugin {
     ($plugin:ty) => {
         const _: () = {
             struct __WasmCniExport;
+            type __Plugin = $plugin;
+            type __Host = $crate::__private::WasmHost;
             impl $crate::__private::Guest for __WasmCniExport {
                 fn describe() -> $crate::__private::WitDescriptor {
-                    $crate::__private::descriptor($crate::PluginKind::Interface, <$plugin as $crate::InterfacePlugin>::VERSION)
+                    $crate::__private::descriptor(
+                        <__Plugin as $crate::Plugin<__Host>>::KIND,
+                        <__Plugin as $crate::Plugin<__Host>>::VERSION,
+                    )
                 }
                 fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
-                    $crate::__private::interface_add::<$plugin>(inv)
+                    $crate::__private::add::<__Plugin>(inv)
                 }
                 fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::del(h, i))
+                    $crate::__private::run(inv, <__Plugin as $crate::Plugin<__Host>>::del)
                 }
                 fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::check(h, i))
+                    $crate::__private::run(inv, <__Plugin as $crate::Plugin<__Host>>::check)
                 }
                 fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
                     let valid = $crate::__private::attachments(valid);
-                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::gc(h, i, &valid))
+                    $crate::__private::run(inv, |h, i| <__Plugin as $crate::Plugin<__Host>>::gc(h, i, &valid))
                 }
                 fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::interface_run(inv, |h, i| <$plugin as $crate::InterfacePlugin>::status(h, i))
-                }
-            }
-            // Export symbols are only meaningful (and only linkable) in a component.
-            #[cfg(target_arch = "wasm32")]
-            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
-        };
-    };
-}
-
-/// Exports an [`IpamPlugin`] as this component's `plugin` interface.
-#[macro_export]
-macro_rules! export_ipam_plugin {
-    ($plugin:ty) => {
-        const _: () = {
-            struct __WasmCniExport;
-            impl $crate::__private::Guest for __WasmCniExport {
-                fn describe() -> $crate::__private::WitDescriptor {
-                    $crate::__private::descriptor($crate::PluginKind::Ipam, <$plugin as $crate::IpamPlugin>::VERSION)
-                }
-                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
-                    $crate::__private::ipam_add::<$plugin>(inv)
-                }
-                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::del(h, i))
-                }
-                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::check(h, i))
-                }
-                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    let valid = $crate::__private::attachments(valid);
-                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::gc(h, i, &valid))
-                }
-                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::ipam_run(inv, |h, i| <$plugin as $crate::IpamPlugin>::status(h, i))
-                }
-            }
-            // Export symbols are only meaningful (and only linkable) in a component.
-            #[cfg(target_arch = "wasm32")]
-            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
-        };
-    };
-}
-
-/// Exports an [`PortmapPlugin`] as this component's `plugin` interface.
-#[macro_export]
-macro_rules! export_portmap_plugin {
-    ($plugin:ty) => {
-        const _: () = {
-            struct __WasmCniExport;
-            impl $crate::__private::Guest for __WasmCniExport {
-                fn describe() -> $crate::__private::WitDescriptor {
-                    $crate::__private::descriptor($crate::PluginKind::Portmap, <$plugin as $crate::PortmapPlugin>::VERSION)
-                }
-                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
-                    $crate::__private::portmap_add::<$plugin>(inv)
-                }
-                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::del(h, i))
-                }
-                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::check(h, i))
-                }
-                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    let valid = $crate::__private::attachments(valid);
-                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::gc(h, i, &valid))
-                }
-                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::portmap_run(inv, |h, i| <$plugin as $crate::PortmapPlugin>::status(h, i))
-                }
-            }
-            // Export symbols are only meaningful (and only linkable) in a component.
-            #[cfg(target_arch = "wasm32")]
-            $crate::__private::bindings::__export_any_module!(__WasmCniExport with_types_in $crate::__private::bindings);
-        };
-    };
-}
-
-/// Exports an [`BandwidthPlugin`] as this component's `plugin` interface.
-#[macro_export]
-macro_rules! export_bandwidth_plugin {
-    ($plugin:ty) => {
-        const _: () = {
-            struct __WasmCniExport;
-            impl $crate::__private::Guest for __WasmCniExport {
-                fn describe() -> $crate::__private::WitDescriptor {
-                    $crate::__private::descriptor($crate::PluginKind::Bandwidth, <$plugin as $crate::BandwidthPlugin>::VERSION)
-                }
-                fn add(inv: $crate::__private::WitInvocation) -> ::core::result::Result<$crate::__private::WitResult, $crate::__private::WitError> {
-                    $crate::__private::bandwidth_add::<$plugin>(inv)
-                }
-                fn del(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::del(h, i))
-                }
-                fn check(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::check(h, i))
-                }
-                fn gc(inv: $crate::__private::WitInvocation, valid: ::std::vec::Vec<$crate::__private::WitAttachment>) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    let valid = $crate::__private::attachments(valid);
-                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::gc(h, i, &valid))
-                }
-                fn status(inv: $crate::__private::WitInvocation) -> ::core::result::Result<(), $crate::__private::WitError> {
-                    $crate::__private::bandwidth_run(inv, |h, i| <$plugin as $crate::BandwidthPlugin>::status(h, i))
+                    $crate::__private::run(inv, <__Plugin as $crate::Plugin<__Host>>::status)
                 }
             }
             // Export symbols are only meaningful (and only linkable) in a component.

@@ -6,8 +6,7 @@ use std::path::Path;
 use crate::__private::bindings::cni::plugin::{ipam, log, netns, resolv, state, types as wit};
 use crate::types::*;
 use crate::{
-    BandwidthHost, BandwidthPlugin, InterfaceHost, InterfacePlugin, IpamCommand, IpamHost,
-    IpamPlugin, Link, Netns, PortmapHost, PortmapPlugin,
+    BandwidthHost, InterfaceHost, IpamCommand, IpamHost, Link, Netns, Plugin, PortmapHost,
 };
 
 pub use crate::__private::bindings::exports::cni::plugin::plugin::Guest;
@@ -326,36 +325,6 @@ impl IpamHost for WasmHost {
     }
 }
 
-pub fn interface_add<P: InterfacePlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv)
-        .map(result_to_wit)
-        .map_err(error_to_wit)
-}
-
-pub fn interface_run(
-    inv: WitInvocation,
-    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
-) -> Result<(), WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    f(&mut WasmHost, &inv).map_err(error_to_wit)
-}
-
-pub fn ipam_add<P: IpamPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv)
-        .map(result_to_wit)
-        .map_err(error_to_wit)
-}
-
-pub fn ipam_run(
-    inv: WitInvocation,
-    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
-) -> Result<(), WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    f(&mut WasmHost, &inv).map_err(error_to_wit)
-}
-
 impl PortmapHost for WasmHost {
     fn log(&self, level: Level, message: &str) {
         log::write(level_to_wit(level), message);
@@ -368,29 +337,16 @@ impl BandwidthHost for WasmHost {
     }
 }
 
-pub fn portmap_add<P: PortmapPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
+/// ADD of a plugin on the real host, in the WIT's terms.
+pub fn add<P: Plugin<WasmHost>>(inv: WitInvocation) -> Result<WitResult, WitError> {
     let inv = invocation(inv).map_err(error_to_wit)?;
     P::add(&mut WasmHost, &inv)
         .map(result_to_wit)
         .map_err(error_to_wit)
 }
 
-pub fn portmap_run(
-    inv: WitInvocation,
-    f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
-) -> Result<(), WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    f(&mut WasmHost, &inv).map_err(error_to_wit)
-}
-
-pub fn bandwidth_add<P: BandwidthPlugin>(inv: WitInvocation) -> Result<WitResult, WitError> {
-    let inv = invocation(inv).map_err(error_to_wit)?;
-    P::add(&mut WasmHost, &inv)
-        .map(result_to_wit)
-        .map_err(error_to_wit)
-}
-
-pub fn bandwidth_run(
+/// Any other command of a plugin on the real host.
+pub fn run(
     inv: WitInvocation,
     f: impl FnOnce(&mut WasmHost, &Invocation) -> CniResultOf<()>,
 ) -> Result<(), WitError> {

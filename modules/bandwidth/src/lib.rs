@@ -250,8 +250,10 @@ fn supported_version(inv: &Invocation) -> CniResultOf<()> {
     Ok(())
 }
 
-impl BandwidthPlugin for Bandwidth {
-    fn add<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: BandwidthHost> Plugin<H> for Bandwidth {
+    const KIND: PluginKind = PluginKind::Bandwidth;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         supported_version(inv)?;
         let l = limits(&inv.config)?;
         if l.is_zero() {
@@ -276,7 +278,7 @@ impl BandwidthPlugin for Bandwidth {
         Ok(result)
     }
 
-    fn del<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         limits(&inv.config)?;
         // The ifb carries the egress tbf; it is found by name, netns or not.
         host.del_ifb()?;
@@ -300,7 +302,7 @@ impl BandwidthPlugin for Bandwidth {
         }
     }
 
-    fn check<H: BandwidthHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         supported_version(inv)?;
         let l = limits(&inv.config)?;
         let prev = prev(inv)?;
@@ -325,11 +327,7 @@ impl BandwidthPlugin for Bandwidth {
         Ok(())
     }
 
-    fn gc<H: BandwidthHost>(
-        host: &mut H,
-        _inv: &Invocation,
-        valid: &[Attachment],
-    ) -> CniResultOf<()> {
+    fn gc(host: &mut H, _inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
         let keep: Vec<String> = valid
             .iter()
             .map(|a| host.ifb_name(&a.container_id))
@@ -348,7 +346,7 @@ impl BandwidthPlugin for Bandwidth {
     }
 }
 
-wasm_cni_guest::export_bandwidth_plugin!(Bandwidth);
+wasm_cni_guest::export_plugin!(Bandwidth);
 
 #[cfg(test)]
 mod tests;

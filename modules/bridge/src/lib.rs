@@ -341,8 +341,10 @@ fn wait_port_up<S: HostScope>(scope: &S, name: &str) -> CniResultOf<HostLinkMac>
 
 struct HostLinkMac(String);
 
-impl InterfacePlugin for Bridge {
-    fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: InterfaceHost> Plugin<H> for Bridge {
+    const KIND: PluginKind = PluginKind::Interface;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let c = load(inv)?;
         // upstream (types.LoadArgs into MacEnvArgs): MAC, unless IgnoreUnknown
         inv.check_args(CNI_ARGS)?;
@@ -570,7 +572,7 @@ impl InterfacePlugin for Bridge {
         Ok(result)
     }
 
-    fn del<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         let l3 = !c.ipam.is_empty();
         if !inv.netns.is_empty() {
@@ -595,7 +597,7 @@ impl InterfacePlugin for Bridge {
         Ok(())
     }
 
-    fn check<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         inv.check_args(CNI_ARGS)?;
         if !c.ipam.is_empty() {
@@ -681,11 +683,7 @@ impl InterfacePlugin for Bridge {
 
     /// The host removes the masquerade rules of unlisted attachments, the
     /// IPAM plugin their addresses (under its network's lock).
-    fn gc<H: InterfaceHost>(
-        host: &mut H,
-        inv: &Invocation,
-        _valid: &[Attachment],
-    ) -> CniResultOf<()> {
+    fn gc(host: &mut H, inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
         if ipam_type(&inv.config).is_empty() {
             return Ok(());
         }
@@ -695,7 +693,7 @@ impl InterfacePlugin for Bridge {
     /// Fails only for what fails every ADD: an invalid configuration, an
     /// unusable masquerade backend, or the IPAM plugin's own STATUS (never
     /// a full range: that is ADD's error).
-    fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn status(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         if c.ipam.is_empty() {
             return Ok(());
@@ -708,7 +706,7 @@ impl InterfacePlugin for Bridge {
     }
 }
 
-wasm_cni_guest::export_interface_plugin!(Bridge);
+wasm_cni_guest::export_plugin!(Bridge);
 
 #[cfg(test)]
 mod tests;

@@ -50,8 +50,10 @@ fn store<H: IpamHost>(host: &H) -> FsStore<'_> {
     }
 }
 
-impl IpamPlugin for HostLocal {
-    fn add<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: IpamHost> Plugin<H> for HostLocal {
+    const KIND: PluginKind = PluginKind::Ipam;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let cfg = config::load(inv)?;
         // The host reads the file the configuration names (this module has
         // no file access outside its state directory).
@@ -122,7 +124,7 @@ impl IpamPlugin for HostLocal {
 
     /// Releases every address of (container, ifname). The configuration is
     /// not needed for that, so an invalid one does not block DEL.
-    fn del<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let mut store = store(host);
         let released = allocator::release(&mut store, &inv.container_id, &inv.ifname)
             .map_err(|e| alloc_err("", e))?;
@@ -140,7 +142,7 @@ impl IpamPlugin for HostLocal {
         Ok(())
     }
 
-    fn check<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         config::load(inv)?;
         let store = store(host);
         if allocator::holds(&store, &inv.container_id, &inv.ifname).map_err(|e| alloc_err("", e))? {
@@ -153,7 +155,7 @@ impl IpamPlugin for HostLocal {
         }
     }
 
-    fn gc<H: IpamHost>(host: &mut H, _inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
+    fn gc(host: &mut H, _inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
         let mut store = store(host);
         let released = allocator::gc(&mut store, valid).map_err(|e| alloc_err("", e))?;
         if !released.is_empty() {
@@ -170,7 +172,7 @@ impl IpamPlugin for HostLocal {
     /// range is not a reason (upstream host-local has no STATUS at all):
     /// containerd reports a failed STATUS as NetworkReady=false, which
     /// takes the whole node NotReady; exhaustion is only ADD's error.
-    fn status<H: IpamHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn status(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         config::load(inv)?;
         let dir = host.state_dir();
         std::fs::read_dir(dir).map(drop).map_err(|e| {
@@ -185,7 +187,7 @@ impl IpamPlugin for HostLocal {
     }
 }
 
-wasm_cni_guest::export_ipam_plugin!(HostLocal);
+wasm_cni_guest::export_plugin!(HostLocal);
 
 #[cfg(test)]
 mod tests;

@@ -21,8 +21,10 @@ fn check_loopback_only(addrs: &[IpNet]) -> CniResultOf<()> {
     }
 }
 
-impl InterfacePlugin for Loopback {
-    fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: InterfaceHost> Plugin<H> for Loopback {
+    const KIND: PluginKind = PluginKind::Interface;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let ns = host.container_netns()?;
         ns.set_link_up(LO, true)?;
         let addrs = ns.addresses(LO)?;
@@ -57,7 +59,7 @@ impl InterfacePlugin for Loopback {
         })
     }
 
-    fn del<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         // DEL must succeed when the namespace is already gone.
         if inv.netns.is_empty() {
             return Ok(());
@@ -73,7 +75,7 @@ impl InterfacePlugin for Loopback {
         Ok(())
     }
 
-    fn check<H: InterfaceHost>(host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, _inv: &Invocation) -> CniResultOf<()> {
         let ns = host.container_netns()?;
         let link = ns
             .link(LO)?
@@ -86,7 +88,7 @@ impl InterfacePlugin for Loopback {
     }
 }
 
-wasm_cni_guest::export_interface_plugin!(Loopback);
+wasm_cni_guest::export_plugin!(Loopback);
 
 #[cfg(test)]
 mod tests {

@@ -324,8 +324,10 @@ fn flush_udp<H: PortmapHost>(host: &mut H, conf: &Conf, spec: &NatSpec) {
     }
 }
 
-impl PortmapPlugin for Portmap {
-    fn add<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: PortmapHost> Plugin<H> for Portmap {
+    const KIND: PluginKind = PluginKind::Portmap;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let mut conf = parse(&inv.config)?;
         let prev = inv.prev_result.clone().ok_or_else(|| {
             cfg_err(
@@ -371,7 +373,7 @@ impl PortmapPlugin for Portmap {
     /// A configuration ADD would refuse (a hostPort of 65536, a bad hostIP
     /// or protocol) does not stop DEL: the rules are found by attachment,
     /// in both backends when the configured one cannot be told.
-    fn del<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let mut conf = match parse(&inv.config) {
             Ok(conf) => conf,
             Err(e) => {
@@ -402,7 +404,7 @@ impl PortmapPlugin for Portmap {
         Ok(())
     }
 
-    fn check<H: PortmapHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let mut conf = parse(&inv.config)?;
         let prev = inv.prev_result.as_ref().ok_or_else(|| {
             cfg_err(
@@ -421,7 +423,7 @@ impl PortmapPlugin for Portmap {
         host.nat_check(&spec)
     }
 
-    fn gc<H: PortmapHost>(host: &mut H, inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
+    fn gc(host: &mut H, inv: &Invocation, valid: &[Attachment]) -> CniResultOf<()> {
         let mut conf = parse(&inv.config)?;
         settle_backend(host, &mut conf)?;
         let ids: Vec<String> = valid.iter().map(|a| a.container_id.clone()).collect();
@@ -429,7 +431,7 @@ impl PortmapPlugin for Portmap {
     }
 }
 
-wasm_cni_guest::export_portmap_plugin!(Portmap);
+wasm_cni_guest::export_plugin!(Portmap);
 
 #[cfg(test)]
 mod tests {

@@ -79,8 +79,10 @@ fn host_prefix(ip: &IpNet) -> u8 {
     }
 }
 
-impl InterfacePlugin for Ptp {
-    fn add<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: InterfaceHost> Plugin<H> for Ptp {
+    const KIND: PluginKind = PluginKind::Interface;
+
+    fn add(host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let c = load(inv)?;
         let ns = host.container_netns()?;
         if ns.link(&inv.ifname)?.is_some() {
@@ -238,7 +240,7 @@ impl InterfacePlugin for Ptp {
         Ok(result)
     }
 
-    fn del<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn del(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         host.ipam(IpamCommand::Del)?;
         if !inv.netns.is_empty() {
@@ -250,7 +252,7 @@ impl InterfacePlugin for Ptp {
         Ok(())
     }
 
-    fn check<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         host.ipam(IpamCommand::Check)?;
         let prev = inv.prev_result.as_ref().ok_or_else(|| {
@@ -291,17 +293,13 @@ impl InterfacePlugin for Ptp {
 
     /// The host removes the masquerade rules of unlisted attachments, the
     /// IPAM plugin their addresses (under its network's lock).
-    fn gc<H: InterfaceHost>(
-        host: &mut H,
-        _inv: &Invocation,
-        _valid: &[Attachment],
-    ) -> CniResultOf<()> {
+    fn gc(host: &mut H, _inv: &Invocation, _valid: &[Attachment]) -> CniResultOf<()> {
         gc_masquerade_and_ipam(host, "ptp")
     }
 
     /// Fails only for what fails every ADD: an invalid configuration, an
     /// unusable masquerade backend, or the IPAM plugin's own STATUS.
-    fn status<H: InterfaceHost>(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn status(host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let c = load(inv)?;
         if c.n.ip_masq {
             let backend = host.masquerade_backend(c.masq_backend);
@@ -311,7 +309,7 @@ impl InterfacePlugin for Ptp {
     }
 }
 
-wasm_cni_guest::export_interface_plugin!(Ptp);
+wasm_cni_guest::export_plugin!(Ptp);
 
 #[cfg(test)]
 mod tests;

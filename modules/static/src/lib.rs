@@ -264,8 +264,10 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
     })
 }
 
-impl IpamPlugin for Static {
-    fn add<H: IpamHost>(_host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
+impl<H: IpamHost> Plugin<H> for Static {
+    const KIND: PluginKind = PluginKind::Ipam;
+
+    fn add(_host: &mut H, inv: &Invocation) -> CniResultOf<CniResult> {
         let cfg = load(inv)?;
         Ok(CniResult {
             interfaces: Vec::new(),
@@ -285,7 +287,7 @@ impl IpamPlugin for Static {
 
     /// Every configured address must be in prevResult, with the configured
     /// gateway when one is set.
-    fn check<H: IpamHost>(_host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn check(_host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         let cfg = load(inv)?;
         let prev = inv
             .prev_result
@@ -319,12 +321,12 @@ impl IpamPlugin for Static {
     }
 
     /// The configuration is all there is; STATUS only validates it.
-    fn status<H: IpamHost>(_host: &mut H, inv: &Invocation) -> CniResultOf<()> {
+    fn status(_host: &mut H, inv: &Invocation) -> CniResultOf<()> {
         load(inv).map(|_| ())
     }
 }
 
-wasm_cni_guest::export_ipam_plugin!(Static);
+wasm_cni_guest::export_plugin!(Static);
 
 #[cfg(test)]
 mod tests {
