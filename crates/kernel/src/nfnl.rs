@@ -591,28 +591,22 @@ impl Nfnl {
         })
     }
 
-    /// Reads one datagram into `self.buf` (sized to fit), blocking up to the
-    /// receive timeout unless `nonblock`. `Ok(false)`: nothing was waiting.
+    /// Reads one datagram into `self.buf` (see `netlink::recv_datagram`),
+    /// blocking up to the receive timeout unless `nonblock`. `Ok(false)`:
+    /// nothing was waiting.
     fn recv(&mut self, op: &str, nonblock: bool) -> KResult<bool> {
-        let flags = if nonblock { nix::libc::MSG_DONTWAIT } else { 0 };
-        self.buf.clear();
-        let size = match self.socket.recv(
-            &mut self.buf,
-            flags | nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC,
-        ) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && nonblock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(KernelError::Timeout(format!("nf_tables {op}: no reply")))
-            }
-            Err(e) => return Err(io_failed(op, &e)),
+        use super::netlink::{recv_datagram, Wait};
+        let wait = if nonblock {
+            Wait::No
+        } else {
+            Wait::Until(std::time::Instant::now() + RECV_TIMEOUT)
         };
-        self.buf.clear();
-        self.buf.reserve(size);
-        self.socket
-            .recv(&mut self.buf, 0)
-            .map_err(|e| io_failed(op, &e))?;
-        Ok(true)
+        recv_datagram(
+            &self.socket,
+            &mut self.buf,
+            &format!("nf_tables {op}"),
+            wait,
+        )
     }
 
     /// Runs `ops` as one transaction on `table` of `family`: all or nothing.

@@ -108,6 +108,63 @@ fn new_socket() -> KResult<Socket> {
     Ok(socket)
 }
 
+/// How long `recv_datagram` waits for a datagram.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: `Ok(false)` when none is queued.
+    No,
+    /// Up to the socket's receive timeout; a read interrupted by a signal
+    /// is retried until this instant.
+    Until(Instant),
+}
+
+/// Receives one whole datagram into `buf`, sized to fit: its size is peeked
+/// first, so a large dump datagram is never truncated. The one receive
+/// path of every netlink socket here (rtnetlink and nf_tables).
+/// `Ok(false)`: nothing was queued (`Wait::No`).
+pub(crate) fn recv_datagram(
+    socket: &Socket,
+    buf: &mut Vec<u8>,
+    op: &str,
+    wait: Wait,
+) -> KResult<bool> {
+    let flags = match wait {
+        Wait::No => nix::libc::MSG_DONTWAIT,
+        Wait::Until(_) => 0,
+    };
+    loop {
+        buf.clear();
+        let size = match socket.recv(buf, flags | nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC) {
+            Ok(size) => size,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && matches!(wait, Wait::No) => {
+                return Ok(false)
+            }
+            Err(e) => {
+                recv_error(op, wait, &e)?;
+                continue;
+            }
+        };
+        buf.clear();
+        buf.reserve(size.max(RECV_BUF));
+        match socket.recv(buf, flags) {
+            Ok(_) => return Ok(true),
+            Err(e) => recv_error(op, wait, &e)?,
+        }
+    }
+}
+
+/// Ok to retry (EINTR before the deadline), or the error to return.
+fn recv_error(op: &str, wait: Wait, e: &io::Error) -> KResult<()> {
+    match (e.kind(), wait) {
+        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, _) => {
+            Err(KernelError::Timeout(format!("{op}: no reply")))
+        }
+        (io::ErrorKind::Interrupted, Wait::Until(d)) if Instant::now() < d => Ok(()),
+        (io::ErrorKind::Interrupted, _) => Err(KernelError::Timeout(format!("{op}: no reply"))),
+        _ => Err(io_failed(op, e)),
+    }
+}
+
 pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
     use nix::libc;
     let tv = libc::timeval {
@@ -287,38 +344,7 @@ impl NetlinkNs {
 
     /// Receives one whole datagram into `self.buf`.
     fn recv_datagram(&mut self, op: &str, deadline: Instant) -> KResult<()> {
-        loop {
-            // Peek the real size first so a large dump datagram is never truncated.
-            self.buf.clear();
-            let peeked = self
-                .socket
-                .recv_from(&mut self.buf, nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC);
-            let size = match peeked {
-                Ok((size, _)) => size,
-                Err(e) => {
-                    self.recv_error(op, deadline, &e)?;
-                    continue;
-                }
-            };
-            self.buf.clear();
-            self.buf.reserve(size.max(RECV_BUF));
-            match self.socket.recv_from(&mut self.buf, 0) {
-                Ok(_) => return Ok(()),
-                Err(e) => self.recv_error(op, deadline, &e)?,
-            }
-        }
-    }
-
-    /// Ok to retry (EINTR before the deadline), or the error to return.
-    fn recv_error(&self, op: &str, deadline: Instant, e: &io::Error) -> KResult<()> {
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                Err(KernelError::Timeout(op.to_string()))
-            }
-            io::ErrorKind::Interrupted if Instant::now() < deadline => Ok(()),
-            io::ErrorKind::Interrupted => Err(KernelError::Timeout(op.to_string())),
-            _ => Err(io_failed(op, e)),
-        }
+        recv_datagram(&self.socket, &mut self.buf, op, Wait::Until(deadline)).map(drop)
     }
 
     fn index(&mut self, name: &str) -> KResult<u32> {
