@@ -186,14 +186,7 @@ pub fn masq_gc_rules(l: &Listing, network: &str, keep: &[Attachment]) -> Vec<(u6
 }
 
 /// One rule of an `nft -j list` answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub table: String,
-    pub chain: String,
-    pub handle: u64,
-    pub comment: Option<String>,
-    pub expr: Vec<Value>,
-}
+pub use super::nft_json::Rule;
 
 /// Chains (table, name) and rules of an `nft -j list` answer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -204,22 +197,12 @@ pub struct Listing {
 
 impl Listing {
     pub fn parse(json: &str) -> KResult<Listing> {
-        let v: Value = serde_json::from_str(json)
-            .map_err(|e| KernelError::Failed(format!("nft -j output is not JSON: {e}")))?;
         let mut out = Listing::default();
-        let items = v["nftables"].as_array().cloned().unwrap_or_default();
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        for item in &items {
-            if let Some(c) = item.get("chain") {
-                out.chains.push((s(&c["table"]), s(&c["name"])));
-            } else if let Some(r) = item.get("rule") {
-                out.rules.push(Rule {
-                    table: s(&r["table"]),
-                    chain: s(&r["chain"]),
-                    handle: r["handle"].as_u64().unwrap_or_default(),
-                    comment: r["comment"].as_str().map(String::from),
-                    expr: r["expr"].as_array().cloned().unwrap_or_default(),
-                });
+        for item in super::nft_json::parse(json)? {
+            if let Some(c) = item.chain {
+                out.chains.push((c.table, c.name));
+            } else if let Some(r) = item.rule {
+                out.rules.push(r);
             }
         }
         Ok(out)

@@ -12,6 +12,7 @@ pub mod masq;
 pub mod masq_scan;
 pub mod netlink;
 pub mod nfnl;
+pub mod nft_json;
 pub mod process;
 pub mod tc;
 #[cfg(test)]

@@ -233,57 +233,29 @@ fn render_elem(v: &Value) -> Option<(String, Option<String>)> {
 
 impl TableState {
     pub fn parse(v6: bool, json: &str) -> KResult<TableState> {
-        let v: Value = serde_json::from_str(json)
-            .map_err(|e| KernelError::Failed(format!("nft -j output is not JSON: {e}")))?;
         let mut st = TableState {
             v6,
             ..Default::default()
         };
-        for item in v
-            .get("nftables")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = item
-                .get("chain")
-                .and_then(|c| c.get("name"))
-                .and_then(Value::as_str)
-            {
-                st.chains.push(name.to_string());
+        for item in super::super::nft_json::parse(json)? {
+            if let Some(c) = item.chain {
+                st.chains.push(c.name);
             }
-            for kind in ["set", "map"] {
-                let Some(set) = item.get(kind) else { continue };
-                let Some(name) = set.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                st.sets.push(name.to_string());
-                for e in set
-                    .get("elem")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let k = match (kind, e.as_array()) {
-                        ("map", Some(pair)) if pair.len() == 2 => &pair[0],
+            for (set, is_map) in [(item.set, false), (item.map, true)] {
+                let Some(set) = set else { continue };
+                for e in &set.elem {
+                    let k = match (is_map, e.as_array()) {
+                        (true, Some(pair)) if pair.len() == 2 => &pair[0],
                         _ => e,
                     };
                     if let Some((key, comment)) = render_elem(k) {
-                        st.elems.push((name.to_string(), key, comment));
+                        st.elems.push((set.name.clone(), key, comment));
                     }
                 }
+                st.sets.push(set.name);
             }
-            if let Some(r) = item.get("rule") {
-                if let (Some(chain), Some(handle)) = (
-                    r.get("chain").and_then(Value::as_str),
-                    r.get("handle").and_then(Value::as_u64),
-                ) {
-                    st.rules.push((
-                        chain.to_string(),
-                        handle,
-                        r.get("comment").and_then(Value::as_str).map(str::to_string),
-                    ));
-                }
+            if let Some(r) = item.rule {
+                st.rules.push((r.chain, r.handle, r.comment));
             }
         }
         Ok(st)
