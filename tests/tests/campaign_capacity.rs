@@ -42,8 +42,14 @@ impl Side {
     }
 
     fn conf(&self) -> Vec<u8> {
+        // 200 plugin processes at once on the 2-core CI machine each get a
+        // sliver of a core, and queue for the network's state lock: the
+        // default 5 s deadline (which bounds a stuck module, and counts
+        // that wait) cut most of them on a loaded run. This tier checks
+        // allocation under contention, not latency; the reference has no
+        // deadline at all.
         json!({"cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": "wcap0",
-               "isGateway": true, "ipMasq": true,
+               "isGateway": true, "ipMasq": true, "wasmCni": {"timeoutMs": 60000},
                "ipam": {"type": "host-local", "dataDir": p(&self.data()),
                         "ranges": [[{"subnet": "10.70.0.0/24", "rangeStart": "10.70.0.10",
                                      "rangeEnd": "10.70.0.159", "gateway": "10.70.0.1"}]],

@@ -104,12 +104,11 @@ pub struct System;
 struct Family {
     // A field, not pointer identity: every `&V6` of a const may be a new address.
     v6: bool,
-    /// `multicast`, typed
+    /// What the MASQUERADE rule leaves out (`! -d`).
     multicast_net: Addr,
     save: &'static str,
     list: &'static str,
     restore: &'static str,
-    multicast: &'static str,
 }
 
 const V4: Family = Family {
@@ -121,7 +120,6 @@ const V4: Family = Family {
     save: "iptables-save",
     list: "iptables",
     restore: "iptables-restore",
-    multicast: "224.0.0.0/4",
 };
 const V6: Family = Family {
     v6: true,
@@ -132,7 +130,6 @@ const V6: Family = Family {
     save: "ip6tables-save",
     list: "ip6tables",
     restore: "ip6tables-restore",
-    multicast: "ff00::/8",
 };
 
 fn family(ip: &IpAddr) -> &'static Family {
@@ -176,43 +173,59 @@ fn restore(f: &Family, body: &str) -> KResult<()> {
     run(f.restore, &["--noflush", "--wait"], &batch).map(drop)
 }
 
-/// The rules `entries` need that `rules` (the table as saved) lack, ACCEPTs
-/// before the MASQUERADE as the reference appends them. `decl` opens a
-/// chain that does not exist yet.
+/// The rules `entries` need that `rules` (the table as saved) lack, in
+/// `typed_setup`'s order (the ACCEPTs before the MASQUERADE, as the
+/// reference appends them), written from the same typed rules the netlink
+/// path encodes. `decl` opens a chain that does not exist yet.
 fn render_setup(
     f: &Family,
     chain: &str,
-    c: &str,
+    comment: &str,
     entries: &[&MasqEntry],
     rules: &[String],
     decl: Option<&str>,
 ) -> String {
-    let exists = decl.is_none();
-    let mut accepts = String::new();
-    let mut rest = String::new();
-    let mut has_masq = exists && has_rule(rules, chain, &["!", "-d", f.multicast], "MASQUERADE");
-    for e in entries {
-        let subnet = save_form(e.subnet);
-        let ip = host_form(e.ip);
-        let accept = format!("-A {chain} -d {subnet} -j ACCEPT -m comment --comment {c}\n");
-        let present = exists && has_rule(rules, chain, &["-d", &subnet], "ACCEPT");
-        if !present && !accepts.contains(&accept) {
-            accepts.push_str(&accept);
+    let mut body = decl.unwrap_or("").to_string();
+    for (in_chain, r) in typed_setup(f, chain, comment, entries) {
+        let at = in_chain.unwrap_or(chain);
+        let args = r.args();
+        // A chain being declared is empty; POSTROUTING's jumps are read.
+        if (decl.is_none() || at != chain) && listed(rules, at, &args) {
+            continue;
         }
-        if !has_masq {
-            rest.push_str(&format!(
-                "-A {chain} ! -d {} -j MASQUERADE -m comment --comment {c}\n",
-                f.multicast
-            ));
-            has_masq = true;
-        }
-        if !has_rule(rules, "POSTROUTING", &["-s", &ip], chain) {
-            rest.push_str(&format!(
-                "-A POSTROUTING -s {ip} -j {chain} -m comment --comment {c}\n"
-            ));
-        }
+        let line: Vec<String> = args.iter().map(|a| restore_arg(a)).collect();
+        body.push_str(&format!("-A {at} {}\n", line.join(" ")));
     }
-    format!("{}{accepts}{rest}", decl.unwrap_or(""))
+    body
+}
+
+/// Whether `rules` (as listed) hold a rule in `chain` with the addresses
+/// and target of `args`: the reference's own rules carry the same
+/// comment, but one of ours or the reference's may predate a cut comment.
+fn listed(rules: &[String], chain: &str, args: &[String]) -> bool {
+    let addresses: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| !["-m", "-j", "-p"].contains(a))
+        .collect();
+    let target = args
+        .windows(2)
+        .find(|w| w[0] == "-j")
+        .map_or("", |w| w[1].as_str());
+    has_rule(rules, chain, &addresses, target)
+}
+
+/// One iptables-restore argument: bare when it can be, else quoted as the
+/// reference's comments are (`go_quote`).
+fn restore_arg(a: &str) -> String {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\''))
+    {
+        a.to_string()
+    } else {
+        go_quote(a)
+    }
 }
 
 /// One family's rules. A new attachment takes one batch: `-N` aborts it
@@ -226,12 +239,22 @@ fn setup_family(f: &Family, chain: &str, comment: &str, entries: &[&MasqEntry]) 
             tracing::debug!(error = %e, "netlink masquerade setup failed; using iptables-restore")
         }
     }
-    exec_setup_family(f, chain, &go_quote(comment), entries)
+    exec_setup_family(f, chain, comment, entries)
 }
 
-fn exec_setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -> KResult<()> {
+fn exec_setup_family(
+    f: &Family,
+    chain: &str,
+    comment: &str,
+    entries: &[&MasqEntry],
+) -> KResult<()> {
     let fresh = format!("-N {chain}\n");
-    if restore(f, &render_setup(f, chain, c, entries, &[], Some(&fresh))).is_ok() {
+    if restore(
+        f,
+        &render_setup(f, chain, comment, entries, &[], Some(&fresh)),
+    )
+    .is_ok()
+    {
         return Ok(());
     }
     let (rules, exists) = nat_rules(f, chain)?;
@@ -240,7 +263,7 @@ fn exec_setup_family(f: &Family, chain: &str, c: &str, entries: &[&MasqEntry]) -
     let body = render_setup(
         f,
         chain,
-        c,
+        comment,
         entries,
         &rules,
         (!exists).then_some(decl.as_str()),
@@ -563,7 +586,7 @@ mod netlink_equivalence {
             let (k1, k2) = (comment("n", "first"), comment("n", "second"));
             let took = nl_ns.enter(|| {
                 // the first attachment of a node creates the nat table via iptables
-                exec_setup_family(f, &c1, &go_quote(&k1), &mine).expect("exec setup");
+                exec_setup_family(f, &c1, &k1, &mine).expect("exec setup");
                 let took = netlink_setup(f, &c2, &k2, &mine).expect("netlink setup");
                 // an existing chain is the exec path's
                 assert!(!netlink_setup(f, &c2, &k2, &mine).expect("again"));
@@ -571,8 +594,8 @@ mod netlink_equivalence {
             });
             assert!(took, "the netlink path took the setup (v6 {v6})");
             ex_ns.enter(|| {
-                exec_setup_family(f, &c1, &go_quote(&k1), &mine).expect("exec setup");
-                exec_setup_family(f, &c2, &go_quote(&k2), &mine).expect("exec setup");
+                exec_setup_family(f, &c1, &k1, &mine).expect("exec setup");
+                exec_setup_family(f, &c2, &k2, &mine).expect("exec setup");
             });
             assert_eq!(nl_ns.nat_rules(v6), ex_ns.nat_rules(v6), "v6 {v6}");
             nl_ns.enter(|| {

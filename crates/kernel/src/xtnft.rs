@@ -18,6 +18,7 @@ use super::{Addr, KResult};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 
 /// A match, in command-line order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub struct Rule {
     pub src: Option<(Addr, bool)>,
     pub dst: Option<(Addr, bool)>,
     pub matches: Vec<Match>,
+    /// Matches as free iptables arguments, after `matches` (portmap's user
+    /// `conditionsV4/V6`): text only, so a rule with any takes the exec
+    /// path (`netlink_ready`).
+    pub extra: Vec<String>,
     pub target: Target,
 }
 
@@ -68,8 +73,98 @@ impl Rule {
             src: None,
             dst: None,
             matches: Vec::new(),
+            extra: Vec::new(),
             target,
         }
+    }
+
+    /// Whether the netlink path can write this rule: no free-form matches,
+    /// and a protocol whose port match it encodes (not sctp).
+    pub fn netlink_ready(&self) -> bool {
+        self.extra.is_empty() && matches!(self.proto, None | Some(IPPROTO_TCP | IPPROTO_UDP))
+    }
+
+    /// The rule as iptables arguments after `-A <chain>`, in the order
+    /// iptables-save prints them: what the exec path writes (and checks
+    /// with `-C`), from the same value the netlink path encodes.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        for (flag, addr) in [("-s", self.src), ("-d", self.dst)] {
+            if let Some((addr, inverted)) = addr {
+                if inverted {
+                    a.push("!".into());
+                }
+                a.push(flag.into());
+                // As iptables-save prints it (and the kernel holds it).
+                let net = addr.network();
+                a.push(format!("{}/{}", net.ip, net.prefix));
+            }
+        }
+        let proto = self.proto.map(proto_name);
+        if let Some(p) = proto {
+            a.extend(["-p".into(), p.to_string()]);
+        }
+        for m in &self.matches {
+            let words: Vec<String> = match m {
+                Match::Comment(c) => {
+                    vec!["-m".into(), "comment".into(), "--comment".into(), c.clone()]
+                }
+                Match::MultiportDst(ports) => vec![
+                    "-m".into(),
+                    "multiport".into(),
+                    "--dports".into(),
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ],
+                Match::DstTypeLocal => {
+                    vec![
+                        "-m".into(),
+                        "addrtype".into(),
+                        "--dst-type".into(),
+                        "LOCAL".into(),
+                    ]
+                }
+                Match::Mark { value, mask } => {
+                    vec![
+                        "-m".into(),
+                        "mark".into(),
+                        "--mark".into(),
+                        format!("{value:#x}/{mask:#x}"),
+                    ]
+                }
+                Match::Dport(p) => vec![
+                    "-m".into(),
+                    proto.unwrap_or("tcp").into(),
+                    "--dport".into(),
+                    p.to_string(),
+                ],
+            };
+            a.extend(words);
+        }
+        a.extend(self.extra.iter().cloned());
+        a.push("-j".into());
+        match &self.target {
+            Target::Jump(c) => a.push(c.clone()),
+            Target::Accept => a.push("ACCEPT".into()),
+            Target::Masquerade => a.push("MASQUERADE".into()),
+            Target::Dnat(ip, port) => a.extend([
+                "DNAT".into(),
+                "--to-destination".into(),
+                match ip {
+                    IpAddr::V4(v4) => format!("{v4}:{port}"),
+                    IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                },
+            ]),
+            Target::SetXmark { value, mask } => a.extend([
+                "MARK".into(),
+                "--set-xmark".into(),
+                format!("{value:#x}/{mask:#x}"),
+            ]),
+        }
+        a
     }
 
     pub fn family(&self) -> u8 {
@@ -179,6 +274,16 @@ impl Rule {
 
 /// iptables-nft's address match: the payload of the prefix's whole bytes
 /// when the prefix is byte-aligned, else the whole address under a mask.
+/// iptables' name of an IP protocol number.
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_SCTP => "sctp",
+        _ => "all",
+    }
+}
+
 fn address(out: &mut Vec<Expr>, a: Addr, inv: bool, offset: u32) {
     let (bytes, full): (Vec<u8>, u8) = match a.network().ip {
         IpAddr::V4(v) => (v.octets().to_vec(), 32),

@@ -75,25 +75,6 @@ pub fn dnat_comment(owner: &Owner) -> String {
     format!("{}...", &c[..cut])
 }
 
-fn mark(bit: u8) -> String {
-    let v = 1u32 << bit.min(31);
-    format!("{v:#x}/{v:#x}")
-}
-
-fn ip_port(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
-/// The rules that enter the attachment's chain from CNI-HOSTPORT-DNAT (without
-/// the `-j`): one per protocol and per 15 ports (multiport's limit), protocols
-/// sorted, every mapping's port counted as the reference does.
 /// Each protocol of the mappings (sorted by name, as the reference does) with
 /// its host ports in mapping order, every mapping's port counted.
 fn ports_by_proto(fam: &FamilySpec) -> Vec<(super::Proto, Vec<u16>)> {
@@ -119,34 +100,58 @@ fn ports_by_proto(fam: &FamilySpec) -> Vec<(super::Proto, Vec<u16>)> {
         .collect()
 }
 
-pub fn entry_rules(owner: &Owner, fam: &FamilySpec) -> Vec<Vec<String>> {
-    let comment = dnat_comment(owner);
-    let mut out = Vec::new();
-    for (p, ports) in ports_by_proto(fam) {
-        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        for chunk in ports.chunks(15) {
-            let mut r = s(&[
-                "-m",
-                "comment",
-                "--comment",
-                &comment,
-                "-m",
-                "multiport",
-                "-p",
-                p.as_str(),
-                "--destination-ports",
-                &chunk.join(","),
-            ]);
-            r.extend(fam.conditions.iter().cloned());
-            out.push(r);
-        }
+/// The skeleton the reference keeps for every attachment, as `(chain,
+/// rule)` pairs: the jumps from PREROUTING and OUTPUT to CNI-HOSTPORT-DNAT
+/// and, with its own masquerade mark, the SETMARK and MASQ chains' rules
+/// and POSTROUTING's jump to MASQ (prepended). Every rule here and below
+/// is defined once: the exec path writes `args()`, the netlink path
+/// encodes the same value.
+fn skeleton(opts: &Options, v6: bool) -> Vec<(&'static str, xt::Rule)> {
+    let mut top = xt::Rule::new(v6, xt::Target::Jump(TOP_DNAT.into()));
+    top.matches = vec![xt::Match::DstTypeLocal];
+    let mut out = vec![("PREROUTING", top.clone()), ("OUTPUT", top)];
+    if needs_own_masq(opts) {
+        let bit = 1u32 << opts.mark_bit.min(31);
+        let mut setmark = xt::Rule::new(
+            v6,
+            xt::Target::SetXmark {
+                value: bit,
+                mask: bit,
+            },
+        );
+        setmark.matches = vec![xt::Match::Comment("CNI portfwd masquerade mark".into())];
+        let mut masq = xt::Rule::new(v6, xt::Target::Masquerade);
+        masq.matches = vec![xt::Match::Mark {
+            value: bit,
+            mask: bit,
+        }];
+        let mut jump = xt::Rule::new(v6, xt::Target::Jump(MASQ.into()));
+        jump.matches = vec![xt::Match::Comment(
+            "CNI portfwd requiring masquerade".into(),
+        )];
+        out.extend([(SETMARK, setmark), (MASQ, masq), ("POSTROUTING", jump)]);
     }
     out
 }
 
-/// The attachment chain's rules: per mapping, the hairpin mark, the localhost
-/// mark (IPv4) and the DNAT, in that order.
-pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
+fn proto_number(p: super::Proto) -> u8 {
+    match p {
+        super::Proto::Tcp => xt::IPPROTO_TCP,
+        super::Proto::Udp => xt::IPPROTO_UDP,
+        super::Proto::Sctp => xt::IPPROTO_SCTP,
+    }
+}
+
+fn host_addr(ip: IpAddr) -> Addr {
+    Addr {
+        ip,
+        prefix: if ip.is_ipv4() { 32 } else { 128 },
+    }
+}
+
+/// The attachment chain's rules: per mapping, the hairpin mark, the
+/// localhost mark (IPv4) and the DNAT, in that order.
+pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<xt::Rule> {
     let v6 = fam.container.ip.is_ipv6();
     let setmark = opts
         .external_mark_chain
@@ -154,73 +159,65 @@ pub fn chain_rules(opts: &Options, fam: &FamilySpec) -> Vec<Vec<String>> {
         .unwrap_or_else(|| SETMARK.to_string());
     let mut out = Vec::new();
     for m in fam.mappings.iter().filter(|m| !m.other_family) {
-        let mut base = s(&["-p", m.proto.as_str(), "--dport", &m.host_port.to_string()]);
-        if let Some(h) = m.host_ip {
-            base.extend(s(&["-d", &h.to_string()]));
-        }
+        let mut base = xt::Rule::new(v6, xt::Target::Accept);
+        base.proto = Some(proto_number(m.proto));
+        base.matches = vec![xt::Match::Dport(m.host_port)];
+        base.dst = m.host_ip.map(|h| (host_addr(h), false));
         if opts.snat {
             let src = if opts.masq_all {
-                if v6 {
-                    "::/0".to_string()
-                } else {
-                    "0.0.0.0/0".to_string()
+                Addr {
+                    ip: if v6 {
+                        IpAddr::from([0u16; 8])
+                    } else {
+                        IpAddr::from([0u8; 4])
+                    },
+                    prefix: 0,
                 }
             } else {
-                format!("{}/{}", fam.container.ip, fam.container.prefix)
+                fam.container
             };
             let mut r = base.clone();
-            r.extend(s(&["-s", &src, "-j", &setmark]));
+            r.src = Some((src, false));
+            r.target = xt::Target::Jump(setmark.clone());
             out.push(r);
             if !v6 && !opts.masq_all {
                 let mut r = base.clone();
-                r.extend(s(&["-s", "127.0.0.1", "-j", &setmark]));
+                r.src = Some((host_addr(IpAddr::from([127, 0, 0, 1])), false));
+                r.target = xt::Target::Jump(setmark.clone());
                 out.push(r);
             }
         }
         let mut r = base;
-        r.extend(s(&[
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &ip_port(fam.container.ip, m.container_port),
-        ]));
+        r.target = xt::Target::Dnat(fam.container.ip, m.container_port);
         out.push(r);
     }
     out
 }
 
-fn top_jump() -> Vec<String> {
-    s(&["-m", "addrtype", "--dst-type", "LOCAL", "-j", TOP_DNAT])
+/// The rules that enter the attachment's chain `chain` from
+/// CNI-HOSTPORT-DNAT: one per protocol and per 15 ports (multiport's
+/// limit), with the user's `conditionsV4/V6` (free iptables matches, so
+/// such rules go through iptables-restore only).
+pub fn entry_rules(owner: &Owner, fam: &FamilySpec, chain: &str) -> Vec<xt::Rule> {
+    let comment = dnat_comment(owner);
+    let mut out = Vec::new();
+    for (p, ports) in ports_by_proto(fam) {
+        for chunk in ports.chunks(15) {
+            let mut r = xt::Rule::new(
+                fam.container.ip.is_ipv6(),
+                xt::Target::Jump(chain.to_string()),
+            );
+            r.proto = Some(proto_number(p));
+            r.matches = vec![
+                xt::Match::Comment(comment.clone()),
+                xt::Match::MultiportDst(chunk.to_vec()),
+            ];
+            r.extra = fam.conditions.clone();
+            out.push(r);
+        }
+    }
+    out
 }
-
-fn setmark_rule(bit: u8) -> Vec<String> {
-    s(&[
-        "-m",
-        "comment",
-        "--comment",
-        "CNI portfwd masquerade mark",
-        "-j",
-        "MARK",
-        "--set-xmark",
-        &mark(bit),
-    ])
-}
-
-fn masq_rule(bit: u8) -> Vec<String> {
-    s(&["-m", "mark", "--mark", &mark(bit), "-j", "MASQUERADE"])
-}
-
-fn masq_jump() -> Vec<String> {
-    s(&[
-        "-m",
-        "comment",
-        "--comment",
-        "CNI portfwd requiring masquerade",
-        "-j",
-        MASQ,
-    ])
-}
-
 /// What `iptables-save -t nat` says exists.
 #[derive(Debug, Default, Clone)]
 pub struct NatState {
@@ -270,10 +267,10 @@ fn jumps_to<'a>(rules: impl Iterator<Item = &'a str>, chain: &str, target: &str)
 fn attachment_lines(owner: &Owner, opts: &Options, fam: &FamilySpec, out: &mut String) {
     let chain = dnat_chain(owner);
     for r in chain_rules(opts, fam) {
-        out.push_str(&format!("-A {chain} {}\n", line(&r)));
+        out.push_str(&format!("-A {chain} {}\n", line(&r.args())));
     }
-    for r in entry_rules(owner, fam).iter().rev() {
-        out.push_str(&format!("-I {TOP_DNAT} 1 {} -j {chain}\n", line(r)));
+    for r in entry_rules(owner, fam, &chain).iter().rev() {
+        out.push_str(&format!("-I {TOP_DNAT} 1 {}\n", line(&r.args())));
     }
 }
 
@@ -287,7 +284,7 @@ fn needs_own_masq(opts: &Options) -> bool {
 pub fn render_fast(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
     let chain = dnat_chain(owner);
     let mut b = format!("*nat\n-N {chain}\n");
-    b.push_str(&skeleton_checks(opts));
+    b.push_str(&skeleton_checks(opts, fam.container.ip.is_ipv6()));
     attachment_lines(owner, opts, fam, &mut b);
     b.push_str("COMMIT\n");
     b
@@ -311,25 +308,19 @@ pub fn render_add(owner: &Owner, opts: &Options, fam: &FamilySpec, st: &NatState
     }
     // Always declared: creates it, or flushes the old rules of a re-ADD.
     decl.push_str(&format!(":{chain} - [0:0]\n"));
-    for c in ["PREROUTING", "OUTPUT"] {
-        if !st.has(c, &top_jump()) {
-            body.push_str(&format!("-A {c} {}\n", line(&top_jump())));
+    for (c, r) in skeleton(opts, fam.container.ip.is_ipv6()) {
+        let args = r.args();
+        if st.has(c, &args) {
+            continue;
         }
-    }
-    if needs_own_masq(opts) {
-        if !st.has(SETMARK, &setmark_rule(opts.mark_bit)) {
-            body.push_str(&format!(
-                "-A {SETMARK} {}\n",
-                line(&setmark_rule(opts.mark_bit))
-            ));
-        }
-        if !st.has(MASQ, &masq_rule(opts.mark_bit)) {
-            body.push_str(&format!("-A {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
-        }
-        // Prepended: the bridge/ptp masquerade rules must not shadow it.
-        if !st.has("POSTROUTING", &masq_jump()) {
-            body.push_str(&format!("-I POSTROUTING 1 {}\n", line(&masq_jump())));
-        }
+        // POSTROUTING's jump is prepended: the bridge/ptp masquerade rules
+        // must not shadow it.
+        let at = if c == "POSTROUTING" {
+            "-I POSTROUTING 1".to_string()
+        } else {
+            format!("-A {c}")
+        };
+        body.push_str(&format!("{at} {}\n", line(&args)));
     }
     for d in st.jumps_to(TOP_DNAT, &chain) {
         body.push_str(&d);
@@ -337,122 +328,6 @@ pub fn render_add(owner: &Owner, opts: &Options, fam: &FamilySpec, st: &NatState
     }
     attachment_lines(owner, opts, fam, &mut body);
     format!("{decl}{body}COMMIT\n")
-}
-
-/// The typed (netlink) form of the skeleton rules a fast ADD relies on:
-/// `(chain, rule)` pairs, as `render_fast` checks them with `-C`.
-fn typed_skeleton(opts: &Options, v6: bool) -> Vec<(&'static str, xt::Rule)> {
-    let mut top = xt::Rule::new(v6, xt::Target::Jump(TOP_DNAT.into()));
-    top.matches = vec![xt::Match::DstTypeLocal];
-    let mut out = vec![("PREROUTING", top.clone()), ("OUTPUT", top)];
-    if needs_own_masq(opts) {
-        let bit = 1u32 << opts.mark_bit.min(31);
-        let mut setmark = xt::Rule::new(
-            v6,
-            xt::Target::SetXmark {
-                value: bit,
-                mask: bit,
-            },
-        );
-        setmark.matches = vec![xt::Match::Comment("CNI portfwd masquerade mark".into())];
-        let mut masq = xt::Rule::new(v6, xt::Target::Masquerade);
-        masq.matches = vec![xt::Match::Mark {
-            value: bit,
-            mask: bit,
-        }];
-        let mut jump = xt::Rule::new(v6, xt::Target::Jump(MASQ.into()));
-        jump.matches = vec![xt::Match::Comment(
-            "CNI portfwd requiring masquerade".into(),
-        )];
-        out.extend([(SETMARK, setmark), (MASQ, masq), ("POSTROUTING", jump)]);
-    }
-    out
-}
-
-fn typed_proto(p: super::Proto) -> Option<u8> {
-    match p {
-        super::Proto::Tcp => Some(xt::IPPROTO_TCP),
-        super::Proto::Udp => Some(xt::IPPROTO_UDP),
-        // sctp's match is not in the netlink vocabulary: exec path
-        super::Proto::Sctp => None,
-    }
-}
-
-fn host_addr(ip: IpAddr) -> Addr {
-    Addr {
-        ip,
-        prefix: if ip.is_ipv4() { 32 } else { 128 },
-    }
-}
-
-/// `chain_rules` as typed rules; `None` when a rule is outside the netlink
-/// vocabulary (sctp).
-fn typed_chain_rules(opts: &Options, fam: &FamilySpec) -> Option<Vec<xt::Rule>> {
-    let v6 = fam.container.ip.is_ipv6();
-    let setmark = opts
-        .external_mark_chain
-        .clone()
-        .unwrap_or_else(|| SETMARK.to_string());
-    let mut out = Vec::new();
-    for m in fam.mappings.iter().filter(|m| !m.other_family) {
-        let mut base = xt::Rule::new(v6, xt::Target::Accept);
-        base.proto = Some(typed_proto(m.proto)?);
-        base.matches = vec![xt::Match::Dport(m.host_port)];
-        base.dst = m.host_ip.map(|h| (host_addr(h), false));
-        if opts.snat {
-            let src = if opts.masq_all {
-                Addr {
-                    ip: if v6 {
-                        IpAddr::from([0u16; 8])
-                    } else {
-                        IpAddr::from([0u8; 4])
-                    },
-                    prefix: 0,
-                }
-            } else {
-                fam.container
-            };
-            let mut r = base.clone();
-            r.src = Some((src, false));
-            r.target = xt::Target::Jump(setmark.clone());
-            out.push(r);
-            if !v6 && !opts.masq_all {
-                let mut r = base.clone();
-                r.src = Some((host_addr(IpAddr::from([127, 0, 0, 1])), false));
-                r.target = xt::Target::Jump(setmark.clone());
-                out.push(r);
-            }
-        }
-        let mut r = base;
-        r.target = xt::Target::Dnat(fam.container.ip, m.container_port);
-        out.push(r);
-    }
-    Some(out)
-}
-
-/// `entry_rules` as typed rules jumping to `chain`; `None` with user
-/// conditions (free-form iptables matches) or sctp.
-fn typed_entry_rules(owner: &Owner, fam: &FamilySpec, chain: &str) -> Option<Vec<xt::Rule>> {
-    if !fam.conditions.is_empty() {
-        return None;
-    }
-    let comment = dnat_comment(owner);
-    let mut out = Vec::new();
-    for (p, ports) in ports_by_proto(fam) {
-        for chunk in ports.chunks(15) {
-            let mut r = xt::Rule::new(
-                fam.container.ip.is_ipv6(),
-                xt::Target::Jump(chain.to_string()),
-            );
-            r.proto = Some(typed_proto(p)?);
-            r.matches = vec![
-                xt::Match::Comment(comment.clone()),
-                xt::Match::MultiportDst(chunk.to_vec()),
-            ];
-            out.push(r);
-        }
-    }
-    Some(out)
 }
 
 /// The ADD of a new attachment over netlink, when iptables is iptables-nft,
@@ -465,17 +340,16 @@ fn netlink_add(owner: &Owner, opts: &Options, fam: &FamilySpec, v6: bool) -> KRe
         return Ok(false);
     }
     let chain = dnat_chain(owner);
-    let (Some(rules), Some(entries)) = (
-        typed_chain_rules(opts, fam),
-        typed_entry_rules(owner, fam, &chain),
-    ) else {
+    let rules = chain_rules(opts, fam);
+    let entries = entry_rules(owner, fam, &chain);
+    if !rules.iter().chain(&entries).all(xt::Rule::netlink_ready) {
         return Ok(false);
-    };
+    }
     // The checks and the commit are one unit: a commit after anyone else's
     // is refused, and the exec path takes over.
     let mut nl = Nfnl::open()?;
     let generation = nl.generation()?;
-    for (in_chain, rule) in typed_skeleton(opts, v6) {
+    for (in_chain, rule) in skeleton(opts, v6) {
         if !xt::nat_has(&rule, in_chain)? {
             return Ok(false);
         }
@@ -610,26 +484,17 @@ fn exec_apply_family(
 /// apart from the batch when the batch goes in pieces (a failed check in a
 /// later piece would leave the earlier ones applied).
 fn skeleton_in_place(v6: bool, opts: &Options) -> KResult<bool> {
-    let b = format!("*nat\n{}COMMIT\n", skeleton_checks(opts));
+    let b = format!("*nat\n{}COMMIT\n", skeleton_checks(opts, v6));
     Ok(restore(v6, &b).is_ok())
 }
 
 /// `-C` lines for the skeleton a fast ADD relies on (a batch of checks
 /// changes nothing and fails if one rule is missing).
-fn skeleton_checks(opts: &Options) -> String {
-    let mut b = String::new();
-    for c in ["PREROUTING", "OUTPUT"] {
-        b.push_str(&format!("-C {c} {}\n", line(&top_jump())));
-    }
-    if needs_own_masq(opts) {
-        b.push_str(&format!(
-            "-C {SETMARK} {}\n",
-            line(&setmark_rule(opts.mark_bit))
-        ));
-        b.push_str(&format!("-C {MASQ} {}\n", line(&masq_rule(opts.mark_bit))));
-        b.push_str(&format!("-C POSTROUTING {}\n", line(&masq_jump())));
-    }
-    b
+fn skeleton_checks(opts: &Options, v6: bool) -> String {
+    skeleton(opts, v6)
+        .iter()
+        .map(|(c, r)| format!("-C {c} {}\n", line(&r.args())))
+        .collect()
 }
 
 /// The lines of `iptables -S <chain>`, empty when the chain does not exist.
@@ -696,10 +561,10 @@ pub fn render_check(owner: &Owner, opts: &Options, fam: &FamilySpec) -> String {
     let chain = dnat_chain(owner);
     let mut b = String::from("*nat\n");
     for r in chain_rules(opts, fam) {
-        b.push_str(&format!("-C {chain} {}\n", line(&r)));
+        b.push_str(&format!("-C {chain} {}\n", line(&r.args())));
     }
-    for r in entry_rules(owner, fam) {
-        b.push_str(&format!("-C {TOP_DNAT} {} -j {chain}\n", line(&r)));
+    for r in entry_rules(owner, fam, &chain) {
+        b.push_str(&format!("-C {TOP_DNAT} {}\n", line(&r.args())));
     }
     b.push_str("COMMIT\n");
     b
@@ -841,14 +706,14 @@ mod tests {
 -A CNI-HOSTPORT-SETMARK -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark 0x2000/0x2000
 -A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE
 -I POSTROUTING 1 -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ
--A {c} -p tcp --dport 8080 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK
--A {c} -p tcp --dport 8080 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK
--A {c} -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80
--A {c} -p udp --dport 53 -d 192.168.1.1 -s 10.0.0.2/24 -j CNI-HOSTPORT-SETMARK
--A {c} -p udp --dport 53 -d 192.168.1.1 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK
--A {c} -p udp --dport 53 -d 192.168.1.1 -j DNAT --to-destination 10.0.0.2:53
--I CNI-HOSTPORT-DNAT 1 -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport -p udp --destination-ports 53 ! -s 10.9.0.0/16 -j {c}
--I CNI-HOSTPORT-DNAT 1 -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport -p tcp --destination-ports 8080,9090 ! -s 10.9.0.0/16 -j {c}
+-A {c} -s 10.0.0.0/24 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A {c} -s 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A {c} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80
+-A {c} -s 10.0.0.0/24 -d 192.168.1.1/32 -p udp -m udp --dport 53 -j CNI-HOSTPORT-SETMARK
+-A {c} -s 127.0.0.1/32 -d 192.168.1.1/32 -p udp -m udp --dport 53 -j CNI-HOSTPORT-SETMARK
+-A {c} -d 192.168.1.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.0.0.2:53
+-I CNI-HOSTPORT-DNAT 1 -p udp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 53 ! -s 10.9.0.0/16 -j {c}
+-I CNI-HOSTPORT-DNAT 1 -p tcp -m comment --comment \"dnat name: \\\"net1\\\" id: \\\"cid1\\\"\" -m multiport --dports 8080,9090 ! -s 10.9.0.0/16 -j {c}
 COMMIT
 "
         );
@@ -880,15 +745,15 @@ COMMIT
             "{b}"
         );
         assert!(
-            b.contains("-p tcp --dport 1 -s 0.0.0.0/0 -j KUBE-MARK-MASQ"),
+            b.contains("-s 0.0.0.0/0 -p tcp -m tcp --dport 1 -j KUBE-MARK-MASQ"),
             "{b}"
         );
         assert!(!b.contains("127.0.0.1"), "{b}");
         assert!(
-            b.contains("--destination-ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 "),
+            b.contains("--dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 "),
             "{b}"
         );
-        assert!(b.contains("--destination-ports 16 "), "{b}");
+        assert!(b.contains("--dports 16 "), "{b}");
     }
 
     #[test]
@@ -932,8 +797,8 @@ COMMIT
         let r = chain_rules(&opts(), &f);
         assert_eq!(r.len(), 2);
         assert_eq!(
-            line(&r[1]),
-            "-p tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80"
+            line(&r[1].args()),
+            "-p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::2]:80"
         );
     }
 }
@@ -1107,12 +972,14 @@ mod netlink_equivalence {
 
     #[test]
     fn shapes_outside_the_vocabulary_take_the_exec_path() {
+        let ready = |rules: Vec<xt::Rule>| rules.iter().all(xt::Rule::netlink_ready);
         let mut f = fam("10.0.0.2", 24);
-        assert!(typed_chain_rules(&opts(false), &f).is_some());
+        assert!(ready(chain_rules(&opts(false), &f)));
+        assert!(ready(entry_rules(&owner("x"), &f, "C")));
         f.conditions = vec!["-s".into(), "10.9.0.0/16".into()];
-        assert!(typed_entry_rules(&owner("x"), &f, "C").is_none());
+        assert!(!ready(entry_rules(&owner("x"), &f, "C")));
         f.conditions.clear();
         f.mappings[0].proto = Proto::Sctp;
-        assert!(typed_chain_rules(&opts(false), &f).is_none());
+        assert!(!ready(chain_rules(&opts(false), &f)));
     }
 }
