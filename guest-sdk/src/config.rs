@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::types::CniError;
+use crate::types::{CniError, IpNet, Route};
 
 /// A key of `obj` matched case-insensitively; an exact match wins.
 pub fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
@@ -86,5 +86,46 @@ mod tests {
             v,
             json!({"hostPort": 8080, "inner": [{"containerPort": 80, "other": 1}]})
         );
+    }
+}
+
+/// A route as an IPAM configuration writes it (`ipam.routes[]`): the
+/// reference's `types.Route`, with the newer mtu, advmss, priority, table
+/// and scope. Shared by host-local and static.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct RouteConf {
+    pub dst: String,
+    pub gw: Option<String>,
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
+    pub priority: Option<u32>,
+    pub table: Option<u32>,
+    pub scope: Option<u32>,
+}
+
+impl RouteConf {
+    /// The route, or a code-7 error naming the field to fix. An empty `gw`
+    /// is none, as Go's decoder leaves it.
+    pub fn to_route(&self) -> Result<Route, CniError> {
+        let dst: IpNet = self
+            .dst
+            .trim()
+            .parse()
+            .map_err(|e| CniError::config(format!("invalid route dst {:?}: {e}", self.dst)))?;
+        let gw = match self.gw.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(g) => Some(g.parse().map_err(|_| {
+                CniError::config(format!("invalid route gw {g:?}: not an IP address"))
+            })?),
+        };
+        Ok(Route {
+            dst,
+            gw,
+            mtu: self.mtu,
+            advmss: self.advmss,
+            priority: self.priority,
+            table: self.table,
+            scope: self.scope,
+        })
     }
 }

@@ -40,17 +40,6 @@ struct RawRange {
     gateway: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct RawRoute {
-    dst: String,
-    gw: Option<String>,
-    mtu: Option<u32>,
-    advmss: Option<u32>,
-    priority: Option<u32>,
-    table: Option<u32>,
-    scope: Option<u32>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawIpam {
@@ -60,7 +49,7 @@ struct RawIpam {
     range_end: Option<String>,
     gateway: Option<String>,
     ranges: Option<Vec<Vec<RawRange>>>,
-    routes: Option<Vec<RawRoute>>,
+    routes: Option<Vec<wasm_cni_guest::config::RouteConf>>,
     // Used by the host to pick the state directory; the module never sees the disk path.
     #[allow(dead_code)]
     data_dir: Option<String>,
@@ -108,23 +97,6 @@ fn spec(r: &RawRange) -> CniResultOf<RangeSpec> {
         range_start: opt_ip("rangeStart", &r.range_start)?,
         range_end: opt_ip("rangeEnd", &r.range_end)?,
         gateway: opt_ip("gateway", &r.gateway)?,
-    })
-}
-
-fn route(r: &RawRoute) -> CniResultOf<Route> {
-    let dst: IpNet = r
-        .dst
-        .trim()
-        .parse()
-        .map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
-    Ok(Route {
-        dst,
-        gw: opt_ip("route gw", &r.gw)?,
-        mtu: r.mtu,
-        advmss: r.advmss,
-        priority: r.priority,
-        table: r.table,
-        scope: r.scope,
     })
 }
 
@@ -272,7 +244,7 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
         .routes
         .unwrap_or_default()
         .iter()
-        .map(route)
+        .map(wasm_cni_guest::config::RouteConf::to_route)
         .collect::<CniResultOf<Vec<_>>>()?;
     let resolv_conf = raw.resolv_conf.filter(|s| !s.trim().is_empty());
     Ok(Config {

@@ -43,17 +43,6 @@ struct RawAddress {
     gateway: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct RawRoute {
-    dst: String,
-    gw: Option<String>,
-    mtu: Option<u32>,
-    advmss: Option<u32>,
-    priority: Option<u32>,
-    table: Option<u32>,
-    scope: Option<u32>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct RawDns {
     nameservers: Option<Vec<String>>,
@@ -65,7 +54,7 @@ struct RawDns {
 #[derive(Debug, Default, Deserialize)]
 struct RawIpam {
     addresses: Option<Vec<RawAddress>>,
-    routes: Option<Vec<RawRoute>>,
+    routes: Option<Vec<wasm_cni_guest::config::RouteConf>>,
     dns: Option<RawDns>,
 }
 
@@ -147,23 +136,6 @@ fn cidr_list(source: &str, v: Option<&Value>) -> CniResultOf<Option<Vec<Address>
         })
         .collect::<CniResultOf<Vec<_>>>()
         .map(Some)
-}
-
-fn route(r: &RawRoute) -> CniResultOf<Route> {
-    let dst: IpNet = r
-        .dst
-        .trim()
-        .parse()
-        .map_err(|e| bad(format!("invalid route dst {:?}: {e}", r.dst)))?;
-    Ok(Route {
-        dst,
-        gw: opt_ip("route gateway", &r.gw)?,
-        mtu: r.mtu,
-        advmss: r.advmss,
-        priority: r.priority,
-        table: r.table,
-        scope: r.scope,
-    })
 }
 
 /// `major.minor.patch` ≥ 0.3.0; unparsable is not.
@@ -248,7 +220,7 @@ pub fn load(inv: &Invocation) -> CniResultOf<Config> {
         .routes
         .unwrap_or_default()
         .iter()
-        .map(route)
+        .map(wasm_cni_guest::config::RouteConf::to_route)
         .collect::<CniResultOf<Vec<_>>>()?;
     let d = raw.dns.unwrap_or_default();
     let dns = Dns {
