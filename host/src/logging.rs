@@ -66,12 +66,20 @@ pub enum LogOrigin {
 fn open_parent(p: &Path, origin: LogOrigin) -> io::Result<std::os::fd::OwnedFd> {
     use nix::fcntl::{open, openat, OFlag};
     use nix::sys::stat::Mode;
-    let parent = p
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory"))?;
+    // A bare file name (`WASM_CNI_LOG_FILE=cni.log`) is in the working directory.
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     if origin == LogOrigin::Environment {
         return Ok(open(parent, dir_flags, Mode::empty())?);
+    }
+    if !parent.is_absolute() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a conflist's log path must be absolute",
+        ));
     }
     let mut dir = open("/", dir_flags, Mode::empty())?;
     for c in parent.components().skip(1) {
@@ -312,6 +320,8 @@ mod tests {
         assert!(!d.join("real/x.log").exists());
         assert!(open_log(&d.join("via/x.log"), LogOrigin::Environment).is_ok());
         assert!(d.join("real/x.log").exists());
+        // A conflist's path is absolute (check_config_path), and walked so.
+        assert!(open_log(Path::new("bare.log"), LogOrigin::Conflist).is_err());
         std::fs::create_dir(d.join("dir.log")).unwrap();
         assert!(open_log(&d.join("dir.log"), LogOrigin::Conflist).is_err());
         // rotation
