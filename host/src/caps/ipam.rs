@@ -76,18 +76,15 @@ impl Host for CapsView<'_> {
     fn gc(&mut self) -> wasmtime::Result<Result<(), CniError>> {
         // Only a GC invocation carries the runtime's valid list: anywhere
         // else the IPAM plugin would release every allocation.
-        {
-            let c = &self.call;
-            if c.command != Command::Gc {
-                return Ok(Err(cap_error(
-                    code::INVALID_NETWORK_CONFIG,
-                    "IPAM GC outside a GC invocation",
-                    format!(
-                        "ipam.gc may only be called on GC, not {}",
-                        c.command.as_str()
-                    ),
-                )));
-            }
+        if self.call.command != Command::Gc {
+            return Ok(Err(cap_error(
+                code::INVALID_NETWORK_CONFIG,
+                "IPAM GC outside a GC invocation",
+                format!(
+                    "ipam.gc may only be called on GC, not {}",
+                    self.call.command.as_str()
+                ),
+            )));
         }
         Ok(self.delegate(Command::Gc).map(|_| ()))
     }
