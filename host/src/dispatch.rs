@@ -291,11 +291,16 @@ pub fn run_module(
                 CniError::decoding("network configuration is not valid JSON")
                     .with_details(e.to_string())
             })?;
-        match statedir::open(
+        // Time queued behind other calls for the network's lock is not the
+        // plugin's: the deadline moves by it (see `Deadline`).
+        let queued = Instant::now();
+        let opened = statedir::open(
             &config,
             &call.invocation.network_name,
             call.command == Command::Del,
-        )? {
+        );
+        call.deadline.extend(queued.elapsed());
+        match opened? {
             Some(dir) => Some(dir),
             // DEL of a network that never had state: nothing to release,
             // and an IPAM module can hold no state anywhere else.
@@ -523,7 +528,9 @@ fn execute(
         module: plugin_type.to_string(),
         undo: Default::default(),
         deferred: Default::default(),
-        deadline_at: Instant::now() + rt.limits.deadline,
+        deadline: Arc::new(crate::caps::Deadline::new(
+            Instant::now() + rt.limits.deadline,
+        )),
         issued: Default::default(),
         ipam_ips: Default::default(),
         objects: Default::default(),
@@ -650,7 +657,7 @@ impl crate::caps::IpamRunner for IpamDelegation {
         &self,
         call: &CallContext,
         command: Command,
-        until: Instant,
+        deadline: Arc<crate::caps::Deadline>,
     ) -> Result<Option<wit::CniResult>, wit::CniError> {
         let t = ipam_type(call)?;
         let rt = &self.0;
@@ -668,7 +675,7 @@ impl crate::caps::IpamRunner for IpamDelegation {
                 module: t.clone(),
                 undo: Default::default(),
                 deferred: Default::default(),
-                deadline_at: until,
+                deadline: deadline.clone(),
                 issued: Default::default(),
                 ipam_ips: Default::default(),
                 objects: Default::default(),
@@ -687,7 +694,9 @@ impl crate::caps::IpamRunner for IpamDelegation {
             &call.env,
             command,
             &call.config_bytes,
-            until.saturating_duration_since(std::time::Instant::now()),
+            deadline
+                .at()
+                .saturating_duration_since(std::time::Instant::now()),
         ) {
             Err(e) if command == Command::Gc && predates_gc(call, &bin) => {
                 tracing::warn!(plugin = %bin.display(), error = %e, "the IPAM plugin predates GC (no cniVersion >= 1.1.0 in its VERSION answer): its allocations are not collected");

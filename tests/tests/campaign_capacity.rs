@@ -43,11 +43,11 @@ impl Side {
 
     fn conf(&self) -> Vec<u8> {
         // 200 plugin processes at once on the 2-core CI machine each get a
-        // sliver of a core, and queue for the network's state lock: the
-        // default 5 s deadline (which bounds a stuck module, and counts
-        // that wait) cut most of them on a loaded run. This tier checks
-        // allocation under contention, not latency; the reference has no
-        // deadline at all.
+        // sliver of a core: the default 5 s deadline, which bounds a stuck
+        // module (time queued for the state lock no longer counts, see
+        // `caps::Deadline`), cut most of them on a loaded run. This tier
+        // checks allocation under contention, not latency; the reference
+        // has no deadline at all.
         json!({"cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": "wcap0",
                "isGateway": true, "ipMasq": true, "wasmCni": {"timeoutMs": 60000},
                "ipam": {"type": "host-local", "dataDir": p(&self.data()),

@@ -874,3 +874,49 @@ fn a_refused_ipam_config_writes_nothing() {
         );
     }
 }
+
+/// Time queued for the network's state lock behind another call is not
+/// the plugin's: an ADD whose deadline (2 s) passes while another holder
+/// keeps the lock (3 s, as a burst of pods on one network does) still
+/// completes once it gets the lock, instead of failing for having waited.
+#[test]
+fn waiting_for_the_state_lock_does_not_use_up_the_deadline() {
+    let node = Node::new("h-queue");
+    let conf = bridge_conf(
+        &node,
+        "qnet",
+        "qbr0",
+        "10.74.0.0/24",
+        json!({"wasmCni": {"timeoutMs": 2000}}),
+    );
+    let first = Netns::new("h-queue-a");
+    node.run("bridge", "ADD", "q1", &first.path(), &conf, &[])
+        .ok();
+    let lock = node.data_dir().join("qnet").join("lock");
+    assert!(lock.exists(), "the network's lock file");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "3"])
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(Duration::from_millis(300));
+    let pod = Netns::new("h-queue-b");
+    let t = Instant::now();
+    let r = node.run("bridge", "ADD", "q2", &pod.path(), &conf, &[]);
+    let took = t.elapsed();
+    let _ = holder.wait();
+    assert_eq!(r.code, 0, "ADD after {took:?}: {}", r.stdout);
+    assert!(
+        took >= Duration::from_millis(2500),
+        "it waited for the lock: {took:?}"
+    );
+    assert_eq!(
+        node.allocations("qnet").len(),
+        2,
+        "{:?}",
+        node.allocations("qnet")
+    );
+    for (cid, ns) in [("q1", &first), ("q2", &pod)] {
+        node.run("bridge", "DEL", cid, &ns.path(), &conf, &[]).ok();
+    }
+}

@@ -8,7 +8,9 @@
 use super::bindings::cni::plugin::ipam::Host;
 use super::bindings::wit::{CniError, CniResult};
 use super::CapsView;
-use super::{cap_error, CallContext};
+use std::sync::Arc;
+
+use super::{cap_error, CallContext, Deadline};
 use crate::protocol::env::Command;
 use crate::protocol::error::code;
 
@@ -17,27 +19,27 @@ use crate::protocol::error::code;
 /// plugins) sits above the capabilities.
 pub trait IpamRunner: Send + Sync {
     /// Runs the IPAM plugin of `call`'s network for `command`, done by
-    /// `until`; its result for ADD.
+    /// `deadline`; its result for ADD.
     fn run(
         &self,
         call: &CallContext,
         command: Command,
-        until: std::time::Instant,
+        deadline: Arc<Deadline>,
     ) -> Result<Option<CniResult>, CniError>;
 }
 
 /// Runs the network's IPAM plugin for `command`, within the call's time.
 pub fn delegate(call: &CallContext, command: Command) -> Result<Option<CniResult>, CniError> {
-    delegate_until(call, command, call.deadline_at)
+    delegate_until(call, command, call.deadline.clone())
 }
 
-/// Runs the network's IPAM plugin for `command`, done by `until`.
+/// Runs the network's IPAM plugin for `command`, done by `deadline`.
 pub fn delegate_until(
     call: &CallContext,
     command: Command,
-    until: std::time::Instant,
+    deadline: Arc<Deadline>,
 ) -> Result<Option<CniResult>, CniError> {
-    call.ipam.run(call, command, until)
+    call.ipam.run(call, command, deadline)
 }
 
 impl Host for CapsView<'_> {

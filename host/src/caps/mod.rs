@@ -23,7 +23,7 @@ use crate::kernel::Kernels;
 use crate::protocol::env::Command;
 use bindings::wit;
 pub use ipam::IpamRunner;
-pub use limits::Limits;
+pub use limits::{Deadline, Limits};
 
 /// What one invocation may touch, shared by its sandbox's capabilities.
 pub struct CallContext {
@@ -47,7 +47,7 @@ pub struct CallContext {
     /// When this call's time is up: its sandbox and every nested one (the
     /// delegated IPAM) share it, except the undo of a failed ADD, which
     /// gets a budget of its own (`undo::UNDO_BUDGET`).
-    pub deadline_at: std::time::Instant,
+    pub deadline: Arc<Deadline>,
     /// Addresses its module configured in the container: with the IPAM
     /// result's (`ipam_ips`), what an interface module's result may claim
     /// (see `done`).
@@ -84,7 +84,7 @@ impl CallContext {
             module: String::new(),
             undo: Default::default(),
             deferred: Default::default(),
-            deadline_at: std::time::Instant::now() + limits.deadline,
+            deadline: Arc::new(Deadline::new(std::time::Instant::now() + limits.deadline)),
             issued: Default::default(),
             ipam_ips: Default::default(),
             objects: Default::default(),
@@ -100,7 +100,7 @@ impl IpamRunner for NoIpam {
         &self,
         _: &CallContext,
         _: Command,
-        _: std::time::Instant,
+        _: Arc<Deadline>,
     ) -> Result<Option<wit::CniResult>, wit::CniError> {
         Err(cap_error(
             crate::protocol::error::code::INTERNAL,
@@ -207,7 +207,7 @@ impl CallContext {
         use std::sync::atomic::Ordering;
         // Host calls run outside the guest's epoch checks: one started
         // after the deadline would only add to a call that is already over.
-        if std::time::Instant::now() >= self.deadline_at {
+        if std::time::Instant::now() >= self.deadline.at() {
             return Err(cap_error(
                 crate::protocol::error::code::TRY_AGAIN_LATER,
                 format!("{what}: this call's deadline has passed"),

@@ -316,7 +316,7 @@ impl Host for CapsView<'_> {
             });
             c.kernels
                 .firewall
-                .portmap_apply(&owner, &spec, c.deadline_at)
+                .portmap_apply(&owner, &spec, c.deadline.at())
                 .map_err(|e| kernel_error("installing port mappings", e))
         })();
         Ok(r)

@@ -182,7 +182,9 @@ impl CallContext {
                 Undo::IpamDel => super::ipam::delegate_until(
                     self,
                     Command::Del,
-                    std::time::Instant::now() + UNDO_BUDGET,
+                    std::sync::Arc::new(super::Deadline::new(
+                        std::time::Instant::now() + UNDO_BUDGET,
+                    )),
                 )
                 .map(|_| ())
                 .map_err(|e| format!("{}: {}", e.msg, e.details)),

@@ -89,7 +89,7 @@ impl Pollable for Sleep {
 fn subscribe_for(data: &mut StoreData, wait: Duration) -> wasmtime::Result<Resource<DynPollable>> {
     let until = Instant::now()
         .checked_add(wait)
-        .map_or(data.deadline_at, |t| t.min(data.deadline_at));
+        .map_or(data.deadline.at(), |t| t.min(data.deadline.at()));
     let table = data.table();
     let sleep = table.push(Sleep {
         until,

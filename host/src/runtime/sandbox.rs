@@ -14,12 +14,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::phases::{self, Phase};
 use super::Limits;
 use crate::caps::bindings::{cni::plugin as wit_ifaces, wit, AnyModulePre};
-use crate::caps::{CallContext, CapsView, HasCaps};
+use crate::caps::{CallContext, CapsView, Deadline, HasCaps};
 use crate::protocol::error::{code, CniError};
 
 /// Guest stdout/stderr are captured, never inherited: stdout belongs to the
 /// CNI result alone.
 const PIPE_CAPACITY: usize = 64 << 10;
+
+/// How often a timer past its deadline looks whether it moved later.
+const DEADLINE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The most resources (capability handles, WASI streams and files, clock
 /// waits) one sandbox holds at once; a plugin needs a handful.
@@ -35,9 +38,9 @@ pub struct StoreData {
     call: Arc<CallContext>,
     /// The network's state directory preopened as `/state` (IPAM calls).
     state_dir: Option<std::path::PathBuf>,
-    /// This sandbox's deadline: the guest traps at its first epoch check
-    /// after it, and no clock wait outlasts it.
-    pub deadline_at: Instant,
+    /// This sandbox's deadline (its call's): the guest traps at its first
+    /// epoch check after it, and no clock wait outlasts it.
+    pub deadline: Arc<Deadline>,
 }
 
 impl WasiView for StoreData {
@@ -75,7 +78,7 @@ fn new_store(
     call: Arc<CallContext>,
     state_dir: Option<&std::path::Path>,
 ) -> Result<(Store<StoreData>, Pipes), String> {
-    let until = call.deadline_at;
+    let deadline = call.deadline.clone();
     let pipes = Pipes {
         stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
         stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -107,7 +110,7 @@ fn new_store(
             .build(),
         call,
         state_dir: state_dir.map(std::path::Path::to_path_buf),
-        deadline_at: until,
+        deadline: deadline.clone(),
     };
     let mut store = Store::new(engine, data);
     store.limiter(|d| &mut d.limits);
@@ -116,22 +119,39 @@ fn new_store(
     // nested IPAM call, the undo of a failed ADD), so a tick only makes
     // this store look at its own deadline: a timer of another sandbox never
     // cuts this one short.
+    let until = deadline.clone();
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= until {
+        if Instant::now() >= until.at() {
             Err(Trap::Interrupt.into())
         } else {
             Ok(UpdateDeadline::Continue(1))
         }
     });
     // One timer thread per sandbox: at its deadline it bumps the epoch,
-    // which makes the guest check at its next epoch point. The process is
-    // short lived, so a thread still sleeping at exit costs nothing.
+    // which makes the guest check at its next epoch point. The deadline may
+    // move later (time queued for the state lock, even after it passed
+    // while the guest waited in a host call), so past it the thread looks
+    // again now and then, and bumps again for a new one; it ends with the
+    // call (the last holder of the deadline gone). The process is short
+    // lived, so a thread still sleeping at exit costs nothing.
     let engine = engine.clone();
+    let watched = Arc::downgrade(&deadline);
     thread::Builder::new()
         .name("wasm-cni-deadline".into())
         .spawn(move || {
-            thread::sleep(until.saturating_duration_since(Instant::now()));
-            engine.increment_epoch();
+            let mut bumped_for = None;
+            while let Some(at) = watched.upgrade().map(|d| d.at()) {
+                let now = Instant::now();
+                if now < at {
+                    thread::sleep(at - now);
+                } else {
+                    if bumped_for != Some(at) {
+                        engine.increment_epoch();
+                        bumped_for = Some(at);
+                    }
+                    thread::sleep(DEADLINE_RECHECK);
+                }
+            }
         })
         .map_err(|e| format!("cannot start the deadline timer: {e}"))?;
     Ok((store, pipes))
