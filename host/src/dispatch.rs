@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::caps::bindings::wit;
-use crate::caps::{convert, CallContext};
+use crate::caps::{cap_error, convert, CallContext};
 use crate::kernel::Kernels;
 use crate::protocol::config::{self, NetConf};
 use crate::protocol::env::{self, CniEnv, Command};
@@ -661,7 +661,7 @@ impl crate::caps::IpamRunner for IpamDelegation {
     ) -> Result<Option<wit::CniResult>, wit::CniError> {
         let t = ipam_type(call)?;
         let rt = &self.0;
-        let to_wit = |e: crate::protocol::error::CniError| ipam_error(e.code, e.msg, e.details);
+        let to_wit = |e: crate::protocol::error::CniError| cap_error(e.code, e.msg, e.details);
         if rt.search.find_module(&t).is_ok() {
             let what = module_call(call, command)?;
             let nested = CallContext {
@@ -683,7 +683,7 @@ impl crate::caps::IpamRunner for IpamDelegation {
             return run_module(rt, &t, Arc::new(nested), what).map_err(to_wit);
         }
         let bin = rt.search.find_binary(&t).map_err(|searched| {
-            ipam_error(
+            cap_error(
                 code::INVALID_NETWORK_CONFIG,
                 format!("IPAM plugin {t:?} not found"),
                 format!("no {t}.wasm module and no {t} binary; {searched}"),
@@ -708,7 +708,7 @@ impl crate::caps::IpamRunner for IpamDelegation {
             return Ok(None);
         }
         let value: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
-            ipam_error(
+            cap_error(
                 code::DECODING_FAILURE,
                 format!("IPAM plugin {t} printed an invalid result"),
                 e.to_string(),
@@ -720,13 +720,9 @@ impl crate::caps::IpamRunner for IpamDelegation {
     }
 }
 
-fn ipam_error(code: u32, msg: impl Into<String>, details: impl Into<String>) -> wit::CniError {
-    crate::caps::cap_error(code, msg, details)
-}
-
 fn ipam_type(call: &CallContext) -> Result<String, wit::CniError> {
     let config: serde_json::Value = serde_json::from_slice(&call.config_bytes).map_err(|e| {
-        ipam_error(
+        cap_error(
             code::DECODING_FAILURE,
             "network configuration is not valid JSON",
             e.to_string(),
@@ -743,7 +739,7 @@ fn ipam_type(call: &CallContext) -> Result<String, wit::CniError> {
         .and_then(|(_, v)| v.as_str());
     match t {
         Some(t) if !t.is_empty() => Ok(t.to_string()),
-        _ => Err(ipam_error(
+        _ => Err(cap_error(
             code::INVALID_NETWORK_CONFIG,
             "no IPAM plugin configured",
             "set ipam.type in the network configuration",

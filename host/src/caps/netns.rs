@@ -132,6 +132,47 @@ impl CapsView<'_> {
         self.call.journal(undo);
     }
 
+    /// A route through a link of this attachment's in the container, beside
+    /// any other to its destination; `src`, when given, must be one of the
+    /// link's own addresses (the kernel takes any local one).
+    fn add_container_route(
+        &mut self,
+        r: &Resource<NamespaceHandle>,
+        name: &str,
+        route: &Route,
+        src: Option<IpAddr>,
+    ) -> wasmtime::Result<Result<(), CniError>> {
+        let mut route = match self
+            .container_link(name)
+            .and_then(|_| route_from_wit(route))
+        {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ops = &mut self.ns(r)?.ops;
+        if let Some(src) = src {
+            match ops.addresses(name) {
+                Ok(own) if own.iter().any(|a| a.ip == src) => route.src = Some(src),
+                Ok(_) => {
+                    return Ok(Err(cap_error(
+                        code::INVALID_NETWORK_CONFIG,
+                        format!("route source {src} is not an address of {name}"),
+                        "add the address to the link first",
+                    )))
+                }
+                Err(e) => return Ok(Err(kernel_error("listing addresses", e))),
+            }
+        }
+        if let Err(e) = self.call.charge(1, "adding a route") {
+            return Ok(Err(e));
+        }
+        Ok(self
+            .ns(r)?
+            .ops
+            .add_route(name, &route, false)
+            .map_err(|e| kernel_error("adding route", e)))
+    }
+
     fn ns(&mut self, r: &Resource<NamespaceHandle>) -> wasmtime::Result<&mut NamespaceHandle> {
         Ok(self.table.get_mut(r)?)
     }
@@ -291,21 +332,7 @@ impl HostNamespace for CapsView<'_> {
         name: String,
         route: Route,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let route = match self
-            .container_link(&name)
-            .and_then(|_| route_from_wit(&route))
-        {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = self.call.charge(1, "adding a route") {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ns(&r)?
-            .ops
-            .add_route(&name, &route, false)
-            .map_err(|e| kernel_error("adding route", e)))
+        self.add_container_route(&r, &name, &route, None)
     }
 
     fn add_route_from(
@@ -315,13 +342,6 @@ impl HostNamespace for CapsView<'_> {
         route: Route,
         src: String,
     ) -> wasmtime::Result<Result<(), CniError>> {
-        let mut route = match self
-            .container_link(&name)
-            .and_then(|_| route_from_wit(&route))
-        {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
         let Ok(src) = src.parse::<IpAddr>() else {
             return Ok(Err(cap_error(
                 code::INVALID_NETWORK_CONFIG,
@@ -329,29 +349,7 @@ impl HostNamespace for CapsView<'_> {
                 "an IP address without a prefix",
             )));
         };
-        let ops = &mut self.ns(&r)?.ops;
-        // The kernel takes any local address as a source; the attachment
-        // may only name one of its own link's.
-        match ops.addresses(&name) {
-            Ok(own) if own.iter().any(|a| a.ip == src) => {}
-            Ok(_) => {
-                return Ok(Err(cap_error(
-                    code::INVALID_NETWORK_CONFIG,
-                    format!("route source {src} is not an address of {name}"),
-                    "add the address to the link first",
-                )))
-            }
-            Err(e) => return Ok(Err(kernel_error("listing addresses", e))),
-        }
-        route.src = Some(src);
-        if let Err(e) = self.call.charge(1, "adding a route") {
-            return Ok(Err(e));
-        }
-        Ok(self
-            .ns(&r)?
-            .ops
-            .add_route(&name, &route, false)
-            .map_err(|e| kernel_error("adding route", e)))
+        self.add_container_route(&r, &name, &route, Some(src))
     }
 
     fn drop(&mut self, r: Resource<NamespaceHandle>) -> wasmtime::Result<()> {
