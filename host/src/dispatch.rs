@@ -801,6 +801,7 @@ fn predates_gc(call: &CallContext, bin: &std::path::Path) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -295,7 +295,12 @@ fn iptables_backend_end_to_end() {
     node.exec(&format!(
         "iptables -t nat -D {chain} -p tcp --dport 8080 -j DNAT --to-destination 10.250.1.2:80"
     ));
-    ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
+    let e = ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
+    assert_eq!(e["msg"], "port mappings are not in place", "{e}");
+    assert!(
+        e["details"].as_str().is_some_and(|d| d.contains(&chain)),
+        "{e}"
+    );
 
     // DEL without runtimeConfig still removes everything of the attachment; twice is fine.
     let bare = json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap"}).to_string();
@@ -328,7 +333,8 @@ fn nftables_backend_end_to_end() {
     // Re-ADD (e.g. a runtime retry) does not fail.
     ours(&node, &i, "ADD", "pod-a", pod, &c).ok();
     node.exec("nft flush chain ip cni_hostport hostports");
-    ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
+    let e = ours(&node, &i, "CHECK", "pod-a", pod, &c).err(999);
+    assert_eq!(e["msg"], "port mappings are not in place", "{e}");
 
     let bare =
         json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "backend": "nftables"})

@@ -24,7 +24,42 @@ pub(crate) fn locate(prog: &str) -> PathBuf {
     found.unwrap_or_else(|| PathBuf::from(prog))
 }
 
-/// Runs `prog args` with `stdin`; stdout on success, stderr in the error.
+/// How a firewall tool failed. The tools have no other channel than their
+/// words (nft exits 1 for every error; iptables 1 for most), so `classify`
+/// reads them here, once, and every caller matches this instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolFailure {
+    /// The table, chain or flow asked about does not exist.
+    Missing,
+    /// iptables-nft cannot show the chain: absent (1.8.9 says so for a
+    /// missing chain too) or holding rules iptables did not write.
+    Incompatible,
+    /// Anything else: the message says what.
+    Other,
+}
+
+/// What `prog`'s error `message` means, by the words each tool uses.
+fn classify(prog: &str, message: &str) -> ToolFailure {
+    let iptables = prog.starts_with("iptables") || prog.starts_with("ip6tables");
+    let missing = match prog {
+        // the kernel's ENOENT, as nft prints it
+        "nft" => message.contains("No such file or directory"),
+        // "0 flow entries have been deleted": nothing matched
+        "conntrack" => message.contains("0 flow entries"),
+        _ if iptables => message.contains("No chain") || message.contains("does not exist"),
+        _ => false,
+    };
+    if missing {
+        ToolFailure::Missing
+    } else if iptables && message.contains("incompatible") {
+        ToolFailure::Incompatible
+    } else {
+        ToolFailure::Other
+    }
+}
+
+/// Runs `prog args` with `stdin`; stdout on success, the tool's failure
+/// (classified) in the error.
 pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     let what = format!("{prog} {}", args.join(" "));
     let _timer = crate::timing::time("exec", &what);
@@ -48,16 +83,23 @@ pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
     if out.status.success() {
         Ok(stdout)
     } else {
-        let msg = if stderr.trim().is_empty() {
+        let message = if stderr.trim().is_empty() {
             stdout.trim().to_string()
         } else {
             stderr.trim().to_string()
         };
-        Err(KernelError::Failed(format!(
-            "{what} failed ({}): {msg}",
-            out.status
-        )))
+        Err(KernelError::Tool {
+            command: what.clone(),
+            status: out.status.code(),
+            failure: classify(prog, &message),
+            message,
+        })
     }
+}
+
+/// Whether `e` is a tool's failure of kind `failure`.
+pub fn tool_failed(e: &KernelError, failure: ToolFailure) -> bool {
+    matches!(e, KernelError::Tool { failure: f, .. } if *f == failure)
 }
 
 /// The rules of nat chain `chain` as `iptables -S` lists them; `None` when
@@ -66,29 +108,65 @@ pub fn run(prog: &str, args: &[&str], stdin: &str) -> KResult<String> {
 /// rules), so that answer is settled by asking nft whether the chain exists.
 pub fn nat_chain_rules(v6: bool, chain: &str) -> KResult<Option<Vec<String>>> {
     let list = if v6 { "ip6tables" } else { "iptables" };
-    let message = match run(list, &["-w", "-t", "nat", "-S", chain], "") {
+    let listed = run(list, &["-w", "-t", "nat", "-S", chain], "");
+    let refusal = match listed {
         Ok(out) => return Ok(Some(out.lines().map(str::to_string).collect())),
-        Err(KernelError::Failed(m)) => m,
+        Err(e) if tool_failed(&e, ToolFailure::Missing) => return Ok(None),
+        Err(e) if tool_failed(&e, ToolFailure::Incompatible) => e,
         Err(e) => return Err(e),
     };
-    if message.contains("No chain") || message.contains("does not exist") {
-        return Ok(None);
-    }
-    if !message.contains("incompatible") {
-        return Err(KernelError::Failed(message));
-    }
     let family = if v6 { "ip6" } else { "ip" };
     match run("nft", &["list", "chain", family, "nat", chain], "") {
-        Err(e) if nft_object_missing(&e) => Ok(None),
+        Err(e) if tool_failed(&e, ToolFailure::Missing) => Ok(None),
         // It is there but iptables cannot show it: the caller's batch decides.
-        _ => Err(KernelError::Failed(message)),
+        _ => Err(refusal),
     }
 }
 
-/// Whether `nft` failed because the table or chain it was asked about does
-/// not exist. nft exits 1 for every error and says which only in its
-/// message (the kernel's ENOENT text), so this is the one place that reads
-/// a tool's words for it.
-pub fn nft_object_missing(e: &KernelError) -> bool {
-    matches!(e, KernelError::Failed(m) if m.contains("No such file or directory"))
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_tools_words_for_a_missing_object() {
+        use ToolFailure::*;
+        let cases = [
+            ("nft", "Error: Could not process rule: No such file or directory", Missing),
+            ("nft", "Error: syntax error, unexpected newline", Other),
+            ("conntrack", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.", Missing),
+            ("iptables", "iptables: No chain/target/match by that name.", Missing),
+            ("ip6tables", "ip6tables v1.8.9 (nf_tables): chain `CNI-X' in table `nat' is incompatible, use 'nft' tool.", Incompatible),
+            ("iptables-restore", "iptables-restore: line 3 failed", Other),
+            ("iptables", "iptables v1.8.9 (legacy): Couldn't load target `CNI-X':No such file or directory", Other),
+            // another tool's words are not read as these
+            ("ip", "Cannot find device \"x\": No chain", Other),
+        ];
+        for (prog, message, want) in cases {
+            assert_eq!(classify(prog, message), want, "{prog}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_failed_tool_carries_its_exit_code_and_kind() {
+        let e = run("sh", &["-c", "echo oops >&2; exit 3"], "").unwrap_err();
+        match &e {
+            KernelError::Tool {
+                status,
+                failure,
+                message,
+                ..
+            } => {
+                assert_eq!(
+                    (*status, *failure, message.as_str()),
+                    (Some(3), ToolFailure::Other, "oops")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            e.to_string(),
+            "sh -c echo oops >&2; exit 3 failed (exit status: 3): oops"
+        );
+    }
 }

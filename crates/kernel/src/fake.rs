@@ -6,8 +6,8 @@
 //! * bringing `lo` up adds 127.0.0.1/8 (when it has no IPv4 address) and ::1/128;
 //! * taking a link down drops its IPv6 addresses and the routes through it;
 //! * an up link with addresses has the kernel's connected routes in `routes()`;
-//! * errors carry the kernel's strerror: adding an existing address is
-//!   `Failed("add address: File exists")`, and so on.
+//! * errors carry the kernel's errno: adding an existing address is
+//!   `Os { op: "add address", errno: EEXIST }`, and so on.
 //!
 //! Not modelled: IPv6 link-local addresses and their routes, carrier, host-bit
 //! checks on route destinations, the kernel's route order (`routes()` lists

@@ -262,7 +262,7 @@ fn list(args: &[&str]) -> KResult<Option<Listing>> {
     all.extend_from_slice(args);
     match run("nft", &all, "") {
         Ok(out) => Listing::parse(&out).map(Some),
-        Err(e) if crate::exec::nft_object_missing(&e) => Ok(None),
+        Err(e) if crate::exec::tool_failed(&e, crate::exec::ToolFailure::Missing) => Ok(None),
         Err(e) => Err(e),
     }
 }

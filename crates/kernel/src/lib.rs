@@ -42,7 +42,19 @@ pub enum KernelError {
     /// A firewall tool could not be run at all (not installed): nothing
     /// of that backend can exist on the node.
     ToolMissing { tool: String, reason: String },
-    /// Any other failure (a tool's message, a malformed reply).
+    /// A firewall tool ran and failed; `failure` says how (read from its
+    /// words once, in `exec`, the only place a tool's text is read).
+    Tool {
+        /// The command line that was run.
+        command: String,
+        /// The exit code (None: killed by a signal).
+        status: Option<i32>,
+        failure: exec::ToolFailure,
+        message: String,
+    },
+    /// A check found the state it verifies not in place (what is missing).
+    NotInPlace(String),
+    /// Any other failure (a malformed reply, an out-of-range value).
     Failed(String),
 }
 
@@ -73,7 +85,16 @@ impl fmt::Display for KernelError {
             KernelError::ToolMissing { tool, reason } => {
                 write!(f, "cannot run {tool}: {reason} (is it installed?)")
             }
-            KernelError::Failed(m) => write!(f, "{m}"),
+            KernelError::Tool {
+                command,
+                status,
+                message,
+                ..
+            } => match status {
+                Some(code) => write!(f, "{command} failed (exit status: {code}): {message}"),
+                None => write!(f, "{command} failed (killed by a signal): {message}"),
+            },
+            KernelError::NotInPlace(m) | KernelError::Failed(m) => write!(f, "{m}"),
         }
     }
 }
@@ -196,7 +217,7 @@ pub trait NetnsOps: Send {
     fn del_route(&mut self, link: &str, route: &RouteInfo) -> KResult<()>;
     fn link_details(&mut self, name: &str) -> KResult<Option<LinkDetails>>;
     fn link_by_index(&mut self, index: u32) -> KResult<Option<LinkDetails>>;
-    /// Creates a bridge; `Failed("...: File exists")` when the name is taken.
+    /// Creates a bridge; `Os { errno: EEXIST, .. }` when the name is taken.
     fn add_bridge(&mut self, name: &str, mtu: Option<u32>, vlan_filtering: bool) -> KResult<()>;
     fn set_bridge_vlan_filtering(&mut self, name: &str, on: bool) -> KResult<()>;
     fn add_veth(&mut self, spec: &VethSpec) -> KResult<()>;

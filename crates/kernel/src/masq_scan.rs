@@ -158,7 +158,10 @@ pub fn supports(nftables: bool) -> bool {
     }
     match run("iptables", &["-w", "-t", "filter", "-S", "INPUT", "1"], "") {
         Ok(_) => true,
-        Err(KernelError::Failed(m)) => m.contains("(exit status: 1)"),
+        // it ran and listed nothing past the first rule
+        Err(KernelError::Tool {
+            status: Some(1), ..
+        }) => true,
         Err(_) => false,
     }
 }

@@ -343,7 +343,7 @@ impl Host for CapsView<'_> {
                 .firewall
                 .portmap_check(&owner, &spec)
                 .map_err(|e| match e {
-                    KernelError::Failed(m) => {
+                    KernelError::NotInPlace(m) => {
                         cap_error(code::INTERNAL, "port mappings are not in place", m)
                     }
                     e => kernel_error("checking port mappings", e),

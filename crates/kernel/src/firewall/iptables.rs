@@ -574,7 +574,7 @@ pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
     for fam in &spec.families {
         let v6 = fam.container.ip.is_ipv6();
         restore(v6, &render_check(owner, &spec.options, fam)).map_err(|e| {
-            KernelError::Failed(format!(
+            KernelError::NotInPlace(format!(
                 "port mapping rules of {} are missing or changed in chain {}: {e}",
                 fam.container.ip,
                 dnat_chain(owner)

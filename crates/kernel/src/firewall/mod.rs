@@ -151,7 +151,7 @@ pub trait Firewall: Send + Sync {
     ) -> KResult<()>;
     /// Removes every rule of the attachment in `backend`, both families.
     fn portmap_remove(&self, owner: &Owner, backend: Backend) -> KResult<()>;
-    /// `Err(Failed(what is missing))` unless every rule of `spec` is present.
+    /// `Err(NotInPlace(what is missing))` unless every rule of `spec` is present.
     fn portmap_check(&self, owner: &Owner, spec: &PortmapSpec) -> KResult<()>;
     /// Removes the rules of `network`'s attachments not in `valid`.
     fn portmap_gc(&self, network: &str, valid: &[String], backend: Backend) -> KResult<()>;
@@ -209,7 +209,7 @@ impl Firewall for System {
             "",
         ) {
             Ok(_) => Ok(()),
-            Err(KernelError::Failed(m)) if m.contains("0 flow entries") => Ok(()),
+            Err(e) if crate::exec::tool_failed(&e, crate::exec::ToolFailure::Missing) => Ok(()),
             Err(e) => Err(e),
         }
     }

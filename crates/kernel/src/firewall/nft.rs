@@ -334,7 +334,7 @@ impl TableState {
 fn list(v6: bool) -> KResult<Option<TableState>> {
     match run("nft", &["-j", "list", "table", fam(v6), TABLE], "") {
         Ok(out) => TableState::parse(v6, &out).map(Some),
-        Err(e) if crate::exec::nft_object_missing(&e) => Ok(None),
+        Err(e) if crate::exec::tool_failed(&e, crate::exec::ToolFailure::Missing) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -379,13 +379,13 @@ pub fn check(owner: &Owner, spec: &PortmapSpec) -> KResult<()> {
             continue;
         }
         let st = list(v6)?.ok_or_else(|| {
-            KernelError::Failed(format!("table {} {TABLE} does not exist", fam(v6)))
+            KernelError::NotInPlace(format!("table {} {TABLE} does not exist", fam(v6)))
         })?;
         for chain in [HOSTPORTS, MASQUERADING] {
             let n = want.iter().filter(|(c, _)| *c == chain).count();
             let have = st.rules_of(chain, &owner.container_id).count();
             if have < n {
-                return Err(KernelError::Failed(format!(
+                return Err(KernelError::NotInPlace(format!(
                     "missing hostport rules in {:?} chain of {} {TABLE}: {have} of {n} commented {:?}",
                     chain,
                     fam(v6),
