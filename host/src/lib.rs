@@ -2,17 +2,18 @@
 //! the capability implementations and the kernel-access layer. The binary in
 //! `main.rs` is a thin entry point; tests drive the same code in-process.
 
-pub mod caps;
 pub mod cli;
 pub mod delegate_exec;
 pub mod dispatch;
 pub mod inflight;
 pub mod logging;
-pub mod protocol;
 pub mod runtime;
 pub mod statedir;
 
-/// Kernel access lives in its own crate, which cannot depend on wasmtime;
-/// the host names it as before.
+/// The layers below the host are crates of their own, so that Cargo keeps
+/// their dependencies one-way (ARCHITECTURE.md); the host names them as
+/// its modules.
+pub use wasm_cni_caps as caps;
 pub use wasm_cni_kernel as kernel;
 pub use wasm_cni_kernel::process;
+pub use wasm_cni_protocol as protocol;

@@ -7,17 +7,12 @@ use wasmtime::component::Resource;
 
 use super::bindings::cni::plugin::netns::{Host, HostNamespace, Link};
 use super::bindings::wit::{CniError, Route};
+use super::resources::NamespaceHandle;
 use super::undo::{link_ref, LinkRef, Undo};
 use super::CapsView;
 use super::{cap_error, kernel_error};
-use crate::kernel::{Addr, NetnsOps, RouteInfo};
+use crate::kernel::{Addr, RouteInfo};
 use crate::protocol::error::code;
-
-/// The host side of a `namespace` resource.
-pub struct NamespaceHandle {
-    path: String,
-    ops: Box<dyn NetnsOps>,
-}
 
 pub(super) fn check_link_name(name: &str) -> Result<(), CniError> {
     if cni_model::link::valid_name(name) {

@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use crate::caps::bindings::wit::PluginKind;
+use crate::bindings::wit::PluginKind;
 use crate::protocol::error::{code, CniError};
 use crate::protocol::result::{render, CniResult};
 

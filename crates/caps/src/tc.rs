@@ -11,6 +11,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::cni::plugin::tc::{Host, HostAttachment, Target, Tbf, TbfState, TcLink};
 use super::bindings::wit::CniError;
+use super::resources::AttachmentHandle;
 use super::undo::Undo;
 use super::CapsView;
 use super::{cap_error, kernel_error, CallContext};
@@ -22,13 +23,6 @@ use crate::protocol::error::code;
 /// The reference's ifb names: `bwp` + hash, 15 bytes (IFNAMSIZ - 1).
 const IFB_PREFIX: &str = "bwp";
 const IFB_NAME_LEN: usize = 15;
-
-/// The host side of an `attachment` resource: a host link verified to be
-/// this attachment's veth peer, and the derived ifb name.
-pub struct AttachmentHandle {
-    host: ktc::TcLink,
-    ifb: String,
-}
 
 /// `bwp` + the first 12 hex digits of sha512(network name + container id),
 /// as the reference plugin names its ifb.

@@ -190,6 +190,27 @@ mod tests {
         serde_json::from_str(&version_answer(stdin.as_bytes()).unwrap()).unwrap()
     }
 
+    fn answer_of(json: &str) -> Value {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn an_error_renders_alike_in_every_supported_version() {
+        for v in SUPPORTED {
+            let e = crate::error::CniError::new(code::TRY_AGAIN_LATER, "busy")
+                .with_details("lock held");
+            assert_eq!(
+                answer_of(&e.to_json(v)),
+                json!({"cniVersion": v, "code": 11, "msg": "busy", "details": "lock held"})
+            );
+            let e = crate::error::CniError::new(code::INTERNAL, "boom");
+            assert_eq!(
+                answer_of(&e.to_json(v)),
+                json!({"cniVersion": v, "code": 999, "msg": "boom"})
+            );
+        }
+    }
+
     #[test]
     fn supported_all_parse_and_ascend() {
         let parsed: Vec<Version> = SUPPORTED

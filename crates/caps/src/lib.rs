@@ -1,6 +1,11 @@
 //! Capability implementations: thin adapters from the WIT interfaces to the
 //! kernel layer and the delegation machinery. Each checks that the request
 //! stays inside what this invocation scopes.
+//!
+//! A crate of its own so that Cargo holds the layering: the capabilities see
+//! the kernel, the protocol and the CNI model, never the runtime that loads
+//! modules nor dispatch; what they need from the host (running the IPAM
+//! plugin, the attachments a GC keeps) is injected through `CallContext`.
 
 pub mod bindings;
 pub mod claims;
@@ -13,17 +18,28 @@ pub mod log;
 pub mod nat;
 pub mod netns;
 pub mod resolv;
+pub mod resources;
+pub mod rollback;
 pub mod state;
 pub mod tc;
 pub mod undo;
 
 use std::sync::Arc;
 
+use wasm_cni_kernel as kernel;
+use wasm_cni_protocol as protocol;
+
 use crate::kernel::Kernels;
 use crate::protocol::env::Command;
 use bindings::wit;
 pub use ipam::IpamRunner;
 pub use limits::{Deadline, Limits};
+
+/// The attachments a GC of network `name` must keep, given the network's
+/// configuration: the runtime's valid list plus what the host knows to be
+/// in flight (its ADD markers). Injected, as the markers are the host's.
+pub type GcKeep =
+    fn(config: &serde_json::Value, name: &str) -> Result<Vec<(String, String)>, protocol::CniError>;
 
 /// What one invocation may touch, shared by its sandbox's capabilities.
 pub struct CallContext {
@@ -33,6 +49,8 @@ pub struct CallContext {
     /// Runs the network's IPAM plugin (injected: loading and running
     /// modules is the host's, above the capabilities).
     pub ipam: Arc<dyn IpamRunner>,
+    /// What a GC keeps (injected like `ipam`).
+    pub gc_keep: GcKeep,
     pub command: Command,
     pub invocation: wit::Invocation,
     /// The configuration bytes as the runtime sent them (for exec delegation).
@@ -46,7 +64,7 @@ pub struct CallContext {
     pub deferred: std::sync::Mutex<Vec<Deferred>>,
     /// When this call's time is up: its sandbox and every nested one (the
     /// delegated IPAM) share it, except the undo of a failed ADD, which
-    /// gets a budget of its own (`undo::UNDO_BUDGET`).
+    /// gets a budget of its own (`rollback::UNDO_BUDGET`).
     pub deadline: Arc<Deadline>,
     /// Addresses its module configured in the container: with the IPAM
     /// result's (`ipam_ips`), what an interface module's result may claim
@@ -68,6 +86,7 @@ impl CallContext {
             kernels: Kernels::system(),
             limits,
             ipam: Arc::new(NoIpam),
+            gc_keep: no_gc,
             command: Command::Version,
             invocation: wit::Invocation {
                 container_id: String::new(),
@@ -90,6 +109,12 @@ impl CallContext {
             objects: Default::default(),
         }
     }
+}
+
+/// What a context that is no invocation keeps on GC: it runs none.
+fn no_gc(_: &serde_json::Value, _: &str) -> Result<Vec<(String, String)>, protocol::CniError> {
+    Err(protocol::CniError::internal("no GC outside an invocation")
+        .with_details("capabilities are not available while describing a module"))
 }
 
 /// The IPAM runner of a context that is no invocation.
@@ -239,7 +264,7 @@ impl CallContext {
                     e.to_string(),
                 )
             })?;
-        crate::inflight::gc_valid(&config, &self.invocation.network_name)
+        (self.gc_keep)(&config, &self.invocation.network_name)
             .map_err(|e| cap_error(e.code, e.msg, e.details))
     }
 

@@ -5,7 +5,6 @@
 //! configured is the module's business.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -18,6 +17,7 @@ use super::bindings::wit::{CniError, Route};
 use super::host_scope;
 use super::kernel_error;
 use super::netns::{check_link_name, parse_cidr, route_from_wit, route_to_wit};
+use super::resources::ScopeHandle;
 use super::undo::{link_ref, LinkRef, Undo};
 use super::CapsView;
 use super::{cap_error, CallContext};
@@ -34,19 +34,6 @@ use crate::protocol::error::code;
 pub const HOST_NETNS: &str = crate::kernel::netlink::CURRENT_NETNS;
 /// The reference bridge plugin's default bridge.
 pub const DEFAULT_BRIDGE: &str = "cni0";
-
-/// The host side of a `scope` resource: what this invocation may touch.
-pub struct ScopeHandle {
-    call: Arc<CallContext>,
-    bridge: String,
-    host: Box<dyn NetnsOps>,
-    container: Option<Box<dyn NetnsOps>>,
-    /// Host veth ends created through this handle: fully in scope.
-    created: Vec<String>,
-    /// The host peer of CNI_IFNAME, found on request: readable only (DEL
-    /// removes it by deleting CNI_IFNAME, which the module owns anyway).
-    peer: Option<String>,
-}
 
 /// `bridge` of the invocation's config (Go's decoder matches keys
 /// case-insensitively), default cni0.

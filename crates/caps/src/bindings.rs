@@ -3,13 +3,13 @@
 //! decided per plugin kind in `runtime::sandbox`.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "any-module",
     imports: { default: trappable },
     with: {
-        "cni:plugin/netns.namespace": crate::caps::netns::NamespaceHandle,
-        "cni:plugin/tc.attachment": crate::caps::tc::AttachmentHandle,
-        "cni:plugin/host-net.scope": crate::caps::host_net::ScopeHandle,
+        "cni:plugin/netns.namespace": crate::resources::NamespaceHandle,
+        "cni:plugin/tc.attachment": crate::resources::AttachmentHandle,
+        "cni:plugin/host-net.scope": crate::resources::ScopeHandle,
     },
 });
 
