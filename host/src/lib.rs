@@ -2,6 +2,7 @@
 //! the capability implementations and the kernel-access layer. The binary in
 //! `main.rs` is a thin entry point; tests drive the same code in-process.
 
+#[cfg(feature = "compiler")]
 pub mod cli;
 pub mod delegate_exec;
 pub mod dispatch;

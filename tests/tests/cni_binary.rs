@@ -198,3 +198,56 @@ fn log_lines_carry_container_command_module_and_duration() {
         assert!(line.contains(field), "{field} missing from {line}");
     }
 }
+
+/// The CNI-path build carries no administration commands: `wasm-cni
+/// <command>` becomes wasm-cni-compile (next to it) with the same arguments,
+/// output and exit status, and says what to install when that is missing.
+#[test]
+fn the_cni_path_build_hands_administration_to_the_compiler_build() {
+    let dir = std::env::temp_dir().join(format!("wcni-forward-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let runtime = host_bin();
+    let compiler = runtime.with_file_name("wasm-cni-compile");
+    let bin = dir.join("wasm-cni");
+    std::fs::copy(&runtime, &bin).expect("copy the CNI-path build");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .expect("run wasm-cni");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Alone, it names what is missing.
+    let (code, stdout, stderr) = run(&["--version"]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""), "{stderr}");
+    assert!(stderr.contains("wasm-cni-compile"), "{stderr}");
+
+    // Another CNI-path build under the compiler's name is refused, not
+    // exec'd in a loop.
+    std::fs::copy(&runtime, dir.join("wasm-cni-compile")).expect("copy");
+    let (code, _, stderr) = run(&["--version"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("CNI-path build"), "{stderr}");
+
+    // With the compiler build next to it, the commands answer as `wasm-cni`.
+    std::fs::copy(&compiler, dir.join("wasm-cni-compile")).expect("copy");
+    let (code, stdout, stderr) = run(&["--version"]);
+    assert_eq!(
+        (code, stdout.trim()),
+        (Some(0), "wasm-cni 0.1.0"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&["no-such-command"]);
+    assert_eq!((code, stdout.as_str()), (Some(2), ""));
+    assert!(stderr.contains("Usage: wasm-cni <COMMAND>"), "{stderr}");
+    let (code, stdout, stderr) = run(&["inspect", "--bin-dir", &dir.display().to_string()]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("no module (*.wasm) in"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

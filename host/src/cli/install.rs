@@ -29,9 +29,17 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i32> {
     fs::create_dir_all(bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
     let me = std::env::current_exe().context("locating the running binary")?;
+    // The CNI-path build is `wasm-cni` next to this binary (which is the
+    // compiler build when `wasm-cni` forwarded here); the running binary
+    // itself when there is none (a build with the compiler in one binary).
+    let runtime = me
+        .parent()
+        .map(|d| d.join("wasm-cni"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| me.clone());
     let host = bin_dir.join("wasm-cni");
-    if !same_file(&me, &host) {
-        copy_atomic(&me, &host, 0o755)?;
+    if !same_file(&runtime, &host) {
+        copy_atomic(&runtime, &host, 0o755)?;
     }
     // The compiler build travels with the runtime build when it sits next to it.
     if let Some(compiler) = me

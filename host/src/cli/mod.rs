@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "wasm-cni",
+    // also when `wasm-cni` forwarded to wasm-cni-compile (see main.rs)
+    bin_name = "wasm-cni",
     version,
     about = "CNI plugins as sandboxed WebAssembly components"
 )]
