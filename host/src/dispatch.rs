@@ -315,7 +315,7 @@ pub fn run_module(
         &loaded,
         &rt.limits,
         call.clone(),
-        state.as_ref().map(|s| s.path.as_path()),
+        state.as_ref().map(|s| &s.dir),
         what,
     );
     // The module's leftovers and what it wrote past its quota go (see

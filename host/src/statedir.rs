@@ -2,31 +2,40 @@
 //! network's `lock` file flock'd for the whole call. The reference host-local
 //! takes the same lock on the same file, so both binaries can allocate from
 //! one directory at once.
+//!
+//! The directory is opened once, by the path the configuration gives (as the
+//! reference, which follows symlinks to it); everything inside it — where the
+//! module writes — is done beneath that open directory (a cap-std `Dir`),
+//! never by path, and nothing a module planted there is followed.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
+use cap_std::fs::PermissionsExt;
+use cap_std::fs::{Dir, FileType, MetadataExt, OpenOptions, OpenOptionsExt, Permissions};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
+use crate::caps::state::Directory;
+use crate::caps::Limits;
 use crate::protocol::error::{code, CniError};
-use crate::runtime::Limits;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
 /// An open, locked network state directory. The lock is released on drop.
 pub struct StateDir {
-    pub path: PathBuf,
+    /// The directory, as the sandbox and the `state` capability get it.
+    pub dir: Directory,
     /// Whether this call created the directory (see `after_call`).
     created: bool,
     /// The regular files in it when the call began (the lock included):
     /// what the call adds is measured against them.
     before: HashSet<OsString>,
     /// None only for a DEL on a read-only directory, where nobody can write.
-    _lock: Option<Flock<File>>,
+    _lock: Option<Flock<fs::File>>,
 }
 
 // The most files, and bytes in them, one call may add to its state
@@ -37,11 +46,11 @@ pub struct StateDir {
 // them all.
 
 /// Removes an entry that is not a regular file, without following it.
-fn remove_entry(p: &Path, t: fs::FileType) -> std::io::Result<()> {
+fn remove_entry(dir: &Dir, name: &OsStr, t: FileType) -> std::io::Result<()> {
     if t.is_dir() {
-        fs::remove_dir_all(p)
+        dir.remove_dir_all(name)
     } else {
-        fs::remove_file(p)
+        dir.remove_file(name)
     }
 }
 
@@ -52,14 +61,14 @@ fn remove_entry(p: &Path, t: fs::FileType) -> std::io::Result<()> {
 /// an entry that cannot be removed (a read-only directory) stays, and the
 /// host still never follows it. Returns the regular files' names and how
 /// many entries were removed.
-fn scrub(dir: &Path) -> (HashSet<OsString>, usize) {
+fn scrub(dir: &Dir) -> (HashSet<OsString>, usize) {
     let mut files = HashSet::new();
     let mut removed = 0;
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+    for e in dir.entries().into_iter().flatten().flatten() {
         let Ok(t) = e.file_type() else { continue };
         if t.is_file() {
             files.insert(e.file_name());
-        } else if remove_entry(&e.path(), t).is_ok() {
+        } else if remove_entry(dir, &e.file_name(), t).is_ok() {
             removed += 1;
         }
     }
@@ -67,6 +76,10 @@ fn scrub(dir: &Path) -> (HashSet<OsString>, usize) {
 }
 
 impl StateDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Ends a call in one walk of the directory: what the module planted
     /// (see `scrub`) goes; what it added past the per-call quota goes and
     /// fails the call (bytes counted as apparent or allocated size,
@@ -75,38 +88,41 @@ impl StateDir {
     /// too, so a refused configuration leaves nothing on disk (the
     /// reference writes nothing before its config is valid).
     pub fn after_call(&self, failed: bool, limits: &Limits) -> Result<(), CniError> {
-        use std::os::unix::fs::MetadataExt;
+        let dir = self.dir.dir();
         let mut planted = 0;
         let mut added = Vec::new();
         let mut bytes = 0u64;
         let mut kept_beside_lock = false;
-        for e in fs::read_dir(&self.path).into_iter().flatten().flatten() {
+        for e in dir.entries().into_iter().flatten().flatten() {
             let Ok(t) = e.file_type() else { continue };
+            let name = e.file_name();
             if !t.is_file() {
-                planted += usize::from(remove_entry(&e.path(), t).is_ok());
+                planted += usize::from(remove_entry(dir, &name, t).is_ok());
                 continue;
             }
-            if e.file_name() != "lock" {
-                if let Err(err) = private(&e) {
-                    tracing::warn!(file = %e.path().display(), %err, "cannot make a state file private (0600)");
+            // not followed: a DirEntry's metadata is the entry's own
+            let meta = e.metadata();
+            if name != "lock" {
+                if let Err(err) = private(dir, &name, meta.as_ref().ok()) {
+                    tracing::warn!(file = %self.path().join(&name).display(), %err, "cannot make a state file private (0600)");
                 }
             }
-            if !self.before.contains(&e.file_name()) {
-                bytes += e.metadata().map_or(0, |m| m.size().max(m.blocks() * 512));
-                added.push(e.path());
-            } else if e.file_name() != "lock" {
+            if !self.before.contains(&name) {
+                bytes += meta.map_or(0, |m| m.size().max(m.blocks() * 512));
+                added.push(name);
+            } else if name != "lock" {
                 kept_beside_lock = true;
             }
         }
         if planted > 0 {
-            tracing::warn!(dir = %self.path.display(), removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
+            tracing::warn!(dir = %self.path().display(), removed = planted, "the module left symlinks, special files or directories in its state directory; removed");
         }
         let (max_files, max_bytes) = (limits.state_files, limits.state_bytes);
         let quota = if added.len() <= max_files && bytes <= max_bytes {
             Ok(())
         } else {
-            for p in &added {
-                let _ = fs::remove_file(p);
+            for name in &added {
+                let _ = dir.remove_file(name);
             }
             Err(CniError::new(
                 code::INVALID_NETWORK_CONFIG,
@@ -121,8 +137,9 @@ impl StateDir {
         };
         let nothing_added = added.is_empty() || quota.is_err();
         if (failed || quota.is_err()) && self.created && !kept_beside_lock && nothing_added {
-            let _ = fs::remove_file(self.path.join("lock"));
-            let _ = fs::remove_dir(&self.path);
+            let _ = dir.remove_file("lock");
+            // the directory itself by its path: it is the configuration's
+            let _ = fs::remove_dir(self.path());
         }
         quota
     }
@@ -132,11 +149,9 @@ impl StateDir {
 /// (0600 since v1.4.0): a module writes through WASI, which creates files
 /// 0644 (`last_reserved_ip.N`); the addresses it allocates through the host
 /// are made 0600 from the start.
-fn private(e: &fs::DirEntry) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let m = e.metadata()?;
-    if m.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(e.path(), fs::Permissions::from_mode(0o600))?;
+fn private(dir: &Dir, name: &OsStr, meta: Option<&cap_std::fs::Metadata>) -> std::io::Result<()> {
+    if meta.is_some_and(|m| m.mode() & 0o077 != 0) {
+        dir.set_permissions(name, Permissions::from_mode(0o600))?;
     }
     Ok(())
 }
@@ -212,38 +227,45 @@ enum Opened {
 }
 
 fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
-    use std::os::unix::fs::MetadataExt;
     let created = !path.is_dir();
     if del && created {
         return Ok(Opened::Absent);
     }
+    let io = |what: String| {
+        move |e: std::io::Error| CniError::new(code::IO_FAILURE, what).with_details(e.to_string())
+    };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
         .create(path)
-        .map_err(|e| {
-            CniError::new(
-                code::IO_FAILURE,
-                format!("cannot create IPAM state directory {}", path.display()),
-            )
-            .with_details(e.to_string())
-        })?;
+        .map_err(io(format!(
+            "cannot create IPAM state directory {}",
+            path.display()
+        )))?;
+    let dir = match Dir::open_ambient_dir(path, cap_std::ambient_authority()) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Opened::Removed),
+        Err(e) => {
+            return Err(io(format!(
+                "cannot open IPAM state directory {}",
+                path.display()
+            ))(e))
+        }
+    };
     let lock_path = path.join("lock");
-    let file = match open_lock(&lock_path) {
+    let file = match open_lock(&dir) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Opened::Removed),
         Err(e) if del && read_only(&e) => {
-            match fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-                .open(&lock_path)
-            {
-                Ok(f) => f,
+            let mut read = OpenOptions::new();
+            read.read(true).custom_flags(nix::libc::O_NOFOLLOW);
+            match dir.open_with("lock", &read) {
+                Ok(f) => f.into_std(),
                 Err(_) => {
                     tracing::warn!(dir = %path.display(), error = %e, "state directory is read-only; DEL goes on without its lock");
-                    let before = scrubbed(path);
+                    let before = scrubbed(&dir, path);
                     return Ok(Opened::Locked(StateDir {
-                        path: path.to_path_buf(),
+                        dir: Directory::new(path.to_path_buf(), dir),
                         created,
                         before,
                         _lock: None,
@@ -251,13 +273,7 @@ fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
                 }
             }
         }
-        Err(e) => {
-            return Err(CniError::new(
-                code::IO_FAILURE,
-                format!("cannot open {}", lock_path.display()),
-            )
-            .with_details(e.to_string()))
-        }
+        Err(e) => return Err(io(format!("cannot open {}", lock_path.display()))(e)),
     };
     let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
         CniError::new(
@@ -266,9 +282,19 @@ fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
         )
         .with_details(e.to_string())
     })?;
-    // The file locked must still be the directory's lock.
-    let held = lock.metadata().map(|m| (m.dev(), m.ino())).ok();
-    let named = fs::symlink_metadata(&lock_path)
+    // The file locked must still be the directory's lock: a first call that
+    // failed unlinks it, then removes the directory (`after_call`).
+    let held = lock
+        .metadata()
+        .map(|m| {
+            (
+                std::os::unix::fs::MetadataExt::dev(&m),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
+        })
+        .ok();
+    let named = dir
+        .symlink_metadata("lock")
         .map(|m| (m.dev(), m.ino()))
         .ok();
     if held.is_none() || held != named {
@@ -276,9 +302,9 @@ fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
     }
     // Under the lock: what other calls wrote while this one waited is
     // theirs, not this call's.
-    let before = scrubbed(path);
+    let before = scrubbed(&dir, path);
     Ok(Opened::Locked(StateDir {
-        path: path.to_path_buf(),
+        dir: Directory::new(path.to_path_buf(), dir),
         created,
         before,
         _lock: Some(lock),
@@ -288,33 +314,31 @@ fn open_locked(path: &Path, del: bool) -> Result<Opened, CniError> {
 /// Opens (creating) the lock file. A module may have planted something
 /// else under its name (a symlink, a directory, a FIFO): that is removed,
 /// never followed, and a regular file made in its place.
-fn open_lock(lock_path: &Path) -> std::io::Result<File> {
-    let open = || {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(lock_path)
-    };
-    match open() {
-        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => return Ok(f),
+fn open_lock(dir: &Dir) -> std::io::Result<fs::File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+    match dir.open_with("lock", &opts) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => return Ok(f.into_std()),
         Err(e) if !matches!(e.raw_os_error(), Some(nix::libc::ELOOP | nix::libc::EISDIR)) => {
             return Err(e)
         }
         _ => {}
     }
-    if let Ok(m) = fs::symlink_metadata(lock_path) {
-        remove_entry(lock_path, m.file_type())?;
+    if let Ok(m) = dir.symlink_metadata("lock") {
+        remove_entry(dir, OsStr::new("lock"), m.file_type())?;
     }
-    open()
+    dir.open_with("lock", &opts)
+        .map(cap_std::fs::File::into_std)
 }
 
 /// `scrub`, logged: the regular files' names.
-fn scrubbed(path: &Path) -> HashSet<OsString> {
-    let (before, planted) = scrub(path);
+fn scrubbed(dir: &Dir, path: &Path) -> HashSet<OsString> {
+    let (before, planted) = scrub(dir);
     if planted > 0 {
         tracing::warn!(dir = %path.display(), removed = planted, "removed symlinks, special files or directories from the state directory");
     }
@@ -388,26 +412,26 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
         let config = serde_json::json!({"ipam": {"dataDir": root}});
         let d = open(&config, "net", false).unwrap().unwrap();
-        fs::write(d.path.join("10.0.0.2"), "old\r\neth0").unwrap();
+        fs::write(d.path().join("10.0.0.2"), "old\r\neth0").unwrap();
         // a new call sees what is there now
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
-        fs::write(d.path.join("10.0.0.3"), "new\r\neth0").unwrap();
+        fs::write(d.path().join("10.0.0.3"), "new\r\neth0").unwrap();
         d.after_call(false, &Limits::default()).unwrap();
         drop(d);
         let d = open(&config, "net", false).unwrap().unwrap();
         let before = d.before.clone();
         for i in 0..=Limits::default().state_files {
-            fs::write(d.path.join(format!("junk{i}")), "x").unwrap();
+            fs::write(d.path().join(format!("junk{i}")), "x").unwrap();
         }
         let e = d.after_call(false, &Limits::default()).unwrap_err();
         assert!(e.msg.contains("files"), "{e:?}");
-        assert_eq!(inventory(&d.path), before);
-        let sparse = fs::File::create(d.path.join("sparse")).unwrap();
+        assert_eq!(inventory(d.path()), before);
+        let sparse = fs::File::create(d.path().join("sparse")).unwrap();
         sparse.set_len(1 << 40).unwrap();
         drop(sparse);
         assert!(d.after_call(false, &Limits::default()).is_err());
-        assert_eq!(inventory(&d.path), before);
+        assert_eq!(inventory(d.path()), before);
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -423,7 +447,9 @@ mod tests {
             let first = open(&config, "net", false).unwrap().unwrap();
             let waiter = {
                 let config = config.clone();
-                std::thread::spawn(move || open(&config, "net", del).map(|d| d.map(|d| d.path)))
+                std::thread::spawn(move || {
+                    open(&config, "net", del).map(|d| d.map(|d| d.path().to_path_buf()))
+                })
             };
             std::thread::sleep(std::time::Duration::from_millis(200));
             first.after_call(true, &Limits::default()).unwrap();

@@ -296,7 +296,7 @@ pub struct CapsView<'a> {
     pub call: Arc<CallContext>,
     pub table: &'a mut wasmtime::component::ResourceTable,
     /// The network's state directory, preopened as `/state` (IPAM calls).
-    pub state_dir: Option<&'a std::path::Path>,
+    pub state_dir: Option<&'a state::Directory>,
 }
 
 /// Links the capability interfaces with `CapsView` as their host state.

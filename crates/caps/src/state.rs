@@ -3,16 +3,45 @@
 //! followed symlinks) of at most `MAX_FILE_BYTES`, directly in the
 //! directory the module already has as `/state`: no new reach, one call
 //! instead of an open and a read per file, and no half-written file left by
-//! a kill.
+//! a kill. The host works in the directory it opened and locked for the
+//! call (a cap-std `Dir`): every name is resolved beneath it, never by path.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
 use super::bindings::cni::plugin::state::Host;
 use super::bindings::wit::CniError;
 use super::cap_error;
 use super::CapsView;
 use crate::protocol::error::code;
+
+/// An IPAM call's state directory: opened (and locked) once by the host;
+/// its path is for the sandbox's `/state` preopen and for messages.
+#[derive(Clone)]
+pub struct Directory {
+    path: PathBuf,
+    dir: Arc<Dir>,
+}
+
+impl Directory {
+    pub fn new(path: PathBuf, dir: Dir) -> Directory {
+        Directory {
+            path,
+            dir: Arc::new(dir),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+}
 
 /// Allocation files hold a container id and an interface name. A container
 /// id comes from one environment string, at most MAX_ARG_STRLEN (128 KiB),
@@ -26,19 +55,16 @@ const FIRST_READ: usize = 4096;
 /// `dir`. A file that vanishes or changes type meanwhile is skipped: the
 /// caller holds the directory's lock, so only foreign files can.
 ///
-/// Three system calls a file (open relative to the directory, one read,
+/// Three system calls a file (open beneath the directory, one read,
 /// close): this runs on every host-local ADD and grows with the pods.
-pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    use nix::fcntl::{openat, OFlag};
-    use nix::sys::stat::Mode;
+pub fn read_small_files(dir: &Dir) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let _timer = crate::kernel::timing::time("state", "read the state directory");
-    let dir_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY)
-        .open(dir)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
     let mut out = Vec::new();
     let mut buf = [0u8; FIRST_READ];
-    for entry in std::fs::read_dir(dir)? {
+    for entry in dir.entries()? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
@@ -47,13 +73,12 @@ pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
             continue;
         }
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let Ok(fd) = openat(&dir_fd, name.as_str(), flags, Mode::empty()) else {
+        let Ok(mut file) = dir.open_with(&name, &opts) else {
             continue;
         };
         // A read of a regular file returns less than asked only at its end,
         // so one read usually tells the whole content.
-        let Ok(n) = read_retrying(&fd, &mut buf) else {
+        let Ok(n) = read_retrying(&mut file, &mut buf) else {
             continue;
         };
         if n < buf.len() {
@@ -64,7 +89,7 @@ pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         let mut content = buf.to_vec();
         let mut more = vec![0u8; 16 << 10];
         let complete = loop {
-            match read_retrying(&fd, &mut more) {
+            match read_retrying(&mut file, &mut more) {
                 Ok(0) => break true,
                 Ok(n) => content.extend_from_slice(&more[..n]),
                 Err(_) => break false,
@@ -80,10 +105,10 @@ pub fn read_small_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-fn read_retrying(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> nix::Result<usize> {
+fn read_retrying(file: &mut cap_std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
-        match nix::unistd::read(fd, buf) {
-            Err(nix::errno::Errno::EINTR) => continue,
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             r => return r,
         }
     }
@@ -110,20 +135,17 @@ fn bad_name(name: &str) -> Option<&'static str> {
 /// the reference plugin, which may share the directory and takes every file
 /// for an allocation, never sees a partial or temporary file. Where the
 /// filesystem has no O_TMPFILE, a plain exclusive create and write.
-pub fn create_exclusive(dir: &Path, name: &str, content: &[u8]) -> std::io::Result<bool> {
+pub fn create_exclusive(dir: &Dir, name: &str, content: &[u8]) -> std::io::Result<bool> {
     use nix::fcntl::{openat, AtFlags, OFlag};
     use nix::sys::stat::Mode;
     use std::io::Write;
-    let dir_fd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
-        .open(dir)?;
-    let mode = Mode::from_bits_truncate(0o600);
+    // O_TMPFILE and linkat have no cap-std form; both act on the directory
+    // itself and on `name`, one component checked by `bad_name`.
     match openat(
-        &dir_fd,
+        dir,
         ".",
         OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        mode,
+        Mode::from_bits_truncate(0o600),
     ) {
         Ok(fd) => {
             let mut f = std::fs::File::from(fd);
@@ -134,7 +156,7 @@ pub fn create_exclusive(dir: &Path, name: &str, content: &[u8]) -> std::io::Resu
             match nix::unistd::linkat(
                 nix::fcntl::AT_FDCWD,
                 proc_path.as_str(),
-                &dir_fd,
+                dir,
                 name,
                 AtFlags::AT_SYMLINK_FOLLOW,
             ) {
@@ -144,24 +166,18 @@ pub fn create_exclusive(dir: &Path, name: &str, content: &[u8]) -> std::io::Resu
             }
         }
         Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::EISDIR) => {
-            let fd = match openat(
-                &dir_fd,
-                name,
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                mode,
-            ) {
-                Ok(fd) => fd,
-                Err(nix::errno::Errno::EEXIST) => return Ok(false),
-                Err(e) => return Err(e.into()),
+            let mut opts = OpenOptions::new();
+            opts.write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW);
+            let mut f = match dir.open_with(name, &opts) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
             };
-            let mut f = std::fs::File::from(fd);
             if let Err(e) = f.write_all(content) {
-                let _ =
-                    nix::unistd::unlinkat(&dir_fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                let _ = dir.remove_file(name);
                 return Err(e);
             }
             Ok(true)
@@ -176,7 +192,7 @@ impl Host for CapsView<'_> {
         name: String,
         content: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, CniError>> {
-        let Some(dir) = self.state_dir.map(std::path::Path::to_path_buf) else {
+        let Some(state) = self.state_dir else {
             return Ok(Err(cap_error(
                 code::INTERNAL,
                 "no state directory",
@@ -203,12 +219,12 @@ impl Host for CapsView<'_> {
                 "keep each state file small",
             )));
         }
-        Ok(create_exclusive(&dir, &name, &content).map_err(|e| {
+        Ok(create_exclusive(state.dir(), &name, &content).map_err(|e| {
             cap_error(
                 code::IO_FAILURE,
                 format!(
                     "cannot create {name} in the state directory {}",
-                    dir.display()
+                    state.path().display()
                 ),
                 e.to_string(),
             )
@@ -216,17 +232,17 @@ impl Host for CapsView<'_> {
     }
 
     fn files(&mut self) -> wasmtime::Result<Result<Vec<(String, Vec<u8>)>, CniError>> {
-        let Some(dir) = self.state_dir.map(std::path::Path::to_path_buf) else {
+        let Some(state) = self.state_dir else {
             return Ok(Err(cap_error(
                 code::INTERNAL,
                 "no state directory",
                 "only IPAM calls have a network state directory",
             )));
         };
-        Ok(read_small_files(&dir).map_err(|e| {
+        Ok(read_small_files(state.dir()).map_err(|e| {
             cap_error(
                 code::IO_FAILURE,
-                format!("cannot read the state directory {}", dir.display()),
+                format!("cannot read the state directory {}", state.path().display()),
                 e.to_string(),
             )
         }))
@@ -236,6 +252,10 @@ impl Host for CapsView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(d: &Path) -> Dir {
+        Dir::open_ambient_dir(d, cap_std::ambient_authority()).expect("open dir")
+    }
 
     #[test]
     fn only_small_regular_files_directly_inside() {
@@ -260,7 +280,7 @@ mod tests {
             d.join("link"),
         )
         .expect("symlink");
-        let mut got = read_small_files(&d).expect("read");
+        let mut got = read_small_files(&open(&d)).expect("read");
         got.sort();
         assert_eq!(
             got,
@@ -280,8 +300,9 @@ mod tests {
         let d = std::env::temp_dir().join(format!("wcni-state-create-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("mkdir");
-        assert!(create_exclusive(&d, "10.0.0.2", b"cid\r\neth0").expect("create"));
-        assert!(!create_exclusive(&d, "10.0.0.2", b"other\r\neth0").expect("taken"));
+        let dir = open(&d);
+        assert!(create_exclusive(&dir, "10.0.0.2", b"cid\r\neth0").expect("create"));
+        assert!(!create_exclusive(&dir, "10.0.0.2", b"other\r\neth0").expect("taken"));
         assert_eq!(
             std::fs::read(d.join("10.0.0.2")).expect("read"),
             b"cid\r\neth0"
@@ -300,7 +321,7 @@ mod tests {
         assert_eq!(names.len(), 1);
         // a name taken by a symlink is taken, and the link is not followed
         std::os::unix::fs::symlink("/nonexistent-target", d.join("10.0.0.3")).expect("symlink");
-        assert!(!create_exclusive(&d, "10.0.0.3", b"x").expect("taken"));
+        assert!(!create_exclusive(&dir, "10.0.0.3", b"x").expect("taken"));
         assert!(!Path::new("/nonexistent-target").exists());
         for bad in ["", ".", "..", "a/b", "lock", "x\n"] {
             assert!(bad_name(bad).is_some(), "{bad:?}");

@@ -37,7 +37,7 @@ pub struct StoreData {
     /// that is none, with no capability linked).
     call: Arc<CallContext>,
     /// The network's state directory preopened as `/state` (IPAM calls).
-    state_dir: Option<std::path::PathBuf>,
+    state_dir: Option<crate::caps::state::Directory>,
     /// This sandbox's deadline (its call's): the guest traps at its first
     /// epoch check after it, and no clock wait outlasts it.
     pub deadline: Arc<Deadline>,
@@ -62,7 +62,7 @@ impl StoreData {
         CapsView {
             call: self.call.clone(),
             table: &mut self.table,
-            state_dir: self.state_dir.as_deref(),
+            state_dir: self.state_dir.as_ref(),
         }
     }
 }
@@ -76,7 +76,7 @@ fn new_store(
     engine: &Engine,
     limits: &Limits,
     call: Arc<CallContext>,
-    state_dir: Option<&std::path::Path>,
+    state_dir: Option<&crate::caps::state::Directory>,
 ) -> Result<(Store<StoreData>, Pipes), String> {
     let deadline = call.deadline.clone();
     let pipes = Pipes {
@@ -88,8 +88,15 @@ fn new_store(
         .stderr(pipes.stderr.clone())
         .allow_blocking_current_thread(true);
     if let Some(dir) = state_dir {
-        b.preopened_dir(dir, "/state", wasmtime_wasi::FsPerms::ReadWrite)
-            .map_err(|e| format!("cannot open state directory {}: {e:#}", dir.display()))?;
+        // wasmtime-wasi preopens by path (it has no form taking an open
+        // directory); the path is the one the host just opened and locked.
+        b.preopened_dir(dir.path(), "/state", wasmtime_wasi::FsPerms::ReadWrite)
+            .map_err(|e| {
+                format!(
+                    "cannot open state directory {}: {e:#}",
+                    dir.path().display()
+                )
+            })?;
     }
     let data = StoreData {
         wasi: b.build(),
@@ -109,7 +116,7 @@ fn new_store(
             .trap_on_grow_failure(true)
             .build(),
         call,
-        state_dir: state_dir.map(std::path::Path::to_path_buf),
+        state_dir: state_dir.cloned(),
         deadline: deadline.clone(),
     };
     let mut store = Store::new(engine, data);
@@ -330,7 +337,7 @@ pub fn invoke(
     loaded: &super::Loaded,
     limits: &Limits,
     call: Arc<CallContext>,
-    state_dir: Option<&std::path::Path>,
+    state_dir: Option<&crate::caps::state::Directory>,
     what: Call,
 ) -> Result<Option<wit::CniResult>, CniError> {
     let internal = |m: String| {
