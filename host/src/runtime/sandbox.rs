@@ -171,71 +171,153 @@ impl wasmtime::component::HasData for HasTable {
     type Data<'a> = &'a mut ResourceTable;
 }
 
+/// The interfaces a component imports, named without their version. Only
+/// those are linked: building the whole linker (every WASI interface and
+/// capability a kind may have) cost ~150 µs a call, and a module imports a
+/// part of it. An import beyond what its kind is granted is still refused
+/// by `instantiate_pre`, named, as before.
+struct Imports(Vec<String>);
+
+impl Imports {
+    fn of(component: &Component, engine: &Engine) -> Imports {
+        Imports(
+            component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name.split('@').next().unwrap_or(name).to_string())
+                .collect(),
+        )
+    }
+
+    fn has(&self, interface: &str) -> bool {
+        self.0.iter().any(|n| n == interface)
+    }
+}
+
 /// The WASI interfaces a module may import: clocks, random, cli (stdio,
 /// exit, environment, terminal queries), filesystem (only an IPAM call's
 /// state directory is ever preopened) and io. Not sockets: a module has no
 /// network authority, so one that imports them fails to link, with the
-/// import named, instead of finding functions that deny everything. Linking
-/// fewer interfaces also makes the per-process linker cheaper to build.
-fn add_wasi(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+/// import named, instead of finding functions that deny everything.
+fn add_wasi(l: &mut Linker<StoreData>, imports: &Imports) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 
-    clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)?;
-    super::clocks::add_to_linker(l)?;
-    random::random::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
-    random::insecure::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
-    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, StoreData::random)?;
-    cli::exit::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::environment::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::terminal_input::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::terminal_output::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)?;
-    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
-    sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)?;
-    super::state_fs::add_to_linker(l)?;
-    sync::io::error::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
-    sync::io::poll::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
-    sync::io::streams::add_to_linker::<_, HasTable>(l, |d| &mut d.table)?;
+    type Add = fn(&mut Linker<StoreData>) -> wasmtime::Result<()>;
+    let interfaces: [(&str, Add); 21] = [
+        ("wasi:clocks/wall-clock", |l| {
+            clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, StoreData::clocks)
+        }),
+        ("wasi:clocks/monotonic-clock", super::clocks::add_to_linker),
+        ("wasi:random/random", |l| {
+            random::random::add_to_linker::<_, WasiRandom>(l, StoreData::random)
+        }),
+        ("wasi:random/insecure", |l| {
+            random::insecure::add_to_linker::<_, WasiRandom>(l, StoreData::random)
+        }),
+        ("wasi:random/insecure-seed", |l| {
+            random::insecure_seed::add_to_linker::<_, WasiRandom>(l, StoreData::random)
+        }),
+        ("wasi:cli/exit", |l| {
+            cli::exit::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/environment", |l| {
+            cli::environment::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/stdin", |l| {
+            cli::stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/stdout", |l| {
+            cli::stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/stderr", |l| {
+            cli::stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/terminal-input", |l| {
+            cli::terminal_input::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/terminal-output", |l| {
+            cli::terminal_output::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/terminal-stdin", |l| {
+            cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/terminal-stdout", |l| {
+            cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:cli/terminal-stderr", |l| {
+            cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, StoreData::cli)
+        }),
+        ("wasi:filesystem/preopens", |l| {
+            filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)
+        }),
+        ("wasi:filesystem/types", |l| {
+            sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreData::filesystem)
+        }),
+        // `/state`'s refusals, over wasmtime-wasi's filesystem types
+        ("wasi:filesystem/types", super::state_fs::add_to_linker),
+        ("wasi:io/error", |l| {
+            sync::io::error::add_to_linker::<_, HasTable>(l, |d| &mut d.table)
+        }),
+        ("wasi:io/poll", |l| {
+            sync::io::poll::add_to_linker::<_, HasTable>(l, |d| &mut d.table)
+        }),
+        ("wasi:io/streams", |l| {
+            sync::io::streams::add_to_linker::<_, HasTable>(l, |d| &mut d.table)
+        }),
+    ];
+    for (interface, add) in interfaces {
+        if imports.has(interface) {
+            add(l)?;
+        }
+    }
     Ok(())
 }
 
-fn linker(engine: &Engine, kind: Option<wit::PluginKind>) -> wasmtime::Result<Linker<StoreData>> {
+fn linker(
+    engine: &Engine,
+    kind: Option<wit::PluginKind>,
+    imports: &Imports,
+) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine);
-    add_wasi(&mut linker)?;
-    if let Some(kind) = kind {
-        let granted = super::granted_interfaces(kind);
-        if granted.contains(&"log") {
-            wit_ifaces::log::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"netns") {
-            wit_ifaces::netns::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"ipam") {
-            wit_ifaces::ipam::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"host-net") {
-            wit_ifaces::host_net::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"nat") {
-            wit_ifaces::nat::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"resolv") {
-            wit_ifaces::resolv::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"state") {
-            wit_ifaces::state::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
-        }
-        if granted.contains(&"tc") {
-            wit_ifaces::tc::add_to_linker::<_, HasCaps>(&mut linker, StoreData::caps)?;
+    add_wasi(&mut linker, imports)?;
+    let Some(kind) = kind else {
+        return Ok(linker);
+    };
+    type Add = fn(&mut Linker<StoreData>) -> wasmtime::Result<()>;
+    let capabilities: [(&str, Add); 8] = [
+        ("log", |l| {
+            wit_ifaces::log::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("netns", |l| {
+            wit_ifaces::netns::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("ipam", |l| {
+            wit_ifaces::ipam::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("host-net", |l| {
+            wit_ifaces::host_net::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("nat", |l| {
+            wit_ifaces::nat::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("resolv", |l| {
+            wit_ifaces::resolv::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("state", |l| {
+            wit_ifaces::state::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+        ("tc", |l| {
+            wit_ifaces::tc::add_to_linker::<_, HasCaps>(l, StoreData::caps)
+        }),
+    ];
+    let granted = super::granted_interfaces(kind);
+    for (name, add) in capabilities {
+        if granted.contains(&name) && imports.has(&format!("cni:plugin/{name}")) {
+            add(&mut linker)?;
         }
     }
     Ok(linker)
@@ -306,7 +388,8 @@ pub fn describe(
 ) -> Result<wit::Descriptor, String> {
     let describing = Arc::new(CallContext::describing(*limits));
     let (mut store, pipes) = new_store(engine, limits, describing, None)?;
-    let mut linker = linker(engine, None).map_err(|e| format!("{e:#}"))?;
+    let imports = Imports::of(component, engine);
+    let mut linker = linker(engine, None, &imports).map_err(|e| format!("{e:#}"))?;
     linker
         .define_unknown_imports_as_traps(component)
         .map_err(|e| format!("{e:#}"))?;
@@ -346,7 +429,9 @@ pub fn invoke(
     let t_link = std::time::Instant::now();
     let (mut store, pipes) =
         new_store(engine, limits, call.clone(), state_dir).map_err(internal)?;
-    let linker = linker(engine, Some(loaded.meta.kind)).map_err(|e| internal(format!("{e:#}")))?;
+    let imports = Imports::of(&loaded.component, engine);
+    let linker =
+        linker(engine, Some(loaded.meta.kind), &imports).map_err(|e| internal(format!("{e:#}")))?;
     let pre = linker.instantiate_pre(&loaded.component).map_err(|e| {
         CniError::new(
             code::INVALID_NETWORK_CONFIG,
