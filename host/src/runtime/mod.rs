@@ -7,6 +7,7 @@ pub mod phases;
 pub mod resolve;
 pub mod sandbox;
 pub mod state_fs;
+pub mod timer;
 
 use std::path::{Path, PathBuf};
 

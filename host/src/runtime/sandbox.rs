@@ -3,7 +3,6 @@
 //! modules), and only the capability interfaces the module's kind is granted.
 
 use std::sync::Arc;
-use std::thread;
 use std::time::Instant;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -20,9 +19,6 @@ use crate::protocol::error::{code, CniError};
 /// Guest stdout/stderr are captured, never inherited: stdout belongs to the
 /// CNI result alone.
 const PIPE_CAPACITY: usize = 64 << 10;
-
-/// How often a timer past its deadline looks whether it moved later.
-const DEADLINE_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The most resources (capability handles, WASI streams and files, clock
 /// waits) one sandbox holds at once; a plugin needs a handful.
@@ -134,33 +130,9 @@ fn new_store(
             Ok(UpdateDeadline::Continue(1))
         }
     });
-    // One timer thread per sandbox: at its deadline it bumps the epoch,
-    // which makes the guest check at its next epoch point. The deadline may
-    // move later (time queued for the state lock, even after it passed
-    // while the guest waited in a host call), so past it the thread looks
-    // again now and then, and bumps again for a new one; it ends with the
-    // call (the last holder of the deadline gone). The process is short
-    // lived, so a thread still sleeping at exit costs nothing.
-    let engine = engine.clone();
-    let watched = Arc::downgrade(&deadline);
-    thread::Builder::new()
-        .name("wasm-cni-deadline".into())
-        .spawn(move || {
-            let mut bumped_for = None;
-            while let Some(at) = watched.upgrade().map(|d| d.at()) {
-                let now = Instant::now();
-                if now < at {
-                    thread::sleep(at - now);
-                } else {
-                    if bumped_for != Some(at) {
-                        engine.increment_epoch();
-                        bumped_for = Some(at);
-                    }
-                    thread::sleep(DEADLINE_RECHECK);
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the deadline timer: {e}"))?;
+    // At its deadline the process's timer bumps the epoch, which makes the
+    // guest check at its next epoch point (see `timer`).
+    super::timer::watch(&deadline, engine)?;
     Ok((store, pipes))
 }
 
