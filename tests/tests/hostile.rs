@@ -206,6 +206,51 @@ fn an_unknown_wit_major_version_is_refused() {
     );
 }
 
+/// A module built against a later 0.1.x WIT that calls a function this
+/// host lacks: its version and interfaces pass, only the function is
+/// missing. Install refuses it, naming the function, and links no type to
+/// it, nor replaces a file of that name with --force; an ADD says the same.
+#[test]
+fn a_module_needing_a_newer_host_is_refused_at_install_with_no_link() {
+    let (details, install) = refused_at_load("wit_newer_minor", "newer");
+    for text in [&details, &install] {
+        assert!(
+            text.contains("does not provide") && text.contains("flush"),
+            "{text}"
+        );
+    }
+
+    let i = Install::new("newer-nolink", &[]);
+    let bin = i.bin_dir();
+    std::fs::copy(module("wit_newer_minor"), bin.join("newer.wasm")).expect("copy");
+    std::fs::write(bin.join("kept"), "a foreign plugin").expect("write");
+    std::fs::copy(module("wit_newer_minor"), bin.join("kept.wasm")).expect("copy");
+    std::fs::remove_file(bin.join("loopback")).expect("unlink loopback");
+    let dir = bin.display().to_string();
+    let out = i.wasm_cni(&[
+        "install",
+        "--force",
+        "--bin-dir",
+        &dir,
+        "--modules-dir",
+        &dir,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        std::fs::symlink_metadata(bin.join("newer")).is_err(),
+        "a refused module got a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin.join("kept")).expect("kept"),
+        "a foreign plugin"
+    );
+    // the modules beside them that load are linked (again)
+    assert_eq!(
+        std::fs::read_link(bin.join("loopback")).expect("loopback link"),
+        std::path::Path::new("wasm-cni")
+    );
+}
+
 #[test]
 fn a_corrupted_cache_entry_is_recompiled() {
     let i = Install::new("corrupt", &[]);

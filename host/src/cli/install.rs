@@ -102,45 +102,51 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
             continue;
         }
         let link = bin_dir.join(t);
-        match fs::symlink_metadata(&link) {
-            Ok(m)
-                if m.file_type().is_symlink()
+        let ours = match fs::symlink_metadata(&link) {
+            Ok(m) => {
+                m.file_type().is_symlink()
                     && fs::read_link(&link)
                         .map(|l| l == Path::new("wasm-cni"))
-                        .unwrap_or(false) => {}
-            Ok(_) if !force => {
-                eprintln!("{t}: {} exists and is not a link to wasm-cni; left alone (use --force to replace it)", link.display());
-                failed += 1;
-                continue;
+                        .unwrap_or(false)
             }
-            Ok(_) => {
-                fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?
-            }
-            Err(_) => {}
+            Err(_) => true,
+        };
+        if !ours && !force {
+            eprintln!("{t}: {} exists and is not a link to wasm-cni; left alone (use --force to replace it)", link.display());
+            failed += 1;
+            continue;
         }
-        if fs::symlink_metadata(&link).is_err() {
-            let tmp = bin_dir.join(format!(".{t}.link-{}", std::process::id()));
-            std::os::unix::fs::symlink("wasm-cni", &tmp)?;
-            fs::rename(&tmp, &link)?;
-        }
+        // The module first: a type whose module is refused gets no link, and
+        // a file it would replace (--force) stays.
         let started = std::time::Instant::now();
-        match rt.load(t) {
-            Ok(m) => println!(
-                "{t}: {} module {} linked, {} ({:.0} ms)",
-                kind_name(m.meta.kind),
-                m.meta.version,
-                if m.compiled {
-                    "precompiled"
-                } else {
-                    "already precompiled"
-                },
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
+        let m = match rt.load(t) {
+            Ok(m) => m,
             Err(e) => {
                 eprintln!("{t}: {e}");
                 failed += 1;
+                continue;
             }
+        };
+        if fs::read_link(&link)
+            .map(|l| l != Path::new("wasm-cni"))
+            .unwrap_or(true)
+        {
+            let tmp = bin_dir.join(format!(".{t}.link-{}", std::process::id()));
+            std::os::unix::fs::symlink("wasm-cni", &tmp)?;
+            // rename replaces a foreign file atomically (--force)
+            fs::rename(&tmp, &link).with_context(|| format!("linking {}", link.display()))?;
         }
+        println!(
+            "{t}: {} module {} linked, {} ({:.0} ms)",
+            kind_name(m.meta.kind),
+            m.meta.version,
+            if m.compiled {
+                "precompiled"
+            } else {
+                "already precompiled"
+            },
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }

@@ -324,16 +324,28 @@ pub fn compile(
     let desc = sandbox::describe(&engine, &component, limits).map_err(|e| module_error(path, e))?;
     let excess = excess_imports(&component, &engine, desc.kind);
     if !excess.is_empty() {
+        let kind = kind_name(desc.kind);
+        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         return Err(module_error(
             path,
             format!(
-                "it declares itself a {} module but imports {}, which {} modules are not granted",
-                kind_name(desc.kind),
+                "it declares itself {article} {kind} module but imports {}, which {kind} modules are not granted",
                 excess.join(", "),
-                kind_name(desc.kind)
             ),
         ));
     }
+    // What load would find at the first call: an import this host lacks (a
+    // function of a newer WIT minor, say) is refused here, at install.
+    sandbox::check_links(&engine, &component, desc.kind).map_err(|e| {
+        module_error(
+            path,
+            format!("it imports what this host does not provide: {e}; this host implements {WIT_PACKAGE}@{WIT_VERSION}: upgrade wasm-cni, or build the module against {WIT_VERSION}"),
+        )
+    })?;
     Ok((
         ModuleMeta {
             kind: desc.kind,

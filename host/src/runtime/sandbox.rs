@@ -295,6 +295,21 @@ fn linker(
     Ok(linker)
 }
 
+/// Whether every import of `component` resolves against what a `kind`
+/// module is linked with, as `invoke` will link it.
+pub fn check_links(
+    engine: &Engine,
+    component: &Component,
+    kind: wit::PluginKind,
+) -> Result<(), String> {
+    let imports = Imports::of(component, engine);
+    let linker = linker(engine, Some(kind), &imports).map_err(|e| format!("{e:#}"))?;
+    linker
+        .instantiate_pre(component)
+        .map(drop)
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// Text of a failed guest call for an error's details: the trap, then what
 /// the guest wrote to stderr (a Rust panic message lands there).
 fn trap_details(e: &wasmtime::Error, pipes: &Pipes, limits: &Limits) -> (String, String) {
