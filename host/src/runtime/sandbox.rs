@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -28,7 +28,7 @@ const MAX_RESOURCES: usize = 4096;
 pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     /// The invocation (while describing a module at install, a context
     /// that is none, with no capability linked).
     call: Arc<CallContext>,
@@ -104,13 +104,9 @@ fn new_store(
             t.set_max_capacity(MAX_RESOURCES);
             t
         },
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(16)
-            .tables(16)
-            .memories(4)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: Limiter {
+            memory_bytes: limits.memory_bytes,
+        },
         call,
         state_dir: state_dir.cloned(),
         deadline: deadline.clone(),
@@ -134,6 +130,79 @@ fn new_store(
     // guest check at its next epoch point (see `timer`).
     super::timer::watch(&deadline, engine)?;
     Ok((store, pipes))
+}
+
+/// A guest's growth past its memory cap, as the trap's error: told apart
+/// from other traps by its type.
+#[derive(Debug)]
+struct MemoryCapExceeded {
+    desired: usize,
+}
+
+impl std::fmt::Display for MemoryCapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "growing memory to {} bytes is past the cap",
+            self.desired
+        )
+    }
+}
+
+impl std::error::Error for MemoryCapExceeded {}
+
+/// A sandbox's resource limits: its memory cap, and a few instances,
+/// tables and memories (a Rust component has ~5 instances). Growth past a
+/// limit traps rather than failing quietly, so a module cannot go on
+/// after a refused allocation.
+struct Limiter {
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes || maximum.is_some_and(|m| desired > m) {
+            return Err(MemoryCapExceeded { desired }.into());
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing memory failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            wasmtime::bail!("growing a table to {desired} elements is past its maximum");
+        }
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing a table failed"))
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
 }
 
 /// `HasData` for interfaces whose host state is the resource table (wasi:io).
@@ -324,7 +393,7 @@ fn trap_details(e: &wasmtime::Error, pipes: &Pipes, limits: &Limits) -> (String,
         Some(Trap::UnreachableCodeReached) if !stderr.is_empty() => {
             "plugin module panicked".to_string()
         }
-        _ if format!("{e:#}").contains("forcing trap when growing memory") => format!(
+        _ if e.downcast_ref::<MemoryCapExceeded>().is_some() => format!(
             "plugin module exceeded its memory limit of {} MiB",
             limits.memory_bytes >> 20
         ),
