@@ -102,16 +102,9 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
             continue;
         }
         let link = bin_dir.join(t);
-        let ours = match fs::symlink_metadata(&link) {
-            Ok(m) => {
-                m.file_type().is_symlink()
-                    && fs::read_link(&link)
-                        .map(|l| l == Path::new("wasm-cni"))
-                        .unwrap_or(false)
-            }
-            Err(_) => true,
-        };
-        if !ours && !force {
+        let linked = fs::read_link(&link).is_ok_and(|l| l == Path::new("wasm-cni"));
+        let taken = !linked && fs::symlink_metadata(&link).is_ok();
+        if taken && !force {
             eprintln!("{t}: {} exists and is not a link to wasm-cni; left alone (use --force to replace it)", link.display());
             failed += 1;
             continue;
@@ -127,10 +120,7 @@ pub fn run(bin_dir: &Path, modules_dir: Option<&Path>, force: bool) -> Result<i3
                 continue;
             }
         };
-        if fs::read_link(&link)
-            .map(|l| l != Path::new("wasm-cni"))
-            .unwrap_or(true)
-        {
+        if !linked {
             let tmp = bin_dir.join(format!(".{t}.link-{}", std::process::id()));
             std::os::unix::fs::symlink("wasm-cni", &tmp)?;
             // rename replaces a foreign file atomically (--force)

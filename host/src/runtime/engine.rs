@@ -8,7 +8,8 @@ use wasmtime::{Config, Engine};
 /// there, and skipping Cranelift's setup saves a few hundred microseconds.
 pub fn engine(compiler: bool) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
-    // CPU bound for guests: the deadline thread bumps the epoch once.
+    // CPU bound for guests: the process's deadline timer bumps the epoch
+    // when a sandbox's deadline passes (see `timer`).
     config.epoch_interruption(true);
     // Short-lived processes: copy-on-write heap images and a modest
     // reservation keep startup cheap.
